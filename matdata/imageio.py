@@ -1,0 +1,280 @@
+"""Safe image decoding and deterministic encoding: the one module every reader goes through.
+
+Conventions (everywhere in matdata):
+
+* colour images are ``uint8`` arrays of shape ``(H, W, 3)`` in **RGB** order;
+* alpha mattes, masks and trimaps are ``uint8`` arrays of shape ``(H, W)``;
+* EXIF orientation is applied on decode, so an image and its matte stay aligned.
+
+Every failure raises :class:`~matdata.errors.ImageDecodeError` with the file name and a
+reason code from :data:`DECODE_REASONS`; nothing here prints, retries or falls back.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from matdata.errors import ImageDecodeError
+
+#: Reason codes an :class:`ImageDecodeError` may carry.
+DECODE_REASONS = (
+    "zero_size",  # the file is empty
+    "not_an_image",  # no known image signature (e.g. text named .jpg)
+    "unsupported_format",  # an image, but not JPEG / PNG / WebP
+    "truncated",  # the stream ends early or is corrupt
+    "too_large",  # declared dimensions beyond max_pixels (decompression-bomb guard)
+    "too_small",  # a side below min_side
+    "bad_channels",  # a channel layout that cannot give what was asked for
+    "unreadable",  # the path could not be opened / read
+)
+
+#: Formats accepted on decode.
+FORMATS = ("JPEG", "PNG", "WEBP", "MPO")
+
+#: Default decompression-bomb guard: 64 megapixels (a 8000x8000 photo).
+MAX_PIXELS = 64_000_000
+
+#: Default smallest side of a usable image.
+MIN_SIDE = 16
+
+
+def read_bytes(path: str) -> bytes:
+    """Read a local path or any fsspec URL (``s3://``, ``gcs://``, ``memory://``...) whole."""
+    try:
+        if "://" in path:
+            import fsspec
+
+            with fsspec.open(path, "rb") as f:
+                return f.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except (OSError, ValueError) as exc:
+        raise ImageDecodeError(path, "unreadable", str(exc)) from exc
+
+
+def _open(data: bytes, name: str, max_pixels: int, min_side: int) -> Image.Image:
+    """Open and fully decode ``data`` with every check applied; returns an oriented image."""
+    if len(data) == 0:
+        raise ImageDecodeError(name, "zero_size")
+    try:
+        with warnings.catch_warnings():
+            # PIL warns before it errors on bombs; we check sizes ourselves.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=None)
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(name, "not_an_image") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(name, "too_large", str(exc)) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(name, "truncated", str(exc)) from exc
+    if img.format not in FORMATS:
+        raise ImageDecodeError(name, "unsupported_format", str(img.format))
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageDecodeError(name, "too_large", f"{w}x{h} exceeds {max_pixels} pixels")
+    if min(w, h) < min_side:
+        raise ImageDecodeError(name, "too_small", f"{w}x{h}, smallest side must be >= {min_side}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(name, "too_large", str(exc)) from exc
+    except (OSError, SyntaxError, ValueError, IndexError, struct.error) as exc:
+        raise ImageDecodeError(name, "truncated", str(exc)) from exc
+    return img
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale 16-bit / 32-bit integer data to 8 bits with rounding (65535 -> 255)."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.floating):
+        return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
+    a = arr.astype(np.int64)
+    top = 65535 if a.max(initial=0) <= 65535 else int(np.iinfo(arr.dtype).max)
+    return np.clip((a * 255 + top // 2) // top, 0, 255).astype(np.uint8)
+
+
+def _rgb_and_alpha(img: Image.Image, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Convert any PIL mode to an RGB array plus the alpha channel if the image has one."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        gray = _to_uint8(np.asarray(img))
+        return np.repeat(gray[:, :, None], 3, axis=2), None
+    if mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = np.asarray(img.convert("RGBA"))
+        return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3])
+    if mode in ("RGB", "L", "1", "CMYK", "YCbCr", "LAB", "HSV"):
+        return np.asarray(img.convert("RGB")).copy(), None
+    raise ImageDecodeError(name, "bad_channels", f"PIL mode {mode!r}")
+
+
+def decode_image(
+    data: bytes, name: str = "<bytes>", *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE
+) -> np.ndarray:
+    """Decode JPEG / PNG / WebP bytes to an ``(H, W, 3)`` uint8 RGB array.
+
+    Grayscale, palette, CMYK and 16-bit inputs are converted to RGB; an alpha channel, if
+    any, is dropped (use :func:`decode_rgba` to keep it).
+    """
+    rgb, _ = _rgb_and_alpha(_open(data, name, max_pixels, min_side), name)
+    return rgb
+
+
+def decode_rgba(
+    data: bytes, name: str = "<bytes>", *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a cut-out with transparency to ``(rgb (H,W,3), alpha (H,W))`` uint8 arrays.
+
+    Raises ``bad_channels`` when the image has no alpha channel.
+    """
+    rgb, alpha = _rgb_and_alpha(_open(data, name, max_pixels, min_side), name)
+    if alpha is None:
+        raise ImageDecodeError(name, "bad_channels", "expected an alpha channel (RGBA / LA)")
+    return rgb, alpha
+
+
+def decode_alpha(
+    data: bytes,
+    name: str = "<bytes>",
+    *,
+    max_pixels: int = MAX_PIXELS,
+    min_side: int = MIN_SIDE,
+    channel: str = "auto",
+) -> np.ndarray:
+    """Decode a matte to an ``(H, W)`` uint8 array.
+
+    ``channel="auto"``: the alpha channel of RGBA / LA images (AISegment mattes), else the
+    gray level of a 1-channel image (8- or 16-bit, scaled to 8-bit).  A colour image
+    without alpha is refused (``bad_channels``) unless its three channels are equal.
+    ``channel="alpha"`` insists on an alpha channel; ``channel="gray"`` takes luminance.
+    """
+    img = _open(data, name, max_pixels, min_side)
+    if channel == "gray":
+        return np.asarray(img.convert("L")).copy()
+    mode = img.mode
+    if mode in ("L", "1", "I;16", "I;16B", "I;16L", "I", "F") and channel == "auto":
+        return np.ascontiguousarray(_to_uint8(np.asarray(img)))
+    rgb, alpha = _rgb_and_alpha(img, name)
+    if alpha is not None:
+        return alpha
+    if (
+        channel == "auto"
+        and np.array_equal(rgb[:, :, 0], rgb[:, :, 1])
+        and np.array_equal(rgb[:, :, 0], rgb[:, :, 2])
+    ):
+        return np.ascontiguousarray(rgb[:, :, 0])
+    raise ImageDecodeError(name, "bad_channels", f"a matte needs 1 channel or alpha, got {mode}")
+
+
+def probe(data: bytes, name: str = "<bytes>") -> tuple[int, int, str]:
+    """Header-only look: ``(width, height, format)`` after EXIF orientation, without decoding."""
+    if len(data) == 0:
+        raise ImageDecodeError(name, "zero_size")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(name, "not_an_image") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(name, "truncated", str(exc)) from exc
+    w, h = img.size
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block only loses the orientation
+        orientation = 1
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    return w, h, str(img.format)
+
+
+def load_image(path: str, **kw: Any) -> np.ndarray:
+    """:func:`decode_image` of a local path or fsspec URL."""
+    return decode_image(read_bytes(path), path, **kw)
+
+
+def load_alpha(path: str, **kw: Any) -> np.ndarray:
+    """:func:`decode_alpha` of a local path or fsspec URL."""
+    return decode_alpha(read_bytes(path), path, **kw)
+
+
+# --------------------------------------------------------------------------- encoding
+# OpenCV's encoders are deterministic for fixed parameters and several times faster than
+# PIL's on large images; both take RGB here and convert once.
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
+    """Encode an ``(H, W, 3)`` uint8 RGB array as baseline JPEG (4:2:0, no metadata)."""
+    import cv2
+
+    _check_image(rgb, 3)
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    )
+    if not ok:  # pragma: no cover - OpenCV only fails on invalid input, checked above
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def encode_png(arr: np.ndarray, compression: int = 3) -> bytes:
+    """Encode an ``(H, W)`` uint8 mask or ``(H, W, 3)`` uint8 RGB array as PNG."""
+    import cv2
+
+    if arr.ndim == 3:
+        _check_image(arr, 3)
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    else:
+        _check_image(arr, None)
+    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
+    if not ok:  # pragma: no cover
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _check_image(arr: np.ndarray, channels: int | None) -> None:
+    if arr.dtype != np.uint8:
+        raise ValueError(f"expected uint8, got {arr.dtype}")
+    if channels is None and arr.ndim != 2:
+        raise ValueError(f"expected an (H, W) array, got shape {arr.shape}")
+    if channels is not None and (arr.ndim != 3 or arr.shape[2] != channels):
+        raise ValueError(f"expected an (H, W, {channels}) array, got shape {arr.shape}")
+
+
+def fast_decode_jpeg(data: bytes) -> np.ndarray:
+    """Decode JPEG bytes that matdata itself wrote (no EXIF, 8-bit RGB) with OpenCV.
+
+    For the hot path of readers of built shards; untrusted input goes through
+    :func:`decode_image`.
+    """
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if arr is None:
+        raise ImageDecodeError("<jpeg>", "truncated")
+    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+
+
+def fast_decode_png_gray(data: bytes) -> np.ndarray:
+    """Decode an 8-bit single-channel PNG that matdata wrote (alpha, trimap, ignore)."""
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.ndim != 2:
+        raise ImageDecodeError("<png>", "truncated" if arr is None else "bad_channels")
+    return arr
+
+
+Decoder = Callable[[bytes, str], np.ndarray]

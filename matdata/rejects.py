@@ -1,0 +1,56 @@
+"""Rejects: every input that could not be used, with the reason.  Nothing is lost silently."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from matdata.errors import MatdataError
+
+
+@dataclass(frozen=True)
+class Reject:
+    """One unusable input: which source, which file (or item id), why."""
+
+    source: str
+    path: str
+    reason: str  # a stable snake_case code, e.g. "truncated", "missing_matte"
+    detail: str = ""
+    stage: str = "ingest"  # ingest | build | harmonize | qa
+
+    @classmethod
+    def from_error(cls, source: str, path: str, err: MatdataError, stage: str = "ingest") -> Reject:
+        return cls(source, path, err.reason, getattr(err, "detail", "") or str(err), stage)
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+REJECT_COLUMNS = ("source", "path", "reason", "detail", "stage")
+
+
+def count_by_reason(rejects: Iterable[Reject]) -> dict[str, int]:
+    """``{reason: count}`` sorted by reason."""
+    return dict(sorted(Counter(r.reason for r in rejects).items()))
+
+
+def write_rejects(path: str, rejects: Iterable[Reject]) -> None:
+    """Write rejects as Parquet (columns :data:`REJECT_COLUMNS`), atomically."""
+    import pyarrow as pa
+
+    from matdata.storage import atomic_write_parquet
+
+    rows = [r.to_dict() for r in rejects]
+    table = pa.table({c: pa.array([r[c] for r in rows], pa.string()) for c in REJECT_COLUMNS})
+    atomic_write_parquet(table, path)
+
+
+def read_rejects(path: str) -> list[Reject]:
+    import pyarrow.parquet as pq
+
+    from matdata.storage import open_input
+
+    with open_input(path) as f:
+        table = pq.read_table(f)
+    return [Reject(**{k: str(v) for k, v in row.items()}) for row in table.to_pylist()]

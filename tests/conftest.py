@@ -1,0 +1,26 @@
+"""Shared fixtures.  Test data is made here or kept small in tests/data/."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+# Keep numerical libraries to one thread per process: the suite runs Dask workers and
+# DataLoader workers side by side on small machines.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_catalog(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own source catalog, never the developer's ./.matdata."""
+    monkeypatch.setenv("MATDATA_CATALOG", str(tmp_path_factory.mktemp("catalog")))
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA
