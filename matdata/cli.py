@@ -59,11 +59,11 @@ def _root(
 
 # Shared option aliases ---------------------------------------------------------------
 WorkersOpt = Annotated[
-    Optional[int],
+    int | None,
     typer.Option("--workers", "-w", help="Local Dask workers (default: one per core)."),
 ]
 SchedulerOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--scheduler",
         envvar="MATDATA_SCHEDULER",
