@@ -1,0 +1,46 @@
+"""The CLI shell: instant help without heavy imports, version, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("torch", "dask", "distributed", "pyarrow", "cv2", "datasets", "webdataset")
+
+
+def test_help_imports_no_heavy_module():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from matdata.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[]", res.stdout
+
+
+def test_every_command_help_is_light():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from matdata.cli import app\n"
+        "import typer\n"
+        "names = [c.name or c.callback.__name__ for c in app.registered_commands]\n"
+        "for n in names:\n"
+        "    r = CliRunner().invoke(app, [n.replace('_', '-'), '--help'])\n"
+        "    assert r.exit_code == 0, (n, r.output)\n"
+        f"print(len(names), sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    count, heavy = res.stdout.strip().split(" ", 1)
+    assert heavy == "[]", res.stdout
+
+
+def test_version_and_unknown_command():
+    ok = subprocess.run(["matdata", "--version"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("matdata ")
+    bad = subprocess.run(["matdata", "no-such-command"], capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "no-such-command" in bad.stderr
