@@ -186,9 +186,13 @@ def probe(data: bytes, name: str = "<bytes>") -> tuple[int, int, str]:
     if len(data) == 0:
         raise ImageDecodeError(name, "zero_size")
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
         raise ImageDecodeError(name, "not_an_image") from exc
+    except Image.DecompressionBombError as exc:  # PIL refuses > 2x its pixel limit on open
+        raise ImageDecodeError(name, "too_large", str(exc)) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(name, "truncated", str(exc)) from exc
     w, h = img.size

@@ -1,0 +1,233 @@
+"""The source catalog: names registered by ``matdata ingest`` and how ``--fg`` / ``--bg`` resolve.
+
+The catalog is a directory (default ``./.matdata`` in the current directory, or
+``$MATDATA_CATALOG``) holding ``catalog.json``::
+
+    {"aisegment": {"kind": "aisegment", "root": "/data/AISegment", "options": {},
+                   "manifest": ".../aisegment.manifest.parquet",
+                   "rejects": ".../aisegment.rejects.parquet",
+                   "counts": {"found": 34427, "usable": 34425, ...},
+                   "manifest_sha256": "..."}}
+
+A source *spec* (what ``--fg`` / ``--bg`` take) is, in this order of precedence:
+
+1. a NAME registered in the catalog;
+2. ``demo`` - the embedded demo source, scanned on the fly (nothing to ingest);
+3. ``KIND:PATH`` with KIND a registered source kind - the tree is scanned now;
+4. a path or URL of a manifest ``.parquet`` written by ``matdata ingest``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from matdata.errors import SourceError
+from matdata.rejects import Reject
+from matdata.sources.base import REGISTRY, Item, Source, items_hash, make_source, read_manifest
+
+#: Environment variable overriding the catalog directory.
+CATALOG_ENV = "MATDATA_CATALOG"
+
+#: File name of the catalog index inside the catalog directory.
+CATALOG_FILE = "catalog.json"
+
+ROLES = ("fg", "bg")
+
+
+def catalog_dir() -> str:
+    """The catalog directory: ``$MATDATA_CATALOG`` or ``./.matdata`` (absolute)."""
+    env = os.environ.get(CATALOG_ENV)
+    if env:
+        return env if "://" in env else os.path.abspath(env)
+    return os.path.abspath(".matdata")
+
+
+def _catalog_path() -> str:
+    from matdata.storage import join
+
+    return join(catalog_dir(), CATALOG_FILE)
+
+
+def load_catalog() -> dict[str, dict[str, Any]]:
+    """``{name: entry}``; an empty dict when no catalog exists yet."""
+    from matdata.storage import exists, open_input
+
+    path = _catalog_path()
+    if not exists(path):
+        return {}
+    try:
+        with open_input(path, "rb") as f:
+            data = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SourceError(
+            f"source catalog {path} is unreadable: {exc}",
+            hint=f"delete it and re-run `matdata ingest`, or point ${CATALOG_ENV} elsewhere",
+        ) from exc
+    if not isinstance(data, dict):
+        raise SourceError(f"source catalog {path} is not a JSON object")
+    return data
+
+
+def register(name: str, entry: dict[str, Any]) -> None:
+    """Add or replace ``name`` in the catalog (atomic rewrite of ``catalog.json``)."""
+    from matdata.storage import atomic_write_text
+
+    data = load_catalog()
+    data[name] = entry
+    atomic_write_text(_catalog_path(), json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def lookup(name: str) -> dict[str, Any] | None:
+    return load_catalog().get(name)
+
+
+def rejects_path_for(manifest: str) -> str:
+    """The rejects file ``matdata ingest`` writes beside a manifest."""
+    suffix = ".manifest.parquet"
+    if manifest.endswith(suffix):
+        return manifest[: -len(suffix)] + ".rejects.parquet"
+    return manifest.rsplit(".", 1)[0] + ".rejects.parquet"
+
+
+@dataclass
+class ResolvedSource:
+    """A source spec turned into its items (of one role) and the rejects found with them."""
+
+    name: str
+    kind: str
+    root: str
+    options: dict[str, Any]
+    items: list[Item]
+    rejects: list[Reject] = field(default_factory=list)
+    manifest: str | None = None  # manifest path, None when scanned on the fly
+    manifest_sha256: str = ""  # content hash of ``items``
+
+    def source(self) -> Source:
+        """The source object that loads these items' pixels."""
+        return make_source(self.kind, self.root, **self.options)
+
+
+def _split_kind(spec: str) -> tuple[str, str] | None:
+    kind, sep, path = spec.partition(":")
+    if sep and kind in REGISTRY and not path.startswith("//"):
+        return kind, path
+    return None
+
+
+def _for_role(
+    name: str,
+    kind: str,
+    root: str,
+    options: dict[str, Any],
+    items: list[Item],
+    rejects: list[Reject],
+    manifest: str | None,
+    role: str,
+) -> ResolvedSource:
+    chosen = [it for it in items if it.role == role]
+    if not chosen:
+        roles = sorted({it.role for it in items})
+        have = (
+            f"it has {len(items)} items of role(s) {', '.join(roles)}"
+            if items
+            else "it has no usable items"
+        )
+        raise SourceError(
+            f"source {name!r} has no {role} items ({have})",
+            hint="check the source's role options or its rejects (`matdata ingest` summary)",
+        )
+    return ResolvedSource(
+        name=name,
+        kind=kind,
+        root=root,
+        options=options,
+        items=chosen,
+        rejects=rejects,
+        manifest=manifest,
+        manifest_sha256=items_hash(chosen),
+    )
+
+
+def _from_manifest(name: str, manifest: str, role: str, rejects_file: str | None) -> ResolvedSource:
+    from matdata.rejects import read_rejects
+    from matdata.storage import exists
+
+    items, meta = read_manifest(manifest)
+    rejects: list[Reject] = []
+    rpath = rejects_file or rejects_path_for(manifest)
+    if rpath and exists(rpath):
+        rejects = read_rejects(rpath)
+    return _for_role(
+        name,
+        str(meta.get("kind", items[0].source if items else "")),
+        str(meta.get("root", "")),
+        dict(meta.get("options") or {}),
+        items,
+        rejects,
+        manifest,
+        role,
+    )
+
+
+def scan_source(
+    kind: str, root: str, options: dict[str, Any] | None = None
+) -> tuple[list[Item], list[Reject]]:
+    """Scan a source into memory (for small sources and on-the-fly specs)."""
+    src = make_source(kind, root, **(options or {}))
+    items: list[Item] = []
+    rejects: list[Reject] = []
+    for x in src.scan():
+        (items if isinstance(x, Item) else rejects).append(x)
+    return items, rejects
+
+
+def resolve_source(spec: str, role: str, options: dict[str, Any] | None = None) -> ResolvedSource:
+    """Resolve ``spec`` (see the module docstring) to its ``role`` items.
+
+    ``options`` are passed to the source for on-the-fly scans (``demo``, ``KIND:PATH``).
+    Raises :class:`SourceError` with a hint for unknown names and empty results.
+    """
+    if role not in ROLES:
+        raise SourceError(f"unknown role {role!r}", hint="use fg or bg")
+    if not spec:
+        raise SourceError(
+            "empty source spec", hint="give a catalog name, demo, KIND:PATH or a manifest"
+        )
+    entry = lookup(spec)
+    if entry is not None:
+        manifest = entry.get("manifest")
+        if not manifest:
+            raise SourceError(
+                f"catalog entry {spec!r} has no manifest", hint="re-run `matdata ingest`"
+            )
+        res = _from_manifest(spec, manifest, role, entry.get("rejects"))
+        res.kind = entry.get("kind", res.kind)
+        res.root = entry.get("root", res.root)
+        res.options = dict(entry.get("options") or res.options)
+        return res
+    opts = dict(options or {})
+    if spec == "demo":
+        items, rejects = scan_source("demo", "", opts)
+        return _for_role("demo", "demo", "", opts, items, rejects, None, role)
+    kp = _split_kind(spec)
+    if kp is not None:
+        kind, path = kp
+        if not path:
+            raise SourceError(f"source spec {spec!r} has no PATH", hint=f"use {kind}:/path/to/data")
+        if kind == "folder":
+            opts.setdefault("role", role)
+        root = path if "://" in path else os.path.abspath(path)
+        items, rejects = scan_source(kind, root, opts)
+        return _for_role(spec, kind, root, opts, items, rejects, None, role)
+    if spec.endswith(".parquet"):
+        return _from_manifest(spec, spec, role, None)
+    names = sorted(load_catalog())
+    known = f"registered: {', '.join(names)}" if names else "the catalog is empty"
+    raise SourceError(
+        f"unknown source {spec!r} ({known}; catalog {catalog_dir()})",
+        hint=f"run `matdata ingest KIND ROOT --name {spec}` first, or use demo, KIND:PATH "
+        f"or a manifest .parquet (kinds: {', '.join(sorted(REGISTRY))})",
+    )

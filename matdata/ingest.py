@@ -1,0 +1,167 @@
+"""``matdata ingest``: scan a source once into a streamed Parquet manifest plus a rejects file.
+
+The scan is streamed: items go to :class:`~matdata.sources.base.ManifestWriter` in
+batches, so memory stays flat however many items a source has (only the ids, for the
+uniqueness check, and the rejects are kept).  The result is registered in the source
+catalog (:mod:`matdata.catalog`) under a name, so later commands refer to it by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from matdata.errors import ConfigError, SourceError
+from matdata.rejects import Reject, write_rejects
+from matdata.sources.base import Item, ManifestWriter, make_source, safe_id
+
+#: Progress callback of :func:`ingest`: ``(inputs examined so far, total or None)``.
+IngestProgress = Callable[[int, "int | None"], None]
+
+
+@dataclass
+class IngestResult:
+    """What one ingest produced: paths, counts and the manifest content hash."""
+
+    name: str
+    kind: str
+    root: str
+    options: dict[str, Any]
+    manifest: str
+    rejects_path: str
+    found: int
+    usable: int
+    rejected: int
+    by_reason: dict[str, int] = field(default_factory=dict)
+    by_split: dict[str, int] = field(default_factory=dict)
+    by_role: dict[str, int] = field(default_factory=dict)
+    filtered: int = 0
+    manifest_sha256: str = ""
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "found": self.found,
+            "usable": self.usable,
+            "rejected": self.rejected,
+            "by_reason": self.by_reason,
+            "by_split": self.by_split,
+            "by_role": self.by_role,
+            "filtered": self.filtered,
+        }
+
+
+def _norm_root(root: str) -> str:
+    if "://" in root:
+        return root
+    return os.path.abspath(os.path.expanduser(root))
+
+
+def ingest(
+    kind: str,
+    root: str,
+    *,
+    name: str | None = None,
+    out: str | None = None,
+    options: dict[str, Any] | None = None,
+    progress: IngestProgress | None = None,
+    register: bool = True,
+) -> IngestResult:
+    """Scan ``kind`` at ``root``, write ``NAME.manifest.parquet`` + ``NAME.rejects.parquet``.
+
+    Files go to ``out`` (default: the catalog directory); the result is registered in the
+    catalog under ``name`` (default: ``kind``).  Raises :class:`SourceError` when the root
+    is missing; per-input problems become rejects.  An item id seen twice is a source bug
+    and is recorded as a ``duplicate_id`` reject rather than written twice.
+    """
+    from matdata import catalog
+    from matdata.storage import join
+
+    name = name or kind
+    if safe_id(name) != name:
+        raise ConfigError(f"name {name!r} may only use letters, digits, '-' and '_'")
+    options = dict(options or {})
+    root = _norm_root(root) if kind != "demo" or root else root
+    src = make_source(kind, root, **options)  # unknown kind -> SourceError with the list
+    check_root(kind, root)
+    out_dir = out if out else catalog.catalog_dir()
+    if "://" not in out_dir:
+        out_dir = os.path.abspath(out_dir)
+    manifest_path = join(out_dir, f"{name}.manifest.parquet")
+    rejects_path = join(out_dir, f"{name}.rejects.parquet")
+
+    meta = {"kind": kind, "root": root, "options": options, "name": name}
+    writer = ManifestWriter(manifest_path, meta=json.loads(json.dumps(meta, default=str)))
+    rejects: list[Reject] = []
+    ids: set[str] = set()
+    by_split: Counter[str] = Counter()
+    by_role: Counter[str] = Counter()
+    done = 0
+
+    def _advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, getattr(src, "total", None))
+
+    try:
+        for x in src.scan(_advance):
+            if isinstance(x, Item):
+                if x.id in ids:
+                    rejects.append(Reject(kind, x.image, "duplicate_id", f"id {x.id} seen before"))
+                    continue
+                ids.add(x.id)
+                writer.write(x)
+                by_split[x.split] += 1
+                by_role[x.role] += 1
+            else:
+                rejects.append(x)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    write_rejects(rejects_path, rejects)
+
+    res = IngestResult(
+        name=name,
+        kind=kind,
+        root=root,
+        options=options,
+        manifest=manifest_path,
+        rejects_path=rejects_path,
+        found=writer.count + len(rejects),
+        usable=writer.count,
+        rejected=len(rejects),
+        by_reason=dict(sorted(Counter(r.reason for r in rejects).items())),
+        by_split=dict(sorted(by_split.items())),
+        by_role=dict(sorted(by_role.items())),
+        filtered=int(getattr(src, "filtered", 0) or 0),
+        manifest_sha256=writer.content_hash,
+    )
+    if register:
+        catalog.register(
+            name,
+            {
+                "kind": kind,
+                "root": root,
+                "options": meta["options"],
+                "manifest": manifest_path,
+                "rejects": rejects_path,
+                "counts": res.counts(),
+                "manifest_sha256": res.manifest_sha256,
+            },
+        )
+    return res
+
+
+def check_root(kind: str, root: str) -> None:
+    """Fail early, with one clear line, when a file-tree source's root is missing."""
+    if kind == "demo":
+        return
+    from matdata.storage import exists
+
+    if not exists(root):
+        raise SourceError(f"source root {root} does not exist", hint="check the ROOT path")
