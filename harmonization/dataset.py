@@ -1,0 +1,221 @@
+"""Harmonizing one shard of a built dataset (the work of one Dask task; no Dask here).
+
+For each record of the input shard: decode the composite (``image_raw`` when the record
+was already harmonized, so models replace each other instead of stacking) and its alpha,
+harmonize with ``alpha / 255`` as the mask, and write a record with the same key and
+fields where ``image`` is the harmonized JPEG, ``image_raw`` the original bytes and
+``meta["harmonization"]`` = ``{model, checkpoint_sha256, params, applied}`` with
+``applied`` one of ``harmonized | empty | full``.  Empty/full masks, and composites the
+harmonizer leaves pixel-identical, keep their original bytes (no JPEG re-encode).  A
+record that cannot be decoded, or whose alpha and image sizes differ, becomes a
+:class:`~matdata.rejects.Reject` (stage ``harmonize``), not a crash.
+
+The output shard is written atomically, then its marker ``.parts/SPLIT-NNNNN.json``, so
+:func:`completed_shard` can skip it on a rerun.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from matdata.errors import MatdataError
+from matdata.rejects import Reject
+
+STATUSES = ("harmonized", "empty", "full")
+
+
+@dataclass(frozen=True)
+class HarmonizeTask:
+    """One input shard to harmonize into ``out`` (picklable, small)."""
+
+    src: str
+    out: str
+    shard: Any  # matdata.shards.ShardInfo of the input
+    model: str
+    checkpoint: str | None
+    checkpoint_sha256: str | None
+    params: dict[str, Any]
+    device: str
+    batch_size: int
+    formats: tuple[str, ...]
+    jpeg_quality: int
+
+    @property
+    def digest(self) -> str:
+        """Identity of the task's output: input shard bytes, model, weights, parameters."""
+        ident = {
+            "shard": self.shard.sha256,
+            "model": self.model,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "params": self.params,
+            "formats": list(self.formats),
+            "jpeg_quality": self.jpeg_quality,
+        }
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def name(self) -> str:
+        return f"{self.shard.split}-{self.shard.index:05d}"
+
+
+@dataclass
+class HarmonizeResult:
+    split: str
+    index: int
+    digest: str
+    shards: list[Any]  # list[ShardInfo]
+    counts: dict[str, int]  # harmonized / empty / full / rejected
+    rejects: list[Reject] = field(default_factory=list)
+    seconds: float = 0.0
+    skipped: bool = False
+
+    @property
+    def samples(self) -> int:
+        return sum(self.counts.get(k, 0) for k in STATUSES)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "index": self.index,
+            "digest": self.digest,
+            "shards": [s.to_dict() for s in self.shards],
+            "counts": dict(sorted(self.counts.items())),
+            "rejects": [r.to_dict() for r in self.rejects],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], skipped: bool = False) -> HarmonizeResult:
+        from matdata.shards import ShardInfo
+
+        return cls(
+            split=d["split"],
+            index=int(d["index"]),
+            digest=d["digest"],
+            shards=[ShardInfo.from_dict(s) for s in d["shards"]],
+            counts={k: int(v) for k, v in d["counts"].items()},
+            rejects=[Reject(**r) for r in d["rejects"]],
+            skipped=skipped,
+        )
+
+
+def _decode(rec: Any) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """``(source jpeg bytes, image (H,W,3) uint8, mask (H,W) float32)``; ItemError on misfit."""
+    from matdata.errors import ItemError
+    from matdata.imageio import fast_decode_jpeg, fast_decode_png_gray
+
+    src = rec.image_raw if rec.image_raw is not None else rec.image
+    image = fast_decode_jpeg(src)
+    alpha = fast_decode_png_gray(rec.alpha)
+    if alpha.shape != image.shape[:2]:
+        raise ItemError(
+            rec.key,
+            "size_mismatch",
+            f"alpha {alpha.shape[1]}x{alpha.shape[0]} vs image {image.shape[1]}x{image.shape[0]}",
+        )
+    return src, image, alpha.astype(np.float32) / 255.0
+
+
+def harmonize_records(
+    records: list[Any], harmonizer: Any, provenance: dict[str, Any], jpeg_quality: int
+) -> tuple[list[Any], dict[str, int], list[Reject]]:
+    """Harmonize a batch of records; return ``(new records, counts, rejects)``."""
+    from harmonization.harmonizers import mask_kind
+    from matdata.imageio import encode_jpeg
+
+    counts = dict.fromkeys((*STATUSES, "rejected"), 0)
+    rejects: list[Reject] = []
+    decoded = []
+    for rec in records:
+        try:
+            decoded.append((rec, *_decode(rec)))
+        except MatdataError as exc:
+            counts["rejected"] += 1
+            rejects.append(Reject.from_error("harmonize", rec.key, exc, stage="harmonize"))
+    kinds = [mask_kind(m) for _, _, _, m in decoded]
+    todo = [i for i, k in enumerate(kinds) if k == "partial"]
+    outs = harmonizer.batch([decoded[i][2] for i in todo], [decoded[i][3] for i in todo])
+    by_index = dict(zip(todo, outs, strict=True))
+    new = []
+    for i, (rec, src, img, _m) in enumerate(decoded):
+        status = "harmonized" if kinds[i] == "partial" else kinds[i]
+        counts[status] += 1
+        # unchanged pixels keep their original bytes (no JPEG generation loss)
+        changed = i in by_index and not np.array_equal(by_index[i], img)
+        image = encode_jpeg(by_index[i], jpeg_quality) if changed else src
+        meta = dict(rec.meta)
+        meta["harmonization"] = {**provenance, "applied": status}
+        new.append(replace(rec, image=image, image_raw=src, meta=meta))
+    return new, counts, rejects
+
+
+def harmonize_shard(task: HarmonizeTask) -> HarmonizeResult:
+    """Harmonize one input shard into the output dataset (atomic), then write its marker."""
+    from harmonization.harmonizers import load_harmonizer
+    from matdata.shards import ShardWriter, iter_shard, part_name
+    from matdata.storage import atomic_write_text, join
+
+    t0 = time.perf_counter()
+    harmonizer = load_harmonizer(task.model, task.checkpoint, task.device, **task.params)
+    provenance = {
+        "model": task.model,
+        "checkpoint_sha256": task.checkpoint_sha256,
+        "params": harmonizer.params(),
+    }
+    counts = dict.fromkeys((*STATUSES, "rejected"), 0)
+    rejects: list[Reject] = []
+    batch: list[Any] = []
+    with ShardWriter(task.out, task.shard.split, task.shard.index, task.formats) as writer:
+
+        def flush() -> None:
+            new, c, r = harmonize_records(batch, harmonizer, provenance, task.jpeg_quality)
+            for rec in new:
+                writer.write(rec)
+            for k, v in c.items():
+                counts[k] += v
+            rejects.extend(r)
+            batch.clear()
+
+        for rec in iter_shard(task.src, task.shard):
+            batch.append(rec)
+            if len(batch) >= task.batch_size:
+                flush()
+        if batch:
+            flush()
+        infos = writer.close()
+    res = HarmonizeResult(
+        task.shard.split, task.shard.index, task.digest, infos, counts, rejects,
+        seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+    atomic_write_text(
+        join(task.out, part_name(task.shard.split, task.shard.index)),
+        json.dumps(res.to_dict(), sort_keys=True, indent=1) + "\n",
+    )
+    return res
+
+
+def completed_shard(task: HarmonizeTask) -> HarmonizeResult | None:
+    """The recorded result if the marker matches ``task`` and its files re-hash; else None."""
+    from matdata.shards import part_name, shard_ok
+    from matdata.storage import join, open_input
+
+    try:
+        with open_input(join(task.out, part_name(task.shard.split, task.shard.index))) as f:
+            res = HarmonizeResult.from_dict(json.loads(f.read()), skipped=True)
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    if res.digest != task.digest or sorted(s.format for s in res.shards) != sorted(task.formats):
+        return None
+    if any(shard_ok(task.out, s) is not None for s in res.shards):
+        return None
+    return res
+
+
+def run_task(task: HarmonizeTask) -> HarmonizeResult:
+    """The Dask task: reuse a complete shard from a previous run, else harmonize it."""
+    return completed_shard(task) or harmonize_shard(task)
