@@ -1,0 +1,1 @@
+"""Dask graphs over the core library: no image logic here, only scheduling."""
