@@ -1,0 +1,377 @@
+"""Per-record QA analysis: statistics and flags, pure functions on decoded arrays.
+
+Conventions: ``image`` / ``image_raw`` are RGB uint8 ``(H, W, 3)``; ``alpha`` and
+``trimap`` are uint8 ``(H, W)`` (alpha 255 = foreground, trimap 0 / 128 / 255).
+
+Statistics of one record (all shares are fractions of the image area, in [0, 1])::
+
+    coverage      = mean(alpha) / 255                       soft foreground area
+    fg_area       = mean(alpha >= 128)                      hard foreground area
+    semi_share    = mean(0 < alpha < 255)                   semi-transparent pixels
+    unknown_share = mean(trimap == 128)                     unknown band (stored trimap,
+                                                            else make_trimap(alpha))
+    bbox          = tight box of {alpha > 0}, normalised to [0, 1]: bbox_w, bbox_h and
+                    its centre bbox_cx, bbox_cy
+    touches       = image sides (top/bottom/left/right) where alpha > 0 on the border row
+                    or column
+    bg_diff       = mean |image - image_raw| over BGm = erode({alpha == 0}, margin) (the
+                    background away from the soft edge and JPEG blocks), uint8 units
+    color_shift   = ΔE76 between Lab(mean RGB of image on {alpha >= 128}) and
+                    Lab(mean RGB of image_raw on the same pixels)
+
+Flags (a stable snake_case name plus a human reason) are computed by :func:`record_flags`
+from the statistics and the record's ``meta``; global flags (duplicates, leakage) and shard
+flags (checksum) are added by :mod:`matdata.qa.report` and :mod:`matdata.qa.scan`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+#: Every flag QA can raise, with what it means (the report's legend).
+FLAGS: dict[str, str] = {
+    "undecodable": "a field of the record does not decode",
+    "size_mismatch": "alpha / trimap / ignore / image_raw size differs from the image",
+    "checksum_mismatch": "the record's shard does not match its sha256 in dataset.json",
+    "empty_alpha": "alpha is 0 everywhere: no foreground",
+    "full_alpha": "alpha is 255 everywhere: no background",
+    "no_semi_transparent": "a fine (not coarse) alpha without any 0 < alpha < 255 pixel",
+    "tiny_fg": "the foreground (alpha >= 128) covers less than the tiny_fg share of the image",
+    "fg_cut_by_border": "alpha touches an image side where the source foreground did not",
+    "duplicate": "a near-identical image (perceptual hash) exists under another key",
+    "leakage": "the same image, source foreground or foreground group is in several splits",
+    "bg_changed": "harmonization changed the background (image vs image_raw where alpha==0)",
+    "color_shift": "harmonization shifted the foreground's mean colour by more than color_shift",
+}
+
+#: Shard-level findings (listed per shard; records read from such a shard also carry
+#: ``checksum_mismatch``).
+SHARD_FLAGS: dict[str, str] = {
+    "checksum_mismatch": "the shard file's size or sha256 differs from dataset.json",
+    "missing_shard": "a shard listed in dataset.json does not exist",
+    "unreadable_shard": "the shard file cannot be parsed (records after the error are lost)",
+}
+
+SIDES = ("top", "bottom", "left", "right")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Limits for the flags (see :data:`FLAGS`).
+
+    ``tiny_fg``: share of the image; ``bg_changed``: mean absolute difference in uint8
+    units over the eroded background; ``bg_margin``: erosion radius in pixels (JPEG blocks
+    are 8 px); ``color_shift``: ΔE76; ``dup_phash`` / ``dup_dhash``: largest Hamming
+    distances (of 64 bits) for two images to count as duplicates (both must hold).
+    """
+
+    tiny_fg: float = 0.01
+    bg_changed: float = 4.0
+    bg_margin: int = 8
+    color_shift: float = 40.0
+    dup_phash: int = 4
+    dup_dhash: int = 8
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One finding on one record (or shard): a name from :data:`FLAGS` and why."""
+
+    name: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"flag": self.name, "reason": self.reason}
+
+
+# ----------------------------------------------------------------------------- meta
+
+
+def _get(meta: dict[str, Any], *path: str) -> Any:
+    cur: Any = meta
+    for p in path:
+        if not isinstance(cur, dict) or p not in cur:
+            return None
+        cur = cur[p]
+    return cur
+
+
+def compose_params(meta: dict[str, Any]) -> dict[str, Any]:
+    """The per-sample compositing parameters recorded in ``meta`` (the build writes
+    :attr:`matdata.compose.Composite.params` under ``meta.params``), or {}."""
+    for name in ("params", "compose", "composite"):
+        v = meta.get(name)
+        if isinstance(v, dict) and "fg_offset" in v:
+            return v
+    return meta if "fg_offset" in meta else {}
+
+
+def provenance(meta: dict[str, Any]) -> dict[str, Any]:
+    """Flat provenance of a record for counts and captions (missing values are None).
+
+    ``coarse`` is read from ``meta.coarse`` or ``meta.fg.coarse``; the harmonizer from
+    ``meta.harmonize.model`` / ``meta.harmonization.model`` / ``meta.harmonizer``.
+    """
+    harm = _get(meta, "harmonize", "model") or _get(meta, "harmonization", "model")
+    if harm is None and isinstance(meta.get("harmonizer"), str):
+        harm = meta["harmonizer"]
+    coarse = meta.get("coarse")
+    if coarse is None:
+        coarse = _get(meta, "fg", "coarse")
+    return {
+        "split": str(meta.get("split", "train")),
+        "fg_source": _get(meta, "fg", "source"),
+        "fg_id": _get(meta, "fg", "id"),
+        "fg_group": _get(meta, "fg", "group"),
+        "bg_source": _get(meta, "bg", "source"),
+        "bg_id": _get(meta, "bg", "id"),
+        "bg_category": _get(meta, "bg", "category"),
+        "coarse": bool(coarse),
+        "harmonizer": harm,
+    }
+
+
+# ------------------------------------------------------------------------------ stats
+
+
+def alpha_stats(alpha: np.ndarray) -> dict[str, Any]:
+    """Area, semi-transparency, bbox and border contact of an ``(H, W)`` uint8 alpha.
+
+    Counts come from OpenCV reductions (a few vectorised passes); one ``alpha > 0`` pass
+    gives the bbox.
+    """
+    import cv2
+
+    h, w = alpha.shape
+    n = float(h * w)
+    lo, hi, _, _ = cv2.minMaxLoc(alpha)
+    n_pos = cv2.countNonZero(alpha)
+    n_full = cv2.countNonZero(cv2.compare(alpha, 254, cv2.CMP_GT))
+    n_fg = cv2.countNonZero(cv2.compare(alpha, 127, cv2.CMP_GT))
+    pos = alpha > 0
+    rows = np.flatnonzero(pos.any(axis=1))
+    out: dict[str, Any] = {
+        "alpha_min": int(lo),
+        "alpha_max": int(hi),
+        "coverage": float(cv2.sumElems(alpha)[0] / 255.0 / n),
+        "fg_area": n_fg / n,
+        "semi_share": (n_pos - n_full) / n,
+    }
+    if rows.size:
+        cols = np.flatnonzero(pos[rows[0] : rows[-1] + 1].any(axis=0))
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        out.update(
+            bbox_w=(x1 - x0) / w,
+            bbox_h=(y1 - y0) / h,
+            bbox_cx=(x0 + x1) / 2 / w,
+            bbox_cy=(y0 + y1) / 2 / h,
+            bbox=[x0, y0, x1, y1],
+        )
+        hits = (y0 == 0, y1 == h, x0 == 0, x1 == w)
+        touches = [side for side, hit in zip(SIDES, hits, strict=True) if hit]
+    else:
+        out.update(bbox_w=0.0, bbox_h=0.0, bbox_cx=None, bbox_cy=None, bbox=None)
+        touches = []
+    out["touches"] = touches
+    return out
+
+
+def unknown_share(alpha: np.ndarray, bbox: list[int] | None, params: Any = None) -> float:
+    """Share of the unknown band of ``make_trimap(alpha, params)``, computed on the bbox of
+    ``alpha > 0`` grown by the band radius + 1 only.
+
+    Exact: outside that window alpha is 0 (known background) and farther than the radius
+    from any foreground, and the window's edge pixels are background, which is what
+    :func:`matdata.trimap.make_trimap`'s border replication assumes at a crop edge.
+    """
+    from matdata.trimap import TrimapParams, make_trimap
+
+    if bbox is None:
+        return 0.0
+    params = params or TrimapParams()
+    h, w = alpha.shape
+    r = params.band_radius(h, w)
+    x0, y0, x1, y1 = bbox
+    m = r + 1
+    crop = alpha[max(0, y0 - m) : min(h, y1 + m), max(0, x0 - m) : min(w, x1 + m)]
+    crop_params = TrimapParams(eps=params.eps, rel_width=params.rel_width, width=r)
+    tri = make_trimap(np.ascontiguousarray(crop), crop_params)
+    return float(np.count_nonzero(tri == 128) / (h * w))
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIE Lab (D65) of sRGB colours ``(..., 3)`` in 0..255; returns float64 ``(..., 3)``."""
+    c = np.asarray(rgb, np.float64) / 255.0
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    m = np.array(
+        [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+         [0.0193339, 0.1191920, 0.9503041]]
+    )  # fmt: skip
+    xyz = lin @ m.T / np.array([0.95047, 1.0, 1.08883])
+    d = 6 / 29
+    f = np.where(xyz > d**3, np.cbrt(xyz), xyz / (3 * d * d) + 4 / 29)
+    return np.stack(
+        [116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])],
+        axis=-1,
+    )
+
+
+def harmonization_stats(
+    image: np.ndarray, image_raw: np.ndarray, alpha: np.ndarray, margin: int = 8
+) -> dict[str, Any]:
+    """``bg_diff`` and ``color_shift`` (module docstring) of a harmonized composite."""
+    import cv2
+
+    bg = (alpha == 0).astype(np.uint8)
+    if margin > 0:
+        k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * margin + 1, 2 * margin + 1))
+        bg = cv2.erode(bg, k, borderType=cv2.BORDER_CONSTANT, borderValue=1)
+    out: dict[str, Any] = {"bg_diff": None, "color_shift": None}
+    sel = bg.astype(bool)
+    if sel.any():
+        d = cv2.absdiff(image, image_raw)[sel]
+        out["bg_diff"] = float(d.mean(dtype=np.float64))
+    fg = alpha >= 128
+    if fg.any():
+        m1 = image[fg].mean(axis=0, dtype=np.float64)
+        m0 = image_raw[fg].mean(axis=0, dtype=np.float64)
+        out["color_shift"] = float(np.linalg.norm(srgb_to_lab(m1) - srgb_to_lab(m0)))
+    return out
+
+
+def record_stats(
+    image: np.ndarray,
+    alpha: np.ndarray,
+    *,
+    trimap: np.ndarray | None = None,
+    image_raw: np.ndarray | None = None,
+    ignore: np.ndarray | None = None,
+    margin: int = 8,
+    band: bool = True,
+) -> tuple[dict[str, Any], list[Flag]]:
+    """Statistics of one decoded record plus the size-mismatch flags found on the way.
+
+    Stats that need two aligned arrays are skipped (None) when their sizes differ; the
+    unknown band of a missing ``trimap`` is that of :func:`matdata.trimap.make_trimap`
+    with default parameters (:func:`unknown_share`), or None when ``band`` is False (it
+    costs two erosions: callers compute it on a bounded sample).
+    """
+    h, w = image.shape[:2]
+    flags: list[Flag] = []
+    stats: dict[str, Any] = {"width": int(w), "height": int(h)}
+    stats.update(alpha_stats(alpha))
+    aligned = alpha.shape == (h, w)
+    if not aligned:
+        flags.append(
+            Flag("size_mismatch", f"alpha is {alpha.shape[1]}x{alpha.shape[0]}, image {w}x{h}")
+        )
+    for name, arr in (("trimap", trimap), ("ignore", ignore), ("image_raw", image_raw)):
+        if arr is not None and arr.shape[:2] != (h, w):
+            flags.append(
+                Flag("size_mismatch", f"{name} is {arr.shape[1]}x{arr.shape[0]}, image {w}x{h}")
+            )
+    if trimap is not None and trimap.shape == alpha.shape:
+        stats["trimap_stored"] = True
+        stats["unknown_share"] = float(np.count_nonzero(trimap == 128) / trimap.size)
+    else:
+        stats["trimap_stored"] = False
+        stats["unknown_share"] = unknown_share(alpha, stats["bbox"]) if band else None
+    stats["bg_diff"] = stats["color_shift"] = None
+    if image_raw is not None and aligned and image_raw.shape == image.shape:
+        stats.update(harmonization_stats(image, image_raw, alpha, margin))
+    return stats, flags
+
+
+# ------------------------------------------------------------------------------ flags
+
+
+def placement_cut_sides(params: dict[str, Any]) -> set[str] | None:
+    """Sides where the composite placement pushed the scaled foreground past the frame.
+
+    Uses ``fg_offset [x0, y0]``, ``fg_scaled_size [sw, sh]`` and ``out_size [W, H]`` as
+    :func:`matdata.compose.compose_sample` records them; None when they are absent.
+    """
+    try:
+        x0, y0 = (int(v) for v in params["fg_offset"])
+        sw, sh = (int(v) for v in params["fg_scaled_size"])
+        W, H = (int(v) for v in params["out_size"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    sides = set()
+    if y0 < 0:
+        sides.add("top")
+    if y0 + sh > H:
+        sides.add("bottom")
+    if x0 < 0:
+        sides.add("left")
+    if x0 + sw > W:
+        sides.add("right")
+    return sides
+
+
+def border_cut_sides(touches: list[str], meta: dict[str, Any]) -> list[str]:
+    """Sides on which the foreground is cut by the image border where the source was not.
+
+    1. If ``meta`` records the sides the *source* alpha touched (``fg.touches`` or
+       ``compose.fg_touches``), a cut side is one the output alpha touches and the source
+       did not.
+    2. Else, from the recorded placement (:func:`placement_cut_sides`): a side the output
+       alpha touches and past which the placement pushed the foreground; the bottom side
+       is exempt because portrait sources are cut at the bottom by convention (the build
+       bottom-aligns them, so a bottom cut removes nothing the source showed).
+    3. Else nothing can be said: no sides.
+    """
+    params = compose_params(meta)
+    src = _get(meta, "fg", "touches")
+    if src is None:
+        src = params.get("fg_touches")
+    if isinstance(src, list | tuple):
+        return [s for s in touches if s not in set(src)]
+    placed = placement_cut_sides(params)
+    if placed is None:
+        return []
+    return [s for s in touches if s in placed and s != "bottom"]
+
+
+def record_flags(
+    stats: dict[str, Any], meta: dict[str, Any], th: Thresholds | None = None
+) -> list[Flag]:
+    """Flags of one record from its :func:`record_stats` and ``meta`` (pure)."""
+    th = th or Thresholds()
+    flags: list[Flag] = []
+    coarse = provenance(meta)["coarse"]
+    if stats["alpha_max"] == 0:
+        flags.append(Flag("empty_alpha", "alpha is 0 everywhere"))
+    elif stats["alpha_min"] == 255:
+        flags.append(Flag("full_alpha", "alpha is 255 everywhere"))
+    else:
+        if stats["semi_share"] == 0 and not coarse:
+            flags.append(Flag("no_semi_transparent", "fine alpha with only 0 and 255 values"))
+        if stats["fg_area"] < th.tiny_fg:
+            flags.append(
+                Flag("tiny_fg", f"foreground covers {stats['fg_area']:.2%} < {th.tiny_fg:.2%}")
+            )
+        cut = border_cut_sides(stats["touches"], meta)
+        if cut:
+            flags.append(Flag("fg_cut_by_border", f"cut at the {'/'.join(cut)} border"))
+    if stats.get("bg_diff") is not None and stats["bg_diff"] > th.bg_changed:
+        flags.append(
+            Flag(
+                "bg_changed",
+                f"background differs from image_raw by {stats['bg_diff']:.1f} > {th.bg_changed}",
+            )
+        )
+    if stats.get("color_shift") is not None and stats["color_shift"] > th.color_shift:
+        flags.append(
+            Flag(
+                "color_shift",
+                f"foreground colour moved by ΔE {stats['color_shift']:.1f} > {th.color_shift}",
+            )
+        )
+    return flags

@@ -1,0 +1,240 @@
+"""The self-contained HTML QA report: one file, inline CSS, images as data URIs.
+
+Nothing in the page refers to another file or host (no ``http(s)://`` in any ``src`` or
+``href``, no scripts, no web fonts), so it opens offline and can be mailed or attached to
+a CI run.  All text from the dataset is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from html import escape
+from typing import Any
+
+from matdata.qa.analysis import FLAGS, SHARD_FLAGS
+from matdata.qa.report import QAReport
+
+#: Flagged samples shown as contact-sheet strips (all are listed in the table and JSON).
+MAX_FLAGGED_SHEETS = 200
+#: Rows of the flagged-samples table in the HTML (all are in summary.json).
+MAX_FLAGGED_ROWS = 2000
+
+_CSS = """
+body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;
+background:#fafafa}
+header{background:#2e3440;color:#eceff4;padding:14px 24px}
+header h1{margin:0 0 4px;font-size:22px}
+main{padding:8px 24px 40px}
+nav a{color:#88c0d0;margin-right:14px}
+h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:28px}
+table{border-collapse:collapse;margin:6px 16px 10px 0;font-size:13px;background:#fff}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#eef}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+.tables{display:flex;flex-wrap:wrap;align-items:flex-start}
+.plots{display:flex;flex-wrap:wrap;gap:12px}
+.plots figure{margin:0;background:#fff;border:1px solid #ddd;padding:6px}
+.sheets{display:flex;flex-wrap:wrap;gap:10px}
+.sheet{margin:0;background:#fff;border:1px solid #ccc;padding:4px;max-width:520px}
+.sheet.bad{border-color:#c00}
+.sheet img{display:block;max-width:100%}
+figcaption{font-size:12px;color:#444;margin-top:3px;word-break:break-all}
+.flag{display:inline-block;background:#fde2e2;color:#900;border-radius:3px;padding:0 4px;
+margin:1px 2px 0 0;font-size:11px}
+.ok{color:#2e7d32;font-weight:600}.bad{color:#c00;font-weight:600}
+pre{background:#fff;border:1px solid #ddd;padding:8px;overflow:auto;max-height:420px;
+font-size:12px}
+.muted{color:#777}
+"""
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _count_table(title: str, counts: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{escape(str(k))}</td><td class=n>{v}</td></tr>" for k, v in counts.items()
+    )
+    return (
+        f"<table><thead><tr><th>{escape(title)}</th><th>samples</th></tr></thead>"
+        f"<tbody>{rows or '<tr><td colspan=2 class=muted>none</td></tr>'}</tbody></table>"
+    )
+
+
+def _flag_badges(flags: list[dict[str, str]]) -> str:
+    return "".join(
+        f'<span class=flag title="{escape(f["reason"])}">{escape(f["flag"])}</span>' for f in flags
+    )
+
+
+def _caption(row: dict[str, Any], reasons: bool) -> str:
+    prov = (
+        f"{escape(row['key'])}<br>split {escape(str(row['split']))} · fg "
+        f"{escape(str(row.get('fg_source')))}/{escape(str(row.get('fg_id')))} · bg "
+        f"{escape(str(row.get('bg_source')))}/{escape(str(row.get('bg_id')))} "
+        f"({escape(str(row.get('bg_category')))})"
+    )
+    if row.get("coarse"):
+        prov += " · coarse"
+    if row.get("harmonizer"):
+        prov += f" · harmonized: {escape(str(row['harmonizer']))}"
+    if row["flags"]:
+        prov += "<br>" + _flag_badges(row["flags"])
+        if reasons:
+            prov += "".join(f"<br>{escape(f['flag'])}: {escape(f['reason'])}" for f in row["flags"])
+    return prov
+
+
+def _sheet(row: dict[str, Any], thumb: bytes | None, reasons: bool = False) -> str:
+    img = (
+        f'<img src="{_data_uri(thumb, "image/jpeg")}" alt="{escape(row["key"])}">'
+        if thumb
+        else "<div class=muted>(no image: the record does not decode)</div>"
+    )
+    cls = "sheet bad" if row["flags"] else "sheet"
+    return f"<figure class='{cls}'>{img}<figcaption>{_caption(row, reasons)}</figcaption></figure>"
+
+
+def render_html(report: QAReport, plots: list[tuple[str, bytes]] | None = None) -> str:
+    """The whole report page as a string (plots default to :func:`report_plots`)."""
+    from matdata.qa.plots import report_plots
+
+    summary = report.summary()
+    plots = report_plots(report.rows) if plots is None else plots
+    counts = summary["counts"]
+    fl = summary["flags"]
+    by_key = {r["key"]: r for r in report.rows}
+    parts: list[str] = []
+    add = parts.append
+    add("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>")
+    add('<meta name=viewport content="width=device-width, initial-scale=1">')
+    add(f"<title>matdata QA: {escape(report.dataset)}</title><style>{_CSS}</style></head><body>")
+    add("<header><h1>matdata QA report</h1>")
+    add(
+        f"<div>{escape(report.dataset)} · {counts['samples']} samples read "
+        f"(dataset.json: {counts['expected_samples']}) · "
+        f"{fl['samples_flagged']} flagged ({fl['share_flagged']:.2%}) · "
+        f"matdata {escape(summary['matdata_version'])}</div>"
+    )
+    add(
+        "<nav><a href='#counts'>counts</a><a href='#flags'>flags</a><a href='#plots'>"
+        "distributions</a><a href='#sample'>random sample</a><a href='#flagged'>flagged</a>"
+        "<a href='#shards'>shards</a><a href='#rejects'>rejects</a><a href='#config'>config</a>"
+        "</nav></header><main>"
+    )
+    # counts
+    add("<section id=counts><h2>Counts</h2><div class=tables>")
+    for title, key in (
+        ("split", "by_split"),
+        ("foreground source", "by_fg_source"),
+        ("fine / coarse", "by_kind"),
+        ("harmonizer", "by_harmonizer"),
+        ("background source", "by_bg_source"),
+        ("background category", "by_bg_category"),
+    ):
+        add(_count_table(title, counts[key]))
+    add("</div></section>")
+    # flags
+    add("<section id=flags><h2>Flags</h2><table><thead><tr><th>flag</th><th>samples</th>"
+        "<th>meaning</th></tr></thead><tbody>")  # fmt: skip
+    for name, meaning in FLAGS.items():
+        n = fl["by_flag"].get(name, 0)
+        cls = "bad" if n else "ok"
+        add(f"<tr><td>{name}</td><td class='n {cls}'>{n}</td><td>{escape(meaning)}</td></tr>")
+    add("</tbody></table>")
+    probs = summary["shard_problems"]
+    if probs:
+        add("<h3>Shard problems</h3><table><thead><tr><th>shard</th><th>flag</th>"
+            "<th>reason</th></tr></thead><tbody>")  # fmt: skip
+        for p in probs:
+            add(f"<tr><td>{escape(p['shard'])}</td><td class=bad>{escape(p['flag'])}</td>"
+                f"<td>{escape(p['reason'])}</td></tr>")  # fmt: skip
+        add("</tbody></table>")
+    else:
+        add("<p class=ok>Every shard matches its size and sha256 in dataset.json.</p>")
+    if report.duplicate_groups:
+        add(f"<h3>Duplicate groups ({len(report.duplicate_groups)})</h3><ul>")
+        for g in report.duplicate_groups[:200]:
+            add(f"<li>{escape(', '.join(g))}</li>")
+        add("</ul>")
+    add("</section>")
+    # plots
+    add("<section id=plots><h2>Distributions</h2><div class=plots>")
+    for caption, png in plots:
+        add(
+            f"<figure><img src='{_data_uri(png, 'image/png')}' alt='{escape(caption)}'>"
+            f"<figcaption>{escape(caption)}</figcaption></figure>"
+        )
+    add("</div></section>")
+    # contact sheets
+    legend = "composite | alpha | trimap | image_raw (before harmonization, when present)"
+    add(f"<section id=sample><h2>Random sample ({len(report.sample_keys)})</h2>"
+        f"<p class=muted>{legend}</p><div class=sheets>")  # fmt: skip
+    for key in report.sample_keys:
+        if key in by_key:
+            add(_sheet(by_key[key], report.thumbs.get(key)))
+    add("</div></section>")
+    flagged = report.flagged
+    shown = flagged[:MAX_FLAGGED_SHEETS]
+    add(f"<section id=flagged><h2>Flagged samples ({len(flagged)})</h2>")
+    if len(flagged) > len(shown):
+        add(f"<p>The first {len(shown)} are shown; summary.json lists all.</p>")
+    if not flagged:
+        add("<p class=ok>No sample is flagged.</p>")
+    add(f"<p class=muted>{legend}</p><div class=sheets>")
+    for row in shown:
+        add(_sheet(row, report.thumbs.get(row["key"]), reasons=True))
+    add("</div>")
+    if flagged:
+        add("<h3>All flagged samples</h3><table><thead><tr><th>key</th><th>split</th>"
+            "<th>shard</th><th>flags</th></tr></thead><tbody>")  # fmt: skip
+        for row in flagged[:MAX_FLAGGED_ROWS]:
+            reasons = "<br>".join(
+                f"<b>{escape(f['flag'])}</b>: {escape(f['reason'])}" for f in row["flags"]
+            )
+            add(f"<tr><td>{escape(row['key'])}</td><td>{escape(row['split'])}</td>"
+                f"<td>{escape(str(row.get('shard')))}</td><td>{reasons}</td></tr>")  # fmt: skip
+        add("</tbody></table>")
+    add("</section>")
+    # shards
+    add("<section id=shards><h2>Shards</h2><table><thead><tr><th>shard</th><th>split</th>"
+        "<th>format</th><th>samples</th><th>MB</th><th>sha256</th><th>status</th></tr>"
+        "</thead><tbody>")  # fmt: skip
+    for s in report.shards:
+        status = (
+            "<span class=bad>" + escape(", ".join(p["flag"] for p in s["problems"])) + "</span>"
+            if s["problems"]
+            else "<span class=ok>ok</span>"
+        )
+        add(
+            f"<tr><td>{escape(s['path'])}</td><td>{escape(s['split'])}</td>"
+            f"<td>{escape(s['format'])}</td><td class=n>{s['samples']}</td>"
+            f"<td class=n>{s['bytes'] / 1e6:.2f}</td><td><code>{escape(s['sha256'][:16])}"
+            f"</code></td><td>{status}</td></tr>"
+        )
+    add("</tbody></table></section>")
+    # rejects
+    rej = summary["rejects"]
+    add(f"<section id=rejects><h2>Rejects of the build ({rej['total']})</h2>")
+    add(_count_table("reason", rej["by_reason"]))
+    add("</section>")
+    # config
+    add("<section id=config><h2>Build config</h2><pre>")
+    add(escape(json.dumps(summary["config"], indent=2, sort_keys=True, default=str)))
+    add("</pre><h3>Sources</h3><pre>")
+    add(escape(json.dumps(summary["sources"], indent=2, sort_keys=True, default=str)))
+    add("</pre><h3>QA thresholds</h3><pre>")
+    add(escape(json.dumps(summary["thresholds"], indent=2)))
+    add("</pre><h3>Shard-level flags</h3><ul>")
+    for name, meaning in SHARD_FLAGS.items():
+        add(f"<li><b>{name}</b>: {escape(meaning)}</li>")
+    add("</ul></section></main></body></html>\n")
+    return "".join(parts)
+
+
+def write_html(report: QAReport, path: str) -> None:
+    from matdata.storage import atomic_write_text
+
+    atomic_write_text(path, render_html(report))
