@@ -465,8 +465,8 @@ def prepare_build(cfg: BuildConfig) -> BuildPlan:
     pairs, n_repl, n_all = plan_pairs(fgs, bgs, cfg.per_fg, cfg.seed)
     if n_repl:
         warnings.append(
-            f"--per-fg {cfg.per_fg} exceeds the background pool of {n_repl} foreground(s): "
-            "their backgrounds are drawn with replacement"
+            f"--per-fg {cfg.per_fg} is more than the backgrounds available to {n_repl} "
+            "foreground(s) in their split: their backgrounds are drawn with replacement"
         )
     if n_all:
         warnings.append(

@@ -80,9 +80,14 @@ def _coverage(sd: np.ndarray, soft: float) -> np.ndarray:
 def _over(
     c: np.ndarray, a: np.ndarray, color: np.ndarray, alpha: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Premultiplied "over": ``C = a_l*col + (1-a_l)*C``, ``A = a_l + (1-a_l)*A``."""
+    """Premultiplied "over": ``C = a_l*col + (1-a_l)*C``, ``A = a_l + (1-a_l)*A`` (in place)."""
     al = alpha[:, :, None]
-    return al * color + (1.0 - al) * c, alpha + (1.0 - alpha) * a
+    c -= color
+    c *= 1.0 - al
+    c += color  # = a_l*col + (1-a_l)*C
+    a *= 1.0 - alpha
+    a += alpha
+    return c, a
 
 
 # ------------------------------------------------------------------------ foregrounds
