@@ -1,0 +1,171 @@
+"""Training loader throughput (samples/s per worker) against pure decoding of the same shards.
+
+Throughput is measured in samples per CPU-second of one process (the loader's own process
+with ``workers=0``, the joined worker processes otherwise), so a busy shared machine does
+not distort the ratio; wall-clock samples/s are shown too.  Peer in the same run: reading
+every record of the split and decoding its image (JPEG) and alpha (PNG) with the same
+decoders, nothing else.  The loader additionally does the random resized crop, flip,
+colour jitter, the on-the-fly trimap (:func:`matdata.trimap.make_trimap`), tensor
+conversion and (through the DataLoader) collation.  Target: >= 0.8x pure decoding.
+
+    python benchmarks/loader_throughput.py [--data DIR] [--samples 160 --src 512 --size 512]
+
+Without ``--data`` a synthetic dataset (smooth photo-like images, soft-edged alphas) is
+written to a temporary folder with :class:`matdata.shards.ShardWriter`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+
+
+def synthetic_dataset(root: str, samples: int, src: int, fmt: str) -> None:
+    import cv2
+
+    from matdata.imageio import encode_jpeg, encode_png
+    from matdata.schema import Record
+    from matdata.shards import ShardWriter, write_index
+
+    rng = np.random.default_rng(0)
+    infos = []
+    per_shard = max(1, samples // 4)
+    for idx, start in enumerate(range(0, samples, per_shard)):
+        with ShardWriter(root, "train", idx, formats=(fmt,)) as w:
+            for i in range(start, min(samples, start + per_shard)):
+                low = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+                img = cv2.resize(low, (src, src), interpolation=cv2.INTER_CUBIC)
+                img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+                yy, xx = np.mgrid[:src, :src]
+                d = np.hypot(yy - src * 0.55, (xx - src / 2) * 1.4) - src * 0.3
+                alpha = np.clip(128 - d * 40, 0, 255).astype(np.uint8)
+                meta = {"split": "train", "fg": f"f{i}", "bg": f"b{i}", "seed": i}
+                w.write(Record(f"s{i:05d}", encode_jpeg(img, 95), encode_png(alpha), meta))
+            infos += w.close()
+    write_index(root, infos, config={}, sources={}, rejects={})
+
+
+def _cpu() -> float:
+    return time.process_time()
+
+
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def pure_decode(data: str, fmt: str | None) -> tuple[int, float, float]:
+    """``(samples, wall s, CPU s)`` of reading + decoding image and alpha of the split."""
+    from matdata.imageio import fast_decode_jpeg, fast_decode_png_gray
+    from matdata.shards import iter_records
+
+    t, c = time.perf_counter(), _cpu()
+    n = 0
+    for rec in iter_records(data, "train", fmt):
+        fast_decode_jpeg(rec.image)
+        fast_decode_png_gray(rec.alpha)
+        n += 1
+    return n, time.perf_counter() - t, _cpu() - c
+
+
+def loader(
+    data: str, fmt: str | None, size: int, batch: int, workers: int, epochs: int = 1
+) -> tuple[int, float, float]:
+    """``(samples, wall s, CPU s)`` of one epoch through the training loader.
+
+    ``workers=0``: steady state after the first batch, CPU time of this process.
+    ``workers>0``: ``epochs`` whole epochs (amortising the workers' start-up), CPU time of
+    the (joined) worker processes.
+    """
+    from modnet.data import MattingStream, StreamConfig, make_loader
+
+    cfg = StreamConfig(image_size=(size, size), batch_size=batch, fmt=fmt, seed=0)
+    stream = MattingStream(data, cfg, epochs=epochs, rank=0, world=1)
+    dl = make_loader(stream, workers=workers)
+    n = 0
+    if workers == 0:
+        it = iter(dl)
+        next(it)
+        t, c = time.perf_counter(), _cpu()
+        for b in it:
+            n += b["image"].shape[0]
+        return n, time.perf_counter() - t, _cpu() - c
+    t, c = time.perf_counter(), _children_cpu()
+    it = iter(dl)
+    for b in it:
+        n += b["image"].shape[0]
+    del it  # exhausted: workers are joined, their CPU time is now accounted
+    return n, time.perf_counter() - t, _children_cpu() - c
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", help="a built dataset (default: a synthetic one)")
+    ap.add_argument("--format", default=None, help="parquet | webdataset")
+    ap.add_argument("--samples", type=int, default=160)
+    ap.add_argument("--src", type=int, default=512, help="synthetic image side")
+    ap.add_argument("--size", type=int, default=512, help="training crop side")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--workers", type=int, nargs="*", default=[0, 2])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per run with workers")
+    args = ap.parse_args()
+
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    tmp = None
+    data = args.data
+    if data is None:
+        tmp = tempfile.TemporaryDirectory(prefix="matdata-bench-")
+        data = tmp.name
+        synthetic_dataset(data, args.samples, args.src, args.format or "parquet")
+
+    from rich.console import Console
+    from rich.table import Table
+
+    # Interleaved repeats, best of each: the machine may be shared.  The ratio uses CPU
+    # time (samples per CPU-second of one process), which contention does not distort.
+    best: dict[str, tuple[float, float]] = {}
+    names = ["decode", *(f"w{w}" for w in args.workers)]
+    for _ in range(args.repeats):
+        for name in names:
+            if name == "decode":
+                n, wall, cpu = pure_decode(data, args.format)
+            else:
+                w = int(name[1:])
+                n, wall, cpu = loader(
+                    data, args.format, args.size, args.batch, w, args.epochs if w else 1
+                )
+            old = best.get(name, (0.0, 0.0))
+            best[name] = (max(old[0], n / wall), max(old[1], n / max(cpu, 1e-9)))
+    table = Table(
+        title=f"loader vs pure decode ({'given data' if args.data else f'{args.src} px'}, "
+        f"crop {args.size}, "
+        f"batch {args.batch}; best of {args.repeats})"
+    )
+    for col in ("pipeline", "wall samples/s", "samples per worker CPU-s", "vs decode"):
+        table.add_column(col, justify="left" if col == "pipeline" else "right")
+    ref = best["decode"][1]
+    for name in names:
+        wall, per_cpu = best[name]
+        label = (
+            "pure decode (image + alpha)"
+            if name == "decode"
+            else f"MattingStream + DataLoader (workers={name[1:]})"
+        )
+        table.add_row(label, f"{wall:.1f}", f"{per_cpu:.1f}", f"{per_cpu / ref:.2f}x")
+    Console().print(table)
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

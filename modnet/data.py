@@ -1,0 +1,398 @@
+"""Streaming training data for MODNet over a built dataset's shards.
+
+How a split is consumed (all of it deterministic for ``(seed, epoch)``):
+
+1. **Epoch order.**  The split's shards are permuted with ``rng(seed, epoch)`` (same on
+   every rank) and concatenated into one virtual sequence of ``N`` samples (counts from
+   ``dataset.json``).
+2. **Ranks.**  Rank ``r`` of ``R`` takes the contiguous block ``[N r / R, N (r+1) / R)`` of
+   that sequence (integer division): blocks are disjoint and cover the split, and a rank
+   reads only the shards overlapping its block.
+3. **Shuffle.**  The rank's records pass a shuffle buffer driven by
+   ``rng(seed, epoch, rank)``; output position ``p`` of epoch ``e`` has the rank-global
+   position ``g = e * n_r + p`` (``n_r`` = block length).
+4. **Batches and workers.**  Sample ``g`` belongs to batch ``k = g // B``.  With ``W``
+   DataLoader workers, worker ``w`` decodes and yields only batches with
+   ``(k - k0) % W == w`` (``k0`` = first batch to produce); PyTorch's DataLoader takes
+   batches from workers round-robin starting at worker 0, so the rank sees batches
+   ``k0, k0+1, ...`` in order whatever ``W`` is.  Every worker replays the same record
+   stream and shuffle (bytes only; decoding is the expensive part and is not repeated).
+5. **Augmentation** of sample ``g`` uses ``rng(seed, epoch, rank, p)``: independent of
+   ``W`` and of where a run was interrupted.
+6. **Resume.**  The data position is the number of batches a rank has consumed (the
+   optimizer step); a resumed stream starts at ``k0 = step``, skipping whole epochs by
+   arithmetic and replaying only the current epoch's shuffle.
+
+Each sample is a dict of uint8 tensors, cheap to make and to pass between processes:
+``image (H,W,3)``, ``alpha (H,W)``, ``trimap (H,W)`` (0/128/255), ``ignore (H,W)`` (255 =
+excluded from losses), plus ``coarse`` (bool: alpha is a coarse mask, train the semantic
+branch only), ``key`` (str) and ``position`` (int).  :func:`prepare_batch` turns a
+collated batch into MODNet's float layout on the training device (``image`` in
+``[-1, 1]``, ``alpha`` in ``[0, 1]``, ``trimap`` in ``{0, 0.5, 1}``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+import torch.utils.data
+
+from matdata.errors import DatasetError
+from modnet.augment import AugmentConfig, augment, eval_transform, recompose
+
+T = TypeVar("T")
+
+# rng stream tags (keep streams of different purposes independent)
+_TAG_SHARDS = 0x5348
+_TAG_BUFFER = 0x4255
+_TAG_SAMPLE = 0x5341
+_TAG_MIX = 0x4D49
+
+
+# ------------------------------------------------------------------ pure arithmetic
+
+
+def shard_order(n_shards: int, seed: int, epoch: int, shuffle: bool) -> list[int]:
+    """Shard visiting order of an epoch: a permutation from ``rng(seed, epoch)``."""
+    if not shuffle:
+        return list(range(n_shards))
+    rng = np.random.default_rng([seed, epoch, _TAG_SHARDS])
+    return [int(i) for i in rng.permutation(n_shards)]
+
+
+def rank_block(total: int, rank: int, world: int) -> tuple[int, int]:
+    """``[start, stop)`` of rank ``rank`` of ``world`` in a sequence of ``total`` items."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} outside world of {world}")
+    return total * rank // world, total * (rank + 1) // world
+
+
+def block_slices(
+    order: Sequence[int], counts: Sequence[int], start: int, stop: int
+) -> list[tuple[int, int, int]]:
+    """Rows ``(shard, lo, hi)`` of the shards (in ``order``) that cover ``[start, stop)``
+    of their concatenation; ``counts[s]`` is the number of samples of shard ``s``."""
+    out = []
+    offset = 0
+    for s in order:
+        n = counts[s]
+        lo, hi = max(start, offset), min(stop, offset + n)
+        if lo < hi:
+            out.append((s, lo - offset, hi - offset))
+        offset += n
+        if offset >= stop:
+            break
+    return out
+
+
+def shuffle_buffer(items: Iterable[T], size: int, rng: np.random.Generator) -> Iterator[T]:
+    """Yield ``items`` in a locally shuffled order using a buffer of ``size`` entries.
+
+    Fill the buffer, then for every further item emit a uniformly chosen buffered entry
+    and put the item in its place; drain the remainder in random order at the end.
+    ``size <= 1`` yields the input order.
+    """
+    if size <= 1:
+        yield from items
+        return
+    buf: list[T] = []
+    for item in items:
+        if len(buf) < size:
+            buf.append(item)
+            continue
+        j = int(rng.integers(len(buf)))
+        out, buf[j] = buf[j], item
+        yield out
+    for j in rng.permutation(len(buf)):
+        yield buf[int(j)]
+
+
+def worker_owns(
+    position: int, batch_size: int, first_batch: int, worker: int, workers: int
+) -> bool:
+    """Whether rank-global sample ``position`` is produced by loader worker ``worker``."""
+    k = position // batch_size
+    return k >= first_batch and (k - first_batch) % workers == worker
+
+
+def is_coarse(meta: dict[str, Any]) -> bool:
+    """Whether a record's alpha is a coarse mask (Supervisely-like): semantic loss only.
+
+    Recognised flags: ``meta["coarse"]``, ``meta["fg"]["coarse"]`` (fg provenance object)
+    or ``meta["alpha_quality"] == "coarse"``.
+    """
+    if meta.get("coarse"):
+        return True
+    fg = meta.get("fg")
+    if isinstance(fg, dict) and fg.get("coarse"):
+        return True
+    return str(meta.get("alpha_quality", "")).lower() == "coarse"
+
+
+# ------------------------------------------------------------------------ the dataset
+
+
+@dataclass
+class StreamConfig:
+    """What a :class:`MattingStream` produces (recorded in training checkpoints)."""
+
+    split: str = "train"
+    image_size: tuple[int, int] = (512, 512)  # (H, W), multiples of 32
+    batch_size: int = 8
+    train: bool = True  # augment + shuffle + random trimaps; else fixed eval transform
+    seed: int = 0
+    fmt: str | None = None
+    shuffle_buffer: int = 256
+    recompose: float = 0.0  # probability of re-compositing fg over another record's bg
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["image_size"] = list(self.image_size)
+        d["augment"] = self.augment.to_dict()
+        return d
+
+
+RecordOpener = Callable[[int], Iterator[Any]]  # shard number -> Records
+
+
+class MattingStream:
+    """An iterable over samples of one split of a built dataset (see module docstring).
+
+    ``rank``/``world`` default to the initialised ``torch.distributed`` group (or 0/1).
+    ``epochs=None`` streams forever (training); ``start_batch`` is the resume position.
+    ``shard_counts``/``open_shard`` replace the on-disk shards (tests, benchmarks).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | None,
+        cfg: StreamConfig,
+        *,
+        epochs: int | None = None,
+        start_batch: int = 0,
+        rank: int | None = None,
+        world: int | None = None,
+        shard_counts: Sequence[int] | None = None,
+        open_shard: RecordOpener | None = None,
+    ):
+        self.data_dir = data_dir
+        self.cfg = cfg
+        self.epochs = epochs
+        self.start_batch = int(start_batch)
+        if rank is None or world is None:
+            rank, world = _dist_rank_world()
+        self.rank, self.world = int(rank), int(world)
+        if shard_counts is None:
+            from matdata.shards import list_shards
+
+            if data_dir is None:
+                raise DatasetError("no dataset directory given")
+            self._shards = list_shards(data_dir, cfg.split, cfg.fmt)
+            shard_counts = [s.samples for s in self._shards]
+        self.counts = [int(c) for c in shard_counts]
+        self._open = open_shard
+        self.total = sum(self.counts)
+        lo, hi = rank_block(self.total, self.rank, self.world)
+        self.per_rank = hi - lo
+        if self.per_rank == 0:
+            raise DatasetError(
+                f"split {cfg.split!r} has {self.total} samples, too few for {self.world} rank(s)",
+                hint="build more data or use fewer processes",
+            )
+
+    # ------------------------------------------------------------------ records
+
+    def _open_shard(self, s: int) -> Iterator[Any]:
+        if self._open is not None:
+            return self._open(s)
+        from matdata.shards import iter_shard
+
+        assert self.data_dir is not None
+        return iter_shard(self.data_dir, self._shards[s])
+
+    def epoch_records(self, epoch: int) -> Iterator[Any]:
+        """The records of this rank's block in epoch ``epoch``, before shuffling."""
+        order = shard_order(len(self.counts), self.cfg.seed, epoch, self.cfg.train)
+        start, stop = rank_block(self.total, self.rank, self.world)
+        for s, lo, hi in block_slices(order, self.counts, start, stop):
+            it = self._open_shard(s)
+            try:
+                for i, rec in enumerate(it):
+                    if i >= hi:
+                        break
+                    if i >= lo:
+                        yield rec
+            finally:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()
+
+    def epoch_keys(self, epoch: int = 0) -> list[str]:
+        """Keys of this rank's block in ``epoch`` in output order (no decoding)."""
+        return [rec.key for rec in self._shuffled(epoch)]
+
+    def _shuffled(self, epoch: int) -> Iterator[Any]:
+        recs = self.epoch_records(epoch)
+        if not self.cfg.train:
+            return recs
+        rng = np.random.default_rng([self.cfg.seed, epoch, self.rank, _TAG_BUFFER])
+        return shuffle_buffer(recs, self.cfg.shuffle_buffer, rng)
+
+    # ------------------------------------------------------------------ samples
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker, workers = _worker_info()
+        b, n = self.cfg.batch_size, self.per_rank
+        first = self.start_batch
+        epoch = first * b // n
+        while self.epochs is None or epoch < self.epochs:
+            base = epoch * n
+            if self.cfg.recompose > 0 and self.cfg.train:
+                yield from self._iter_recompose(epoch, base, worker, workers)
+            else:
+                for p, rec in enumerate(self._shuffled(epoch)):
+                    if worker_owns(base + p, b, first, worker, workers):
+                        yield self.make_sample(rec, epoch, p)
+            epoch += 1
+
+    def _iter_recompose(
+        self, epoch: int, base: int, worker: int, workers: int
+    ) -> Iterator[dict[str, Any]]:
+        """Like the plain loop, but each sample may borrow the ``bg`` of the record seen
+        just before it (a different, randomly shuffled record of the same dataset)."""
+        prev = None
+        b, first = self.cfg.batch_size, self.start_batch
+        for p, rec in enumerate(self._shuffled(epoch)):
+            if worker_owns(base + p, b, first, worker, workers):
+                yield self.make_sample(rec, epoch, p, partner=prev)
+            if rec.bg is not None:
+                prev = rec
+
+    def make_sample(
+        self, rec: Any, epoch: int, position: int, partner: Any = None
+    ) -> dict[str, Any]:
+        """Decode and transform one record (deterministic for its position)."""
+        from matdata.imageio import fast_decode_jpeg, fast_decode_png_gray
+        from matdata.trimap import TrimapParams, make_trimap, random_trimap_params
+
+        cfg = self.cfg
+        image = fast_decode_jpeg(rec.image)
+        alpha = fast_decode_png_gray(rec.alpha)
+        ignore = fast_decode_png_gray(rec.ignore) if rec.ignore is not None else None
+        if alpha.shape != image.shape[:2]:
+            raise DatasetError(f"record {rec.key}: alpha {alpha.shape} != image {image.shape}")
+        if cfg.train:
+            ids = [cfg.seed, epoch, self.rank, position]
+            rng = np.random.default_rng([*ids, _TAG_SAMPLE])
+            if (
+                partner is not None
+                and rec.fg is not None
+                and partner.bg is not None
+                and np.random.default_rng([*ids, _TAG_MIX]).random() < cfg.recompose
+            ):
+                fg = fast_decode_jpeg(rec.fg)
+                image = recompose(fg, alpha, fast_decode_jpeg(partner.bg))
+            image, alpha, ignore = augment(image, alpha, rng, cfg.image_size, cfg.augment, ignore)
+            trimap = make_trimap(alpha, random_trimap_params(rng, cfg.augment.trimap_rel_range))
+        else:
+            image, alpha, ignore = eval_transform(image, alpha, cfg.image_size, ignore)
+            trimap = make_trimap(alpha, TrimapParams())
+        return to_tensors(image, alpha, trimap, ignore, is_coarse(rec.meta), rec.key, position)
+
+
+def to_tensors(
+    image: np.ndarray,
+    alpha: np.ndarray,
+    trimap: np.ndarray,
+    ignore: np.ndarray | None,
+    coarse: bool,
+    key: str,
+    position: int,
+) -> dict[str, Any]:
+    """Arrays -> the loader's sample dict: uint8 tensors without copies (the conversion to
+    float happens once per batch on the training device, :func:`prepare_batch`)."""
+    if ignore is None:
+        ignore = np.zeros_like(alpha)
+    return {
+        "image": torch.from_numpy(image),  # (H,W,3) uint8
+        "alpha": torch.from_numpy(alpha),  # (H,W) uint8
+        "trimap": torch.from_numpy(trimap),  # (H,W) uint8 0/128/255
+        "ignore": torch.from_numpy(ignore),  # (H,W) uint8, 255 = ignore
+        "coarse": torch.tensor(bool(coarse)),
+        "key": key,
+        "position": position,
+    }
+
+
+def prepare_batch(batch: dict[str, Any], device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A collated loader batch -> float tensors on ``device``, as MODNet's losses expect.
+
+    ``image`` (B,3,H,W) ``= x / 127.5 - 1``; ``alpha`` (B,1,H,W) ``= a / 255``; ``trimap``
+    (B,1,H,W) in ``{0, 0.5, 1}``; ``ignore`` (B,1,H,W) in ``{0, 1}``; ``coarse`` (B,) bool.
+    """
+    dev = torch.device(device)
+    nb = dev.type == "cuda"
+    image = batch["image"].to(dev, non_blocking=nb).permute(0, 3, 1, 2).float()
+    out = dict(batch)
+    out["image"] = image.div_(127.5).sub_(1.0)
+    out["alpha"] = batch["alpha"].to(dev, non_blocking=nb)[:, None].float().div_(255.0)
+    t = batch["trimap"].to(dev, non_blocking=nb)[:, None]
+    out["trimap"] = (t >= 192).float() + 0.5 * ((t >= 64) & (t < 192)).float()
+    out["ignore"] = (batch["ignore"].to(dev, non_blocking=nb)[:, None] >= 128).float()
+    out["coarse"] = batch["coarse"].to(dev, non_blocking=nb)
+    return out
+
+
+# ------------------------------------------------------------------ torch glue
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _worker_info() -> tuple[int, int]:
+    info = torch.utils.data.get_worker_info()
+    return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+def _worker_init(_: int) -> None:
+    """One thread per loader worker: workers run side by side with the trainer."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def make_loader(stream: MattingStream, workers: int = 2, pin_memory: bool = False) -> Any:
+    """A :class:`torch.utils.data.DataLoader` yielding batches of ``stream`` in order."""
+    ds = _TorchStream(stream)
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=stream.cfg.batch_size,
+        num_workers=workers,
+        persistent_workers=False,
+        pin_memory=pin_memory,
+        worker_init_fn=_worker_init if workers > 0 else None,
+        prefetch_factor=2 if workers > 0 else None,
+    )
+
+
+class _TorchStream(torch.utils.data.IterableDataset):
+    """The torch face of a :class:`MattingStream` (workers split it by batch index)."""
+
+    def __init__(self, stream: MattingStream):
+        super().__init__()
+        self.stream = stream
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.stream)

@@ -1,0 +1,782 @@
+"""The MODNet trainer: streams a built dataset's shards, CPU / one GPU / DDP (torchrun).
+
+One :class:`Trainer` runs a fixed number of optimizer steps.  Everything that decides the
+result is in :class:`TrainConfig` and in the checkpoint, so ``--resume`` continues exactly:
+a checkpoint holds the model, optimizer, LR scheduler and AMP scaler states, the step (which
+is also the data position: batches consumed per rank, see :mod:`modnet.data`), the config
+(a JSON string) and the torch RNG states.  Checkpoints contain only tensors and plain
+containers, so they load with ``torch.load(weights_only=True)``.
+
+Run directory ``RUN``::
+
+    RUN/config.json             the resolved TrainConfig
+    RUN/metrics.jsonl           one JSON object per logged train step / validation
+    RUN/checkpoints/step-NNNNNNN.pt, RUN/last.pt
+    RUN/keys.rankR.jsonl        keys of every batch (only with ``record_keys``)
+    RUN/tensorboard/            only when the ``tensorboard`` package is installed
+
+Ctrl-C stops after the current step and writes a checkpoint first (all ranks stop at the
+same step); ``--resume RUN`` then continues exactly.
+
+Distributed: started by ``torchrun``, the usual ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``
+variables select the process group (``nccl`` on CUDA, ``gloo`` on CPU).  BatchNorm layers
+become SyncBatchNorm before wrapping in DDP on CUDA (PyTorch's SyncBatchNorm has no CPU
+kernel, so CPU ranks keep per-rank batch statistics; rank 0's running statistics are
+saved).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from matdata.errors import CheckpointError, ConfigError, DeviceError
+
+CKPT_FORMAT = "matdata-modnet-train"
+CKPT_VERSION = 1
+
+#: Fields that fix what a run computes: a resumed run may not change them.
+LOCKED = (
+    "backbone",
+    "hr_channels",
+    "batch_size",
+    "image_size",
+    "seed",
+    "fmt",
+    "shuffle_buffer",
+    "recompose",
+    "optimizer",
+    "loss_weights",
+)
+
+
+@dataclass
+class TrainConfig:
+    """All options of a training run (``matdata train`` maps its flags onto these)."""
+
+    data: str = ""
+    out: str = ""
+    backbone: str = "mobilenetv2"
+    hr_channels: int = 32
+    steps: int = 1000
+    batch_size: int = 8
+    image_size: int = 512
+    device: str = "auto"
+    optimizer: str = "adamw"  # adamw | sgd (MODNet's SGD + momentum 0.9)
+    lr: float | None = None  # default: 1e-3 (adamw) / 1e-2 (sgd, as MODNet)
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    schedule: str = "cosine"  # cosine | step (x0.1 every quarter, as MODNet) | constant
+    warmup: int | None = None  # linear warm-up steps; default min(500, steps // 20)
+    clip_grad: float = 1.0  # max global grad norm; 0 = off
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    val_every: int = 500  # 0 = only at the end
+    val_at_start: bool = True
+    val_batches: int = 0  # 0 = the whole val split
+    ckpt_every: int = 1000  # 0 = only at the end
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    workers: int = 2
+    seed: int = 0
+    init: str | None = None
+    fmt: str | None = None
+    shuffle_buffer: int = 256
+    recompose: float = 0.0
+    loss_weights: tuple[float, float, float] = (10.0, 10.0, 1.0)
+    record_keys: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["loss_weights"] = list(self.loss_weights)
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        d = json.loads(text)
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        if "loss_weights" in d:
+            d["loss_weights"] = tuple(float(w) for w in d["loss_weights"])
+        return cls(**d)
+
+    def check(self) -> None:
+        if not self.data:
+            raise ConfigError("no dataset given", hint="pass --data DIR (a `matdata build` output)")
+        if not self.out:
+            raise ConfigError("no run directory given", hint="pass --out RUN")
+        if self.image_size % 32 or self.image_size < 32:
+            raise ConfigError(f"--image-size {self.image_size} is not a multiple of 32")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError("--steps and --batch-size must be >= 1")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}", hint="adamw or sgd")
+        if self.schedule not in ("cosine", "step", "constant"):
+            raise ConfigError(f"unknown schedule {self.schedule!r}", hint="cosine, step, constant")
+
+    @property
+    def base_lr(self) -> float:
+        if self.lr is not None:
+            return float(self.lr)
+        return 1e-3 if self.optimizer == "adamw" else 1e-2
+
+    @property
+    def warmup_steps(self) -> int:
+        return self.warmup if self.warmup is not None else min(500, self.steps // 20)
+
+
+def resolve_config(overrides: dict[str, Any], resume: str | None = None) -> TrainConfig:
+    """Defaults (or the resumed checkpoint's config) updated with the non-None overrides.
+
+    A resumed run may change e.g. ``steps``, ``device``, ``workers``, ``out``, ``data`` and
+    the logging cadence, but not the fields in :data:`LOCKED` (that would not continue the
+    same run): those raise :class:`ConfigError`.
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if resume is None:
+        cfg = TrainConfig(**overrides)
+    else:
+        base = TrainConfig.from_json(read_checkpoint(resume)["config"])
+        clash = [
+            k for k in LOCKED if k in overrides and _norm(overrides[k]) != _norm(getattr(base, k))
+        ]
+        if clash:
+            raise ConfigError(
+                "a resumed run cannot change " + ", ".join(clash),
+                hint="drop these options or start a new run with --init",
+            )
+        cfg = dataclasses.replace(base, **overrides)
+    cfg.check()
+    return cfg
+
+
+def _norm(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple | list) else v
+
+
+# --------------------------------------------------------------------- schedule
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of the base LR at ``step`` (0-based): linear warm-up from ``1/warmup``,
+    then cosine to 0 over the remaining steps, MODNet's step decay (x0.1 every quarter of
+    the run) or constant."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    if schedule == "step":
+        return 0.1 ** (step * 4 // max(total, 1))
+    span = max(total - warmup, 1)
+    t = min(max(step - warmup, 0), span) / span
+    return 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+# ------------------------------------------------------------------ distributed
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_kind: str) -> DistInfo:
+    """Join the process group described by torchrun's environment (no-op when single)."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), local, False)
+    backend = "nccl" if device_kind == "cuda" else "gloo"
+    if device_kind == "cuda":
+        torch.cuda.set_device(local)
+    dist.init_process_group(backend=backend)
+    return DistInfo(rank, world, local, True)
+
+
+def pick_device(spec: str, local_rank: int = 0) -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a device (CUDA rank-local under DDP)."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {spec} requested but CUDA is not available", hint="--device cpu"
+            )
+        if spec == "cuda":
+            return torch.device("cuda", local_rank)
+    try:
+        return torch.device(spec)
+    except RuntimeError as exc:
+        raise DeviceError(f"unknown device {spec!r}", hint="auto, cpu, cuda or cuda:N") from exc
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def read_checkpoint(path: str) -> dict[str, Any]:
+    """Read a training checkpoint (a file, or a run directory -> its ``last.pt``) safely."""
+    import pickle
+
+    from matdata.storage import exists, join, open_input
+
+    if exists(join(path, "last.pt")):
+        path = join(path, "last.pt")
+    try:
+        with open_input(path) as f:
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable training checkpoint: {str(exc)[:200]}"
+        ) from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a `matdata train` checkpoint",
+            hint="use --init to start from released or foreign weights",
+        )
+    return ckpt
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+# ------------------------------------------------------------------ losses
+
+
+def mask_ignored(
+    preds: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    alpha: torch.Tensor,
+    ignore: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Replace predictions by their (constant) targets where ``ignore`` is 1, so ignored
+    pixels add neither loss nor gradient to any MODNet term.  The semantic prediction is
+    replaced in every 1/16 cell that touches an ignored pixel."""
+    from modnet.losses import semantic_target
+
+    sem, det, matte = preds
+    if not bool(ignore.any()):
+        return sem, det, matte
+    keep = 1.0 - ignore
+    det = det * keep + alpha * ignore
+    matte = matte * keep + alpha * ignore
+    ign_low = F.adaptive_max_pool2d(ignore, tuple(sem.shape[-2:]))
+    target = semantic_target(alpha, tuple(sem.shape[-2:]))
+    sem = sem * (1.0 - ign_low) + target * ign_low
+    return sem, det, matte
+
+
+def compute_losses(
+    model: torch.nn.Module, batch: dict[str, Any], weights: tuple[float, float, float]
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Forward one batch (already on the device): MODNet's weighted losses and the matte."""
+    from modnet.losses import modnet_losses
+
+    sem, det, matte = model(batch["image"], False)
+    sem, det, matte = (t.float() for t in (sem, det, matte))
+    raw_matte = matte
+    sem, det, matte = mask_ignored((sem, det, matte), batch["alpha"], batch["ignore"])
+    losses = modnet_losses(
+        sem,
+        det,
+        matte,
+        batch["image"],
+        batch["alpha"],
+        batch["trimap"],
+        coarse_mask=batch["coarse"],
+        weights=weights,
+    )
+    return losses, raw_matte
+
+
+# ------------------------------------------------------------------ trainer
+
+
+class Trainer:
+    """Set up model, optimizer, data and logging from a :class:`TrainConfig`; :meth:`fit`."""
+
+    def __init__(self, cfg: TrainConfig, resume: str | None = None):
+        from modnet import build_modnet, load_modnet_weights
+
+        self.cfg = cfg
+        kind = "cuda" if pick_device(cfg.device).type == "cuda" else "cpu"
+        self.dist = setup_distributed(kind)
+        self.device = pick_device(cfg.device, self.dist.local_rank)
+        self.use_amp = bool(cfg.amp and self.device.type == "cuda")
+        ckpt = read_checkpoint(resume) if resume else None
+
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        model = build_modnet(cfg.backbone, cfg.hr_channels)
+        if cfg.init and ckpt is None:
+            load_modnet_weights(model, cfg.init)
+        model.to(self.device)
+        self.model = model
+        self.net: torch.nn.Module = model
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            if self.device.type == "cuda":
+                self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+                self.model = self.net
+                ids = [self.device.index]
+            else:
+                ids = None
+            self.net = DistributedDataParallel(self.net, device_ids=ids)
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if cfg.optimizer == "adamw":
+            self.opt: torch.optim.Optimizer = torch.optim.AdamW(
+                params, lr=cfg.base_lr, weight_decay=cfg.weight_decay
+            )
+        else:
+            self.opt = torch.optim.SGD(
+                params, lr=cfg.base_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            )
+        total, warm, sched = cfg.steps, cfg.warmup_steps, cfg.schedule
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: lr_factor(s, total, warm, sched)
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
+        self.step = 0
+        if ckpt is not None:
+            self._restore(ckpt)
+        self._val_split = self._has_split("val")
+
+    # -------------------------------------------------------------- state
+
+    def _has_split(self, split: str) -> bool:
+        from matdata.shards import read_index
+
+        return split in read_index(self.cfg.data).get("splits", {})
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": CKPT_FORMAT,
+            "version": CKPT_VERSION,
+            "model": self.model.state_dict(),
+            "model_config": json.dumps(self.model_config()),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "data_position": self._data_position(),
+            "config": self.cfg.to_json(),
+            "rng": _rng_state(self.device),
+        }
+
+    def _data_position(self) -> dict[str, int]:
+        """Where the training stream stands: batches consumed per rank (what resuming
+        uses), and for reference the epoch and the sample offset within it."""
+        pos = {"batches_per_rank": self.step, "world": self.dist.world}
+        per_rank = getattr(self, "_per_rank", 0)
+        if per_rank:
+            consumed = self.step * self.cfg.batch_size
+            pos.update(epoch=consumed // per_rank, sample_in_epoch=consumed % per_rank)
+        return pos
+
+    def model_config(self) -> dict[str, Any]:
+        return {"backbone": self.cfg.backbone, "hr_channels": self.cfg.hr_channels}
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.step = int(ckpt["step"])
+        _set_rng_state(ckpt["rng"], self.device)
+        world = int(ckpt.get("data_position", {}).get("world", 1))
+        if world != self.dist.world and self.dist.is_main:
+            from rich.console import Console
+
+            Console(stderr=True).print(
+                f"[yellow]warning:[/] checkpoint was written with {world} process(es), resuming "
+                f"with {self.dist.world}: the data order will differ from an uninterrupted run"
+            )
+
+    def save(self) -> str | None:
+        """Write ``checkpoints/step-N.pt`` and ``last.pt`` (rank 0), prune old ones."""
+        if not self.dist.is_main:
+            return None
+        from matdata.storage import atomic_open, join, makedirs
+
+        cdir = join(self.cfg.out, "checkpoints")
+        makedirs(cdir)
+        state = self.state()
+        path = join(cdir, f"step-{self.step:07d}.pt")
+        for target in (path, join(self.cfg.out, "last.pt")):
+            with atomic_open(target, "wb") as f:
+                torch.save(state, f)
+        if self.cfg.keep_checkpoints > 0:
+            old = sorted(p for p in os.listdir(cdir) if p.startswith("step-"))
+            for name in old[: -self.cfg.keep_checkpoints]:
+                os.remove(os.path.join(cdir, name))
+        return path
+
+    # -------------------------------------------------------------- data
+
+    def _stream(self, split: str, train: bool, start_batch: int = 0) -> Any:
+        from modnet.data import MattingStream, StreamConfig
+
+        cfg = self.cfg
+        scfg = StreamConfig(
+            split=split,
+            image_size=(cfg.image_size, cfg.image_size),
+            batch_size=cfg.batch_size,
+            train=train,
+            seed=cfg.seed,
+            fmt=cfg.fmt,
+            shuffle_buffer=cfg.shuffle_buffer,
+            recompose=cfg.recompose,
+        )
+        return MattingStream(
+            cfg.data,
+            scfg,
+            epochs=None if train else 1,
+            start_batch=start_batch,
+            rank=self.dist.rank,
+            world=self.dist.world,
+        )
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from modnet.data import prepare_batch
+
+        return prepare_batch(batch, self.device)
+
+    # -------------------------------------------------------------- steps
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimizer step; returns the (rank-local) loss terms and the LR used."""
+        self.net.train()
+        lr = self.opt.param_groups[0]["lr"]
+        self.opt.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            losses, _ = compute_losses(self.net, batch, self.cfg.loss_weights)
+        self.scaler.scale(losses["total"]).backward()
+        grad_norm = float("nan")
+        if self.cfg.clip_grad > 0:
+            self.scaler.unscale_(self.opt)
+            grad_norm = float(
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+            )
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        self.step += 1
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out["lr"] = lr
+        out["grad_norm"] = grad_norm
+        return out
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Loss and matting metrics on the ``val`` split (fixed trimaps), all ranks reduced."""
+        from modnet.data import make_loader
+
+        model = self.model  # unwrapped: no collectives inside the loop
+        was_training = model.training
+        model.eval()
+        stream = self._stream("val", train=False)
+        sums = torch.zeros(2, dtype=torch.float64)  # loss * n, n
+        acc = _MetricAccumulator(self.device)
+        loader = make_loader(stream, workers=min(self.cfg.workers, 2))
+        for i, batch in enumerate(loader):
+            if self.cfg.val_batches and i >= self.cfg.val_batches:
+                break
+            batch = self._to_device(batch)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                losses, matte = compute_losses(model, batch, self.cfg.loss_weights)
+            n = batch["image"].shape[0]
+            sums += torch.tensor([float(losses["total"]) * n, n], dtype=torch.float64)
+            acc.add(matte, batch["alpha"], batch["trimap"])
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            reduce_dev = self.device if self.device.type == "cuda" else torch.device("cpu")
+            t = sums.to(reduce_dev)
+            dist.all_reduce(t)
+            sums = t.cpu()
+        model.train(was_training)
+        out = {"loss": float(sums[0] / max(float(sums[1]), 1.0)), "samples": int(sums[1])}
+        out.update(acc.result(self.dist.world > 1))
+        return out
+
+    # -------------------------------------------------------------- loop
+
+    def fit(self) -> dict[str, Any]:
+        """Train until ``cfg.steps``; returns a summary (last train and val metrics)."""
+        from modnet.data import make_loader
+
+        cfg = self.cfg
+        log = _RunLog(cfg, self.dist, self.step)
+        summary: dict[str, Any] = {"start_step": self.step}
+        val: dict[str, float] | None = None
+        if self._val_split and cfg.val_at_start and self.step == 0:
+            val = self.validate()
+            log.write({"kind": "val", "step": self.step, **val})
+        stream = self._stream("train", train=True, start_batch=self.step)
+        self._per_rank = stream.per_rank
+        loader = make_loader(stream, cfg.workers, pin_memory=self.device.type == "cuda")
+        it = iter(loader)
+        train: dict[str, float] = {}
+        t0 = time.perf_counter()
+        interrupt = _Interrupt()
+        try:
+            with interrupt, log.progress(cfg.steps, self.step) as advance:
+                while self.step < cfg.steps:
+                    try:
+                        batch = next(it)
+                    except RuntimeError:  # loader workers killed by the same Ctrl-C
+                        if interrupt.requested:
+                            break
+                        raise
+                    if cfg.record_keys:
+                        log.keys(self.step, batch["key"])
+                    train = self.train_step(self._to_device(batch))
+                    stop = interrupt.requested
+                    if self.dist.world > 1:
+                        train["total"], stop = _reduce_step(train["total"], stop, self.device)
+                    dt = time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    last = self.step == cfg.steps
+                    if self.step % cfg.log_every == 0 or last or stop:
+                        log.write({"kind": "train", "step": self.step, **train, "step_time": dt})
+                    advance(train)
+                    if stop:
+                        break
+                    if self._val_split and (
+                        (cfg.val_every and self.step % cfg.val_every == 0) or last
+                    ):
+                        val = self.validate()
+                        log.write({"kind": "val", "step": self.step, **val})
+                    if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last:
+                        self.save()
+        finally:
+            del it
+            log.close()
+        if self.step < cfg.steps:  # stopped by Ctrl-C between two steps: keep the progress
+            self.save()
+            raise KeyboardInterrupt
+        summary.update(step=self.step, train=train, val=val)
+        return summary
+
+    def close(self) -> None:
+        import torch.distributed as dist
+
+        if self.dist.initialized_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _reduce_step(total: float, stop: bool, device: torch.device) -> tuple[float, bool]:
+    """Mean loss over ranks, and whether any rank was asked to stop (all stop together)."""
+    import torch.distributed as dist
+
+    t = torch.tensor([total, float(stop)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t[0]) / dist.get_world_size(), bool(t[1] > 0)
+
+
+class _Interrupt:
+    """Turn the first Ctrl-C (SIGINT) into a request to stop after the current step, so the
+    checkpoint written on the way out is consistent; a second Ctrl-C aborts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        import signal
+
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __enter__(self) -> _Interrupt:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self._previous is not None and not self.requested:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class _MetricAccumulator:
+    """Matting metrics (:mod:`matdata.metrics`) over validation batches, summed per rank
+    and all-reduced across ranks (sums and counts add up exactly)."""
+
+    def __init__(self, device: torch.device) -> None:
+        from matdata.metrics import MetricSums
+
+        self.device = device
+        self.sums = MetricSums()
+
+    def add(self, pred: torch.Tensor, alpha: torch.Tensor, trimap: torch.Tensor) -> None:
+        p = pred.detach().float().clamp(0, 1).cpu().numpy()
+        a = alpha.detach().float().cpu().numpy()
+        t = trimap.detach().float().cpu().numpy()
+        for i in range(p.shape[0]):
+            self.sums.add(p[i, 0], a[i, 0], t[i, 0])
+
+    def result(self, distributed: bool) -> dict[str, float]:
+        from matdata.metrics import MetricSums
+
+        sums = self.sums
+        if distributed:
+            import torch.distributed as dist
+
+            dev = self.device if self.device.type == "cuda" else torch.device("cpu")
+            t = torch.from_numpy(sums.to_array()).to(dev)
+            dist.all_reduce(t)
+            sums = MetricSums.from_array(t.cpu().numpy(), sums.regions)
+        return sums.flat()
+
+
+class _RunLog:
+    """JSONL metrics (+ TensorBoard when installed) and the rich live display, rank 0."""
+
+    def __init__(self, cfg: TrainConfig, dist: DistInfo, start_step: int):
+        from matdata.storage import join, makedirs
+
+        self.cfg = cfg
+        self.main = dist.is_main
+        self.rank = dist.rank
+        self._keys = None
+        makedirs(cfg.out)
+        if cfg.record_keys:
+            name = os.path.join(cfg.out, f"keys.rank{dist.rank}.jsonl")
+            self._keys = open(name, "a")  # noqa: SIM115 - lives as long as the run
+        self.tb = None
+        if not self.main:
+            return
+        from matdata.storage import atomic_write_text
+
+        atomic_write_text(join(cfg.out, "config.json"), cfg.to_json() + "\n")
+        path = os.path.join(cfg.out, "metrics.jsonl")
+        _truncate_log(path, start_step)
+        self.f = open(path, "a")  # noqa: SIM115 - lives as long as the run
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(os.path.join(cfg.out, "tensorboard"), purge_step=start_step)
+        except ImportError:
+            self.tb = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.main:
+            return
+        self.f.write(json.dumps(record, allow_nan=True) + "\n")
+        self.f.flush()
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, int | float) and k != "step":
+                    self.tb.add_scalar(f"{record['kind']}/{k}", v, record["step"])
+
+    def keys(self, step: int, keys: list[str]) -> None:
+        if self._keys is not None:
+            self._keys.write(json.dumps({"step": step, "keys": list(keys)}) + "\n")
+            self._keys.flush()
+
+    def progress(self, total: int, start: int) -> Any:
+        from contextlib import contextmanager
+
+        @contextmanager
+        def ctx():
+            if not self.main:
+                yield lambda _m: None
+                return
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            with Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            ) as prog:
+                task = prog.add_task("train", total=total, completed=start, info="")
+
+                def advance(m: dict[str, float]) -> None:
+                    info = (
+                        f"loss {m['total']:.4f} (s {m['semantic']:.3f} d {m['detail']:.3f} "
+                        f"m {m['matte']:.3f}) lr {m['lr']:.2e}"
+                    )
+                    prog.update(task, advance=1, info=info)
+
+                yield advance
+
+        return ctx()
+
+    def close(self) -> None:
+        if self._keys is not None:
+            self._keys.close()
+        if self.main:
+            self.f.close()
+            if self.tb is not None:
+                self.tb.close()
+
+
+def _truncate_log(path: str, start_step: int) -> None:
+    """Drop log lines after ``start_step`` (left by an interrupted run being resumed)."""
+    if not os.path.exists(path):
+        return
+    if start_step == 0:
+        os.remove(path)
+        return
+    with open(path) as f:
+        lines = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
+    with open(path, "w") as f:
+        f.writelines(lines)
+
+
+def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
+    """Run a whole training (``matdata train``); returns :meth:`Trainer.fit`'s summary."""
+    trainer = Trainer(cfg, resume)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()

@@ -1,0 +1,292 @@
+"""modnet.data / modnet.augment: sharding arithmetic, shuffle, determinism, resume, samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from matdata.imageio import encode_jpeg, encode_png
+from matdata.schema import Record
+from matdata.shards import ShardWriter, write_index
+from modnet.augment import AugmentConfig, augment, color_jitter, random_crop_box, resize
+from modnet.data import (
+    MattingStream,
+    StreamConfig,
+    block_slices,
+    is_coarse,
+    make_loader,
+    prepare_batch,
+    rank_block,
+    shard_order,
+    shuffle_buffer,
+    worker_owns,
+)
+
+# ------------------------------------------------------------------ pure arithmetic
+
+
+@pytest.mark.parametrize("total,world", [(10, 1), (10, 2), (11, 3), (7, 4), (100, 8)])
+def test_rank_blocks_partition(total: int, world: int) -> None:
+    seen: list[int] = []
+    for r in range(world):
+        lo, hi = rank_block(total, r, world)
+        seen += range(lo, hi)
+        assert abs((hi - lo) - total / world) < 1
+    assert seen == list(range(total))
+
+
+def test_block_slices_cover_exactly() -> None:
+    counts = [5, 3, 7, 1]
+    order = shard_order(len(counts), seed=3, epoch=1, shuffle=True)
+    assert sorted(order) == [0, 1, 2, 3]
+    concat = [(s, i) for s in order for i in range(counts[s])]
+    for start, stop in [(0, 16), (2, 9), (5, 8), (15, 16), (4, 4)]:
+        got = [
+            (s, i) for s, lo, hi in block_slices(order, counts, start, stop) for i in range(lo, hi)
+        ]
+        assert got == concat[start:stop]
+
+
+def test_shard_order_depends_on_epoch_and_seed() -> None:
+    orders = {tuple(shard_order(8, seed, epoch, True)) for seed in (0, 1) for epoch in (0, 1, 2)}
+    assert len(orders) > 3
+    assert shard_order(8, 0, 5, False) == list(range(8))
+    assert shard_order(8, 0, 1, True) == shard_order(8, 0, 1, True)
+
+
+def test_shuffle_buffer_is_a_deterministic_permutation() -> None:
+    items = list(range(50))
+    a = list(shuffle_buffer(items, 8, np.random.default_rng(1)))
+    b = list(shuffle_buffer(items, 8, np.random.default_rng(1)))
+    c = list(shuffle_buffer(items, 8, np.random.default_rng(2)))
+    assert sorted(a) == items and a == b and a != c and a != items
+    assert list(shuffle_buffer(items, 1, np.random.default_rng(1))) == items
+    # locality: an item is emitted at most (size - 1) positions before its input position
+    assert all(pos >= x - 7 for pos, x in enumerate(a))
+
+
+def test_worker_ownership_partitions_batches() -> None:
+    for workers in (1, 2, 3):
+        for first in (0, 5):
+            owners = [
+                [w for w in range(workers) if worker_owns(g, 4, first, w, workers)]
+                for g in range(80)
+            ]
+            assert all(o == [] for o in owners[: first * 4])
+            assert all(len(o) == 1 for o in owners[first * 4 :])
+            # a batch belongs to a single worker
+            assert all(
+                len({owners[g][0] for g in range(k * 4, k * 4 + 4)}) == 1 for k in range(5, 20)
+            )
+
+
+def test_is_coarse_flags() -> None:
+    assert is_coarse({"coarse": True})
+    assert is_coarse({"fg": {"id": "x", "coarse": True}})
+    assert is_coarse({"alpha_quality": "coarse"})
+    assert not is_coarse({"fg": "demo-fg-0001", "coarse": False})
+
+
+# ------------------------------------------------------------------ augment
+
+
+def test_augment_shapes_and_soft_alpha() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    alpha = np.zeros((90, 70), np.uint8)
+    alpha[20:70, 15:55] = 255  # hard edges: area/bilinear resizing must soften them
+    ign = np.zeros_like(alpha)
+    ign[:10] = 255
+    out_i, out_a, out_g = augment(img, alpha, rng, (32, 48), AugmentConfig(scale=(0.9, 1.0)), ign)
+    assert out_i.shape == (32, 48, 3) and out_a.shape == (32, 48) and out_g is not None
+    assert out_i.dtype == np.uint8 and out_a.dtype == np.uint8
+    assert set(np.unique(out_g)) <= {0, 255}
+    frac = ((out_a > 0) & (out_a < 255)).sum()
+    assert frac > 0, "alpha was resized without filtering (nearest?)"
+    # enlarging is bilinear too
+    up = resize(alpha[18:24, 13:19], 24, 24)
+    assert ((up > 0) & (up < 255)).any()
+
+
+def test_crop_box_inside_image() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        y0, x0, h, w = random_crop_box(50, 80, rng, 1.0)
+        assert y0 >= 0 and x0 >= 0 and y0 + h <= 50 and x0 + w <= 80 and h > 0 and w > 0
+
+
+def test_color_jitter_identity_and_range() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    same = color_jitter(img, np.random.default_rng(1), 0.0, 0.0, 0.0)
+    assert np.array_equal(same, img)
+    # brightness only: a scaled copy
+    bright = color_jitter(np.full((4, 4, 3), 100, np.uint8), np.random.default_rng(2), 0.5, 0, 0)
+    assert len(np.unique(bright)) == 1 and bright[0, 0, 0] != 100
+    # saturation 0 -> grey
+    grey = color_jitter(img, np.random.default_rng(3), 0.0, 0.0, 1.0)
+    assert grey.shape == img.shape
+    out = color_jitter(img, np.random.default_rng(1), 0.5, 0.5, 0.5)
+    assert out.dtype == np.uint8 and not np.array_equal(out, img)
+
+
+# ------------------------------------------------------------------ streams
+
+
+def _record(i: int, size: int = 40, coarse: bool = False, layers: bool = False) -> Record:
+    rng = np.random.default_rng(i)
+    img = rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:size, : size + 8]
+    alpha = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (size / 3) ** 2).astype(np.uint8) * 255
+    ignore = np.zeros_like(alpha)
+    ignore[:4] = 255
+    meta = {"split": "train", "fg": {"id": f"f{i}", "coarse": coarse}, "bg": f"b{i}", "seed": i}
+    rec = Record(key=f"s{i:04d}", image=encode_jpeg(img, 90), alpha=encode_png(alpha), meta=meta)
+    rec.ignore = encode_png(ignore)
+    if layers:
+        rec.fg = encode_jpeg(np.full_like(img, 200), 90)
+        rec.bg = encode_jpeg(rng.integers(0, 256, img.shape, dtype=np.uint8), 90)
+    return rec
+
+
+def _memory_shards(counts: list[int], **kw) -> tuple[list[int], callable]:
+    shards, n = [], 0
+    for c in counts:
+        shards.append([_record(n + j, **kw) for j in range(c)])
+        n += c
+    return counts, lambda s: iter(shards[s])
+
+
+def _cfg(**kw) -> StreamConfig:
+    base = dict(image_size=(32, 32), batch_size=3, seed=7, shuffle_buffer=6)
+    base.update(kw)
+    return StreamConfig(**base)
+
+
+def test_ranks_disjoint_and_cover_every_epoch() -> None:
+    counts, opener = _memory_shards([5, 4, 6])
+    all_keys = {f"s{i:04d}" for i in range(15)}
+    for world in (1, 2, 3):
+        for epoch in (0, 1):
+            per_rank = [
+                MattingStream(
+                    None, _cfg(), rank=r, world=world, shard_counts=counts, open_shard=opener
+                ).epoch_keys(epoch)
+                for r in range(world)
+            ]
+            flat = [k for keys in per_rank for k in keys]
+            assert len(flat) == len(set(flat)) == 15
+            assert set(flat) == all_keys
+    e0 = MattingStream(None, _cfg(), rank=0, world=1, shard_counts=counts, open_shard=opener)
+    assert e0.epoch_keys(0) != e0.epoch_keys(1)  # reshuffled each epoch
+
+
+def _batches(stream: MattingStream, workers: int, n: int) -> list[dict]:
+    out = []
+    for batch in make_loader(stream, workers=workers):
+        out.append(batch)
+        if len(out) == n:
+            break
+    return out
+
+
+def test_worker_count_invariance_and_resume() -> None:
+    counts, opener = _memory_shards([5, 4, 6])
+
+    def stream(start: int = 0) -> MattingStream:
+        return MattingStream(
+            None,
+            _cfg(),
+            rank=0,
+            world=1,
+            shard_counts=counts,
+            open_shard=opener,
+            start_batch=start,
+        )
+
+    ref = _batches(stream(), 0, 9)  # 27 samples: crosses an epoch boundary (15 per epoch)
+    two = _batches(stream(), 2, 9)
+    for a, b in zip(ref, two, strict=True):
+        assert a["key"] == b["key"]
+        for name in ("image", "alpha", "trimap", "ignore"):
+            assert torch.equal(a[name], b[name])
+    resumed = _batches(stream(start=4), 2, 5)
+    for a, b in zip(ref[4:], resumed, strict=True):
+        assert a["key"] == b["key"] and torch.equal(a["image"], b["image"])
+        assert torch.equal(a["trimap"], b["trimap"])
+    # one epoch of batches covers the split once
+    keys = [k for b in ref[:5] for k in b["key"]]
+    assert sorted(keys) == sorted(f"s{i:04d}" for i in range(15))
+
+
+def test_sample_tensors() -> None:
+    counts, opener = _memory_shards([4], coarse=True)
+    s = MattingStream(
+        None, _cfg(), rank=0, world=1, shard_counts=counts, open_shard=opener, epochs=1
+    )
+    samples = list(s)
+    assert len(samples) == 4
+    x = samples[0]
+    assert x["image"].shape == (32, 32, 3) and x["image"].dtype == torch.uint8
+    assert x["alpha"].shape == (32, 32) and x["alpha"].dtype == torch.uint8
+    assert set(torch.unique(x["trimap"]).tolist()) <= {0, 128, 255}
+    assert 128 in torch.unique(x["trimap"]).tolist()
+    b = prepare_batch(default_collate(samples))
+    assert b["image"].shape == (4, 3, 32, 32) and b["image"].dtype == torch.float32
+    assert b["image"].min() >= -1.0 and b["image"].max() <= 1.0 and b["image"].min() < -0.5
+    assert torch.equal(b["image"][0], x["image"].permute(2, 0, 1).float() / 127.5 - 1)
+    assert b["alpha"].shape == (4, 1, 32, 32) and b["alpha"].min() >= 0 and b["alpha"].max() <= 1
+    assert set(torch.unique(b["trimap"]).tolist()) == {0.0, 0.5, 1.0}
+    assert torch.equal(b["trimap"][0, 0] == 0.5, x["trimap"] == 128)
+    assert b["coarse"].dtype == torch.bool and b["coarse"].all()
+    assert x["coarse"].item() is True
+    # eval transform is deterministic and unshuffled
+    ev = MattingStream(
+        None, _cfg(train=False), rank=0, world=1, shard_counts=counts, open_shard=opener, epochs=1
+    )
+    a, b = list(ev), list(ev)
+    assert [t["key"] for t in a] == [f"s{i:04d}" for i in range(4)]
+    assert all(torch.equal(p["image"], q["image"]) for p, q in zip(a, b, strict=True))
+    # the centre crop keeps the ignored top rows (4 of 40 rows -> 3.2 of 32)
+    assert a[0]["ignore"][:3].min() == 255 and a[0]["ignore"][5:].max() == 0
+
+
+def test_recompose_changes_background_only() -> None:
+    counts, opener = _memory_shards([6], layers=True)
+    plain = MattingStream(
+        None, _cfg(), rank=0, world=1, shard_counts=counts, open_shard=opener, epochs=1
+    )
+    recomp = MattingStream(
+        None, _cfg(recompose=1.0), rank=0, world=1, shard_counts=counts, open_shard=opener, epochs=1
+    )
+    a, b = list(plain), list(recomp)
+    assert [x["key"] for x in a] == [x["key"] for x in b]
+    assert torch.equal(a[3]["alpha"], b[3]["alpha"])
+    assert not torch.equal(a[3]["image"], b[3]["image"])
+    # inside the solid foreground the recomposited image is the stored fg colour (200)
+    fg_px = b[3]["image"][b[3]["alpha"] > 250].float()
+    assert fg_px.numel() > 0
+    assert torch.allclose(fg_px, torch.full_like(fg_px, 200.0), atol=60)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset"])
+def test_stream_reads_built_shards(tmp_path, fmt: str) -> None:
+    infos = []
+    n = 0
+    for idx, c in enumerate([4, 3]):
+        with ShardWriter(str(tmp_path), "train", idx, formats=(fmt,)) as w:
+            for _ in range(c):
+                w.write(_record(n))
+                n += 1
+            infos += w.close()
+    write_index(str(tmp_path), infos, config={}, sources={}, rejects={})
+    keys = set()
+    for r in range(2):
+        s = MattingStream(str(tmp_path), _cfg(), rank=r, world=2, epochs=1)
+        got = [x["key"] for x in s]
+        assert len(got) == s.per_rank
+        assert not keys & set(got)
+        keys |= set(got)
+    assert keys == {f"s{i:04d}" for i in range(7)}
