@@ -384,7 +384,17 @@ def make_loader(stream: MattingStream, workers: int = 2, pin_memory: bool = Fals
         pin_memory=pin_memory,
         worker_init_fn=_worker_init if workers > 0 else None,
         prefetch_factor=2 if workers > 0 else None,
+        # Forked workers inherit the parent's OpenCV/OpenMP thread pools in a broken state
+        # and can deadlock (e.g. after a Dask pipeline ran in this process); forkserver
+        # workers start clean and still avoid spawn's full re-import per worker.
+        multiprocessing_context=_loader_context() if workers > 0 else None,
     )
+
+
+def _loader_context() -> Any:
+    import multiprocessing as mp
+
+    return mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
 
 
 class _TorchStream(torch.utils.data.IterableDataset):
