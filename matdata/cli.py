@@ -236,7 +236,11 @@ def build_cmd(
         float, typer.Option("--color-jitter", help="Probability of fg/bg colour jitter.")
     ] = 0.0,
     fg_estimator: Annotated[
-        str, typer.Option("--fg-estimator", help="blur_fusion | ml | none.")
+        str,
+        typer.Option(
+            "--fg-estimator",
+            help="blur_fusion | blur_fusion_fine | blur_fusion_paper | ml (pymatting) | none.",
+        ),
     ] = "blur_fusion",
     bg_category: Annotated[
         list[str] | None,

@@ -156,7 +156,17 @@ def _memory_shards(counts: list[int], **kw) -> tuple[list[int], callable]:
     for c in counts:
         shards.append([_record(n + j, **kw) for j in range(c)])
         n += c
-    return counts, lambda s: iter(shards[s])
+    return counts, _ShardOpener(shards)
+
+
+class _ShardOpener:
+    """Picklable opener over in-memory shards (loader workers start from a forkserver)."""
+
+    def __init__(self, shards: list[list[dict]]):
+        self.shards = shards
+
+    def __call__(self, s: int):
+        return iter(self.shards[s])
 
 
 def _cfg(**kw) -> StreamConfig:
