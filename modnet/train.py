@@ -488,9 +488,20 @@ class Trainer:
             grad_norm = float(
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
             )
+        scale = self.scaler.get_scale() if self.use_amp else 0.0
         self.scaler.step(self.opt)
         self.scaler.update()
-        self.sched.step()
+        if self.use_amp and self.scaler.get_scale() < scale:
+            # AMP skipped this optimizer step (inf/nan grads, the scale backs off). The LR
+            # schedule still follows the step count (logs and resume stay aligned), so
+            # torch's "scheduler before optimizer" warning is expected here and muted.
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                self.sched.step()
+        else:
+            self.sched.step()
         self.step += 1
         out = {k: float(v.detach()) for k, v in losses.items()}
         out["lr"] = lr
