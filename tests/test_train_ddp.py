@@ -57,10 +57,11 @@ def test_two_gloo_processes_train_on_disjoint_shards(tmp_path: Path) -> None:
     steps = per_rank // BATCH
     run = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    # as documented: torchrun --nproc-per-node N -m matdata train ...
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "--no-python", sys.executable, "-c", "from matdata.cli import main; main()",
-        "train", "--data", str(tmp_path / "data"), "--out", str(run), "--hr-channels", "8",
+        "-m", "matdata", "train", "--data", str(tmp_path / "data"), "--out", str(run),
+        "--hr-channels", "8",
         "--steps", str(steps), "--batch-size", str(BATCH), "--image-size", "64",
         "--device", "cpu", "--workers", "1", "--record-keys", "--val-every", "0",
         "--log-every", "1",
