@@ -21,8 +21,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+try:  # POSIX; elsewhere catalog updates are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from matdata.errors import SourceError
 from matdata.rejects import Reject
@@ -71,13 +78,32 @@ def load_catalog() -> dict[str, dict[str, Any]]:
     return data
 
 
+@contextmanager
+def _catalog_lock() -> Iterator[None]:
+    """Serialise catalog updates of concurrent ingests (an exclusive ``flock`` on a local
+    ``catalog.json.lock``; remote catalogs have no lock: ingest into them one at a time)."""
+    path = _catalog_path()
+    if "://" in path or fcntl is None:
+        yield
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".lock", "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def register(name: str, entry: dict[str, Any]) -> None:
-    """Add or replace ``name`` in the catalog (atomic rewrite of ``catalog.json``)."""
+    """Add or replace ``name`` in the catalog (atomic rewrite of ``catalog.json``, under a
+    lock so that concurrent ingests do not lose each other's entries)."""
     from matdata.storage import atomic_write_text
 
-    data = load_catalog()
-    data[name] = entry
-    atomic_write_text(_catalog_path(), json.dumps(data, indent=2, sort_keys=True) + "\n")
+    with _catalog_lock():
+        data = load_catalog()
+        data[name] = entry
+        atomic_write_text(_catalog_path(), json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def lookup(name: str) -> dict[str, Any] | None:

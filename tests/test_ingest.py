@@ -252,3 +252,21 @@ def test_cli_places_filter_reports_filtered_and_bad_catalog(tmp_path: Path) -> N
     Path(os.environ["MATDATA_CATALOG"], "catalog.json").write_text("{broken")
     with pytest.raises(SourceError, match="unreadable"):
         resolve_source("outdoor", "bg")
+
+
+def test_concurrent_registrations_lose_nothing(tmp_path: Path) -> None:
+    """Ingests running at the same time each add their entry (the update is locked)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from matdata import catalog\n"
+        "for i in range(20):\n"
+        "    catalog.register(f'{sys.argv[1]}-{i}', {'kind': 'folder', 'n': i})\n"
+    )
+    env = dict(os.environ, MATDATA_CATALOG=str(tmp_path / "cat"))
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"p{p}"], env=env) for p in range(4)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    names = json.loads((tmp_path / "cat" / "catalog.json").read_text())
+    assert set(names) == {f"p{p}-{i}" for p in range(4) for i in range(20)}
