@@ -880,6 +880,46 @@ def evaluate_cmd(
         atomic_write_text(json_out, text + "\n")
 
 
+@app.command("adapt")
+def adapt_cmd(
+    images: Annotated[list[str], typer.Argument(help="Unlabelled images or folders (recursive).")],
+    checkpoint: CheckpointOpt,
+    out_dir: Annotated[str, typer.Option("--out", "-o", help="Run directory (soc.pt).")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 500,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 1,
+    image_size: Annotated[
+        int, typer.Option("--image-size", help="Square side (multiple of 32).")
+    ] = 512,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-5,
+    device: DeviceOpt = "auto",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """SOC: adapt a trained MODNet to unlabelled images of a new domain (MODNet Sec. 4)."""
+    from rich.table import Table
+
+    from modnet.soc import SOCConfig, adapt
+
+    cfg = SOCConfig(
+        checkpoint=checkpoint, images=tuple(images), out=out_dir, steps=steps,
+        batch_size=batch_size, image_size=image_size, lr=lr, device=device, seed=seed,
+    )  # fmt: skip
+    with _modnet_progress("adapt", progress_bar) as bar:
+        task = bar.add_task("adapt", total=steps)
+        summary = adapt(cfg, lambda step, row: bar.update(task, completed=step))
+    table = Table(title=f"SOC adaptation {out_dir}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("images / rejected", f"{summary['images']} / {summary['rejected']}")
+    table.add_row("steps", str(summary["steps"]))
+    for k in ("soc_semantic", "soc_detail", "total"):
+        table.add_row(
+            f"{k} first -> last", f"{summary['first'][k]:.4g} -> {summary['last'][k]:.4g}"
+        )
+    table.add_row("checkpoint", summary["checkpoint"])
+    out.print(table)
+
+
 # ==== qa / inspect / verify (issue 6) =================================================
 
 
