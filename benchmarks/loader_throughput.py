@@ -1,14 +1,20 @@
 """Training loader throughput (samples/s per worker) against pure decoding of the same shards.
 
 Throughput is measured in samples per CPU-second of one process (the loader's own process
-with ``workers=0``, the joined worker processes otherwise), so a busy shared machine does
-not distort the ratio; wall-clock samples/s are shown too.  Peer in the same run: reading
-every record of the split and decoding its image (JPEG) and alpha (PNG) with the same
-decoders, nothing else.  The loader additionally does the random resized crop, flip,
-colour jitter, the on-the-fly trimap (:func:`matdata.trimap.make_trimap`), tensor
-conversion and (through the DataLoader) collation.  Target: >= 0.8x pure decoding.
+with ``workers=0``, the worker processes together otherwise, their start-up included,
+amortised over ``--epochs``), so a busy shared machine does not distort the ratio much;
+wall-clock samples/s are shown too.  Peer in the same run: reading every record of the
+split and decoding its image (JPEG) and alpha (PNG) with the same decoders, nothing else.
+The loader additionally does the shuffle, the random resized crop, flip, colour jitter,
+the on-the-fly trimap (:func:`matdata.trimap.make_trimap`) and the batch tensors (with
+workers, in shared memory).  Target: >= 0.8x pure decoding.
 
     python benchmarks/loader_throughput.py [--data DIR] [--samples 160 --src 512 --size 512]
+        [--stages]
+
+``--stages`` also times the steps of one training sample on the same records (CPU ms per
+sample, best of the repeats): decoding, the crop (resize + flip + jitter) of image and
+alpha, and the trimap, as :meth:`modnet.data.MattingStream._fill` runs them.
 
 Without ``--data`` a synthetic dataset (smooth photo-like images, soft-edged alphas) is
 written to a temporary folder with :class:`matdata.shards.ShardWriter`.
@@ -59,6 +65,18 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _proc_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) of a live process from ``/proc`` (None if unreadable)."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pure_decode(data: str, fmt: str | None) -> tuple[int, float, float]:
     """``(samples, wall s, CPU s)`` of reading + decoding image and alpha of the split."""
     from matdata.imageio import fast_decode_jpeg, fast_decode_png_gray
@@ -80,7 +98,10 @@ def loader(
 
     ``workers=0``: steady state after the first batch, CPU time of this process.
     ``workers>0``: ``epochs`` whole epochs (amortising the workers' start-up), CPU time of
-    the (joined) worker processes.
+    the worker processes.  They start from a forkserver, so they are not children of this
+    process and ``RUSAGE_CHILDREN`` never sees them: their ``/proc`` CPU times are read
+    after every batch (the last reading, after the last batch, counts).  Without
+    ``/proc`` it falls back to ``RUSAGE_CHILDREN`` (right for forked workers only).
     """
     from modnet.data import MattingStream, StreamConfig, make_loader
 
@@ -97,10 +118,58 @@ def loader(
         return n, time.perf_counter() - t, _cpu() - c
     t, c = time.perf_counter(), _children_cpu()
     it = iter(dl)
+    pids = [p.pid for p in getattr(it, "_workers", [])]  # DataLoader internals
+    seen: dict[int, float] = {}
     for b in it:
         n += b["image"].shape[0]
-    del it  # exhausted: workers are joined, their CPU time is now accounted
+        for pid in pids:
+            cpu = _proc_cpu(pid)
+            if cpu is not None:
+                seen[pid] = cpu
+    del it  # exhausted: workers are joined
+    if pids and len(seen) == len(pids):
+        return n, time.perf_counter() - t, sum(seen.values())
     return n, time.perf_counter() - t, _children_cpu() - c
+
+
+def stage_times(data: str, fmt: str | None, size: int) -> dict[str, float]:
+    """CPU seconds per step summed over the split, for the training steps of a sample."""
+    import numpy as np
+
+    from matdata.imageio import fast_decode_jpeg, fast_decode_png_gray
+    from matdata.shards import iter_records
+    from matdata.trimap import make_trimap, random_trimap_params
+    from modnet.augment import AugmentConfig, random_crop_box
+    from modnet.data import crop_into
+
+    aug = AugmentConfig()
+    out_img = np.empty((size, size, 3), np.uint8)
+    out_a = np.empty((size, size), np.uint8)
+    out_t = np.empty((size, size), np.uint8)
+    t = dict.fromkeys(("decode JPEG", "decode PNG", "crop image", "crop alpha", "trimap"), 0.0)
+    for i, rec in enumerate(iter_records(data, "train", fmt)):
+        c0 = _cpu()
+        image = fast_decode_jpeg(rec.image)
+        c1 = _cpu()
+        alpha = fast_decode_png_gray(rec.alpha)
+        c2 = _cpu()
+        rng = np.random.default_rng([0, 0, 0, i])
+        box = random_crop_box(*alpha.shape, rng, 1.0, aug.scale, aug.ratio)
+        flip = bool(rng.random() < aug.flip)
+        jitter = tuple(
+            float(rng.uniform(1 - a, 1 + a)) for a in (aug.brightness, aug.contrast, aug.saturation)
+        )
+        params = random_trimap_params(rng, aug.trimap_rel_range)
+        c3 = _cpu()
+        crop_into(image, box, out_img, flip, jitter)
+        c4 = _cpu()
+        crop_into(alpha, box, out_a, flip)
+        c5 = _cpu()
+        make_trimap(out_a, params, out=out_t)
+        c6 = _cpu()
+        for k, dt in zip(t, (c1 - c0, c2 - c1, c4 - c3, c5 - c4, c6 - c5), strict=True):
+            t[k] += dt
+    return t
 
 
 def main() -> None:
@@ -114,6 +183,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="*", default=[0, 2])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=3, help="epochs per run with workers")
+    ap.add_argument("--stages", action="store_true", help="also time the steps of a sample")
     args = ap.parse_args()
 
     import cv2
@@ -163,6 +233,23 @@ def main() -> None:
         )
         table.add_row(label, f"{wall:.1f}", f"{per_cpu:.1f}", f"{per_cpu / ref:.2f}x")
     Console().print(table)
+    if args.stages:
+        from matdata.shards import iter_records
+
+        stages: dict[str, float] = {}
+        for _ in range(args.repeats):
+            got = stage_times(data, args.format, args.size)
+            stages = {k: min(v, stages.get(k, v)) for k, v in got.items()}
+        count = sum(1 for _ in iter_records(data, "train", args.format))
+        st = Table(title="steps of one training sample (CPU ms per sample, best of repeats)")
+        st.add_column("step")
+        st.add_column("ms", justify="right")
+        for k, v in stages.items():
+            st.add_row(k, f"{1000 * v / count:.3f}")
+        for name in names:
+            label = "whole: pure decode" if name == "decode" else f"whole: loader, {name}"
+            st.add_row(label, f"{1000 / best[name][1]:.3f}")
+        Console().print(st)
     if tmp is not None:
         tmp.cleanup()
 

@@ -706,6 +706,7 @@ def run_shard(task: ShardTask, progress: Callable[[int], None] | None = None) ->
     # parallelism comes from worker processes (one core each); OpenCV's own thread pool
     # would oversubscribe the cores. Results do not depend on it.
     cv2.setNumThreads(1)
+    _warm_imports()
     t0 = time.perf_counter()
     rejects: list[Reject] = []
     with ShardWriter(task.out, task.split, task.index, task.formats) as w:
@@ -734,6 +735,17 @@ def run_shard(task: ShardTask, progress: Callable[[int], None] | None = None) ->
         json.dumps(marker, sort_keys=True, indent=1) + "\n",
     )
     return res
+
+
+def _warm_imports() -> None:
+    """Import what a shard task uses (once per worker process, a no-op afterwards), so that
+    a fresh worker's first task time measures generation, not module loading."""
+    import pyarrow.parquet  # noqa: F401
+    from PIL import JpegImagePlugin, PngImagePlugin  # noqa: F401
+
+    import matdata.compose  # noqa: F401
+    import matdata.foreground  # noqa: F401
+    import matdata.imageio  # noqa: F401
 
 
 def _peak_rss_mb() -> float:

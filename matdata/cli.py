@@ -239,7 +239,7 @@ def build_cmd(
         str,
         typer.Option(
             "--fg-estimator",
-            help="blur_fusion | blur_fusion_fine | blur_fusion_paper | ml (pymatting) | none.",
+            help="blur_fusion | blur_fusion_v1 | blur_fusion_fine | blur_fusion_paper | ml | none.",
         ),
     ] = "blur_fusion",
     bg_category: Annotated[

@@ -159,6 +159,41 @@ def _paste(canvas: np.ndarray, layer: np.ndarray, x0: int, y0: int) -> None:
     canvas[cy0:cy1, cx0:cx1] = layer[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
 
 
+def _blend_into(
+    canvas: np.ndarray, layer: np.ndarray, alpha: np.ndarray, x0: int, y0: int
+) -> np.ndarray:
+    """``composite_rgb(F, alpha, canvas)`` written into ``canvas`` (returned), where ``F``
+    is ``layer`` pasted at ``(x0, y0)`` and ``alpha`` the full-canvas alpha, which is 0
+    outside the pasted rectangle.  Only the box of ``alpha > 0`` inside the rectangle is
+    blended; elsewhere ``a = 0`` and the composite is the background, so the result is
+    byte-identical to blending the whole canvas."""
+    import cv2
+
+    H, W = canvas.shape[:2]
+    h, w = layer.shape[:2]
+    cx0, cy0 = max(x0, 0), max(y0, 0)
+    cx1, cy1 = min(x0 + w, W), min(y0 + h, H)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return canvas
+    bx, by, bw, bh = cv2.boundingRect(alpha[cy0:cy1, cx0:cx1])
+    if bw == 0 or bh == 0:
+        return canvas
+    cx0, cy0 = cx0 + bx, cy0 + by
+    cx1, cy1 = cx0 + bw, cy0 + bh
+    win = (slice(cy0, cy1), slice(cx0, cx1))
+    a = alpha[win].astype(np.float32)
+    a *= np.float32(1 / 255)
+    # OpenCV reads and writes the row-strided windows in place (no copies)
+    cv2.blendLinear(
+        layer[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0],
+        canvas[win],
+        a,
+        np.float32(1) - a,
+        dst=canvas[win],
+    )
+    return canvas
+
+
 def cover_crop_box(
     bg_w: int, bg_h: int, out_w: int, out_h: int, zoom: float, u: tuple[float, float] | None
 ) -> tuple[int, int, int, int]:
@@ -247,51 +282,58 @@ def compose_sample(
         fg_scale=s, fg_scaled_size=[sw, sh], fg_offset=[x0, y0], flip=flip, jitter=[jx, jy]
     )
 
+    import cv2
+
     identity = (sw, sh, x0, y0) == (W, H, 0, 0) and not flip
     if identity:  # no resampling at all: the alpha is the input's, bit for bit
-        f_out = fg_colors.copy()
-        a_out = alpha.copy()
+        f_l, a_out = fg_colors, alpha.copy()
         i_out = ignore.copy() if ignore is not None else None
     else:
         f_l = _resize(fg_colors, sw, sh)
         a_l = _resize(alpha, sw, sh)
         i_l = _resize(ignore, sw, sh, mask=True) if ignore is not None else None
-        if flip:
-            f_l, a_l = f_l[:, ::-1], a_l[:, ::-1]
-            i_l = i_l[:, ::-1] if i_l is not None else None
-        f_out = np.zeros((H, W, 3), np.uint8)
+        if flip:  # cv2.flip: a contiguous mirror image in one pass
+            f_l, a_l = cv2.flip(f_l, 1), cv2.flip(a_l, 1)
+            i_l = cv2.flip(i_l, 1) if i_l is not None else None
         a_out = np.zeros((H, W), np.uint8)
-        _paste(f_out, f_l, x0, y0)
         _paste(a_out, a_l, x0, y0)
         i_out = None
         if i_l is not None:
             i_out = np.zeros((H, W), np.uint8)
             _paste(i_out, i_l, x0, y0)
 
+    def fg_canvas() -> np.ndarray:
+        """The foreground colours on the output canvas (black where nothing is pasted)."""
+        if identity:
+            return fg_colors.copy()
+        out = np.zeros((H, W, 3), np.uint8)
+        _paste(out, f_l, x0, y0)
+        return out
+
     # --- background geometry
     bh, bw = bg.shape[:2]
     zoom = _u(rng, *cfg.bg_zoom) if aug else 1.0
     u = (float(rng.random()), float(rng.random())) if cfg.bg_crop == "random" else None
     bx, by, bcw, bch = cover_crop_box(bw, bh, W, H, zoom, u)
-    b_out = _resize(np.ascontiguousarray(bg[by : by + bch, bx : bx + bcw]), W, H)
+    b_out = _resize(bg[by : by + bch, bx : bx + bcw], W, H)  # OpenCV reads the view
     if np.may_share_memory(b_out, bg):  # never hand out (or later modify) the caller's array
         b_out = b_out.copy()
     params.update(bg_size=[bw, bh], bg_zoom=zoom, bg_crop=[bx, by, bcw, bch])
 
     # --- domain-gap ops (drawn only when enabled, so enabling none leaves the stream as is)
+    # the full-canvas foreground is only made when an op or keep_layers needs it; else the
+    # composite blends the pasted layer into the background over its alpha > 0 box only
     gap: dict[str, Any] = {}
-    f_f: np.ndarray = f_out
+    f_f: np.ndarray | None = fg_canvas() if cfg.keep_layers else None
     b_f: np.ndarray = b_out
     if aug:
-        import cv2
-
         if cfg.bg_blur > 0 and rng.random() < cfg.bg_blur:
             sigma = _u(rng, *cfg.bg_blur_sigma)
             b_f = cv2.GaussianBlur(b_f, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
             gap["bg_blur"] = {"sigma": sigma}
         if cfg.jpeg_match > 0 and rng.random() < cfg.jpeg_match:
             q = int(rng.integers(cfg.jpeg_match_quality[0], cfg.jpeg_match_quality[1] + 1))
-            f_f = _jpeg_roundtrip(f_f, q)
+            f_f = _jpeg_roundtrip(f_f if f_f is not None else fg_canvas(), q)
             b_f = _jpeg_roundtrip(b_f, q)
             gap["jpeg_match"] = {"quality": q}
         if cfg.color_jitter > 0 and rng.random() < cfg.color_jitter:
@@ -299,12 +341,15 @@ def compose_sample(
             names = ("brightness", "contrast", "saturation")
             g_fg = {n: 1.0 + _u(rng, -c, c) for n in names}
             g_bg = {n: 1.0 + _u(rng, -c, c) for n in names}
-            f_f = _jitter_colors(f_f, g_fg)
+            f_f = _jitter_colors(f_f if f_f is not None else fg_canvas(), g_fg)
             b_f = _jitter_colors(b_f, g_bg)
             gap["color_jitter"] = {"fg": g_fg, "bg": g_bg}
 
     # --- composite: a * F + (1 - a) * B in float32, rounded
-    image = composite_rgb(f_f, a_out, b_f)
+    if f_f is not None:
+        image = composite_rgb(f_f, a_out, b_f)
+    else:  # b_f is this function's own array (never the caller's) and not handed out
+        image = _blend_into(b_f, f_l, a_out, x0, y0)
     if aug and cfg.noise > 0 and rng.random() < cfg.noise:
         sigma = _u(rng, *cfg.noise_sigma)
         noisy = image + rng.normal(0.0, sigma, image.shape).astype(np.float32)
@@ -320,7 +365,7 @@ def compose_sample(
     return Composite(
         image=image,
         alpha=np.ascontiguousarray(a_out),
-        fg=np.ascontiguousarray(f_f) if cfg.keep_layers else None,
+        fg=np.ascontiguousarray(f_f) if cfg.keep_layers and f_f is not None else None,
         bg=np.ascontiguousarray(b_f) if cfg.keep_layers else None,
         trimap=trimap,
         ignore=np.ascontiguousarray(i_out) if i_out is not None else None,

@@ -8,52 +8,71 @@ first and compositing ``a * F + (1 - a) * B_new`` removes it.
 Methods (``estimate_foreground(..., method=...)``):
 
 ``"blur_fusion"`` (default)
-    Multi-scale blur fusion, after "Approximate fast foreground colour estimation"
-    (Forte & Pitie, ICIP 2021), written here from the paper's equations.  With
-    ``blur_r`` a normalised box filter of radius ``r``::
+    Two stages: coarse multi-scale blur fusion for smooth colour fields, then a local
+    linear fit for the detail.
 
-        F_r = blur_r(F * a) / blur_r(a)              local mean fg colour, weighted by a
-        B_r = blur_r(B * (1 - a)) / blur_r(1 - a)    local mean bg colour
-        R   = I - a * F_r - (1 - a) * B_r            residual of the compositing equation
-        F  <- clip(F_r + a * R, 0, 1)                (coarse passes: the paper's update)
-        B  <- B_r
+    1. Blur fusion, after "Approximate fast foreground colour estimation" (Forte & Pitie,
+       ICIP 2021), written here from the paper's equations.  With ``blur_r`` a normalised
+       box filter of radius ``r``::
 
-    starting from ``F = B = I``.  Passes ``(radius, factor)`` = ``(128, 16), (48, 8),
-    (16, 4), (6, 4)`` (radius in full-resolution pixels; scaled up above ~0.5 MP,
-    :func:`pass_schedule`): each pass runs on the image downscaled by its factor (a
-    pyramid of 2x2 averages), so the wide blurs cost almost nothing; ``F`` and ``B`` are
-    resized bilinearly from level to level.  Changes to the paper, each measured:
+           F_r = blur_r(F * a) / blur_r(a)              local mean fg colour, weighted by a
+           B_r = blur_r(B * (1 - a)) / blur_r(1 - a)    local mean bg colour
+           R   = I - a * F_r - (1 - a) * B_r            residual of the compositing equation
+           F  <- clip(F_r + a * R, 0, 1)                (the paper's update)
+           B  <- B_r
 
-    * each blur also weighs in the previous estimate with a tiny weight
-      (``F_r = (blur(F*a) + e*F) / (blur(a) + e)``, ``e = 1e-4``), so ``F`` stays
-      defined (not black) away from the subject;
-    * before each pass ``B`` is reset to ``I`` where the level's alpha is <= 0.05 (there
-      the image *is* the background), so ``B`` keeps sharp scene edges behind hair;
-    * after the last pass, ``B`` is refined once: the background implied by the
-      regularised ``F`` below, ``(I - a*F) / (1 - a)`` where ``a <= 0.9``, re-blurred with
-      an 8 px radius;
-    * at full resolution the per-pixel least-squares problem
-      ``min_F (a*F + (1-a)*B_r - I)^2 + lam*(1-a)*|F - F_r|^2`` is solved::
+       starting from ``F = B = I``.  Passes ``(radius, factor)`` = ``(128, 16), (48, 8),
+       (16, 4)`` (radius in full-resolution pixels; scaled up above ~0.5 MP,
+       :func:`pass_schedule`): each pass runs on the image downscaled by its factor (a
+       pyramid of 2x2 averages), so the wide blurs cost almost nothing; ``F`` and ``B``
+       are resized bilinearly from level to level.  Two changes to the paper: each blur
+       also weighs in the previous estimate with a tiny weight (``F_r = (blur(F*a) +
+       e*F) / (blur(a) + e)``, ``e = 1e-4``), so ``F`` stays a smooth extension of the
+       subject away from it (not black); before each pass ``B`` is reset to ``I`` where
+       the level's alpha is <= 0.05 (there the image *is* the background).
+    2. Local linear fit (:func:`_local_fit`).  Where ``F`` and ``B`` are constant over a
+       small window, ``I = B + a * (F - B)`` is linear in ``a``: the least-squares line of
+       ``I`` against ``a`` in the window has slope ``F - B`` and intercept ``B`` (the
+       local model of closed-form matting, Levin et al. 2008; computed like the guided
+       filter of He et al. with alpha as the guide).  Strands and speckled fringes give
+       the fit its spread of alpha, so it separates the strand's colour from the scene
+       behind it even over sharp scene edges, where blurred ``B_r`` fails.  Where alpha
+       is flat in a window the slope falls back to the blur-fusion slope::
 
-        F = I                                                  where a = 1
-        F = F_r                                                where a = 0
-        F = clip(F_r + a * R / (a^2 + lam * (1 - a)), 0, 1)    elsewhere, lam = 0.3
+           A = (cov_w(a, I) + eps * (F_r - B_r)) / (var_w(a) + eps)    eps = 1e-3
+           b = mean_w(I) - A * mean_w(a)
+           F_fit = mean_w(b) + mean_w(A),   B_fit = mean_w(b)         (window means)
 
-      (trusting the data where alpha is high, the smooth estimate where it is small),
-      only on the fractional pixels, so the full-resolution cost is a few copies plus
-      work proportional to the soft region.
+       computed on the 1/4-scale level with an 8 px (full resolution) window radius at
+       AISegment size (both scaled with the image side; at least the 1/2-scale level and
+       4 px): averaging keeps the model linear, and it averages out JPEG noise and chroma
+       subsampling.  ``F_fit``, ``B_fit`` are interpolated bilinearly at the full
+       resolution fractional pixels, where the per-pixel least-squares problem
+       ``min_F (a*F + (1-a)*B_fit - I)^2 + lam*(1-a)*|F - F_fit|^2`` is solved::
+
+           F = I                                                        where a = 1
+           F = F_r (resized)                                            where a = 0
+           F = clip(F_fit + a * R / (a^2 + lam * (1 - a)), 0, 1)        elsewhere, lam = 0.5
+
+       with ``R = I - a*F_fit - (1-a)*B_fit`` (gathered: work proportional to the soft
+       region).  Box filters are ``cv2.blur`` (running sums: O(H * W) whatever the
+       radius); the full-resolution work is a few copies plus the fractional pixels.
 
     ``benchmarks/foreground_estimation.py`` compares it with the multi-level method (ML)
-    on synthetic composites with known ``F`` (numbers in ``docs/compositing.md``): about
-    10x faster; ML's error is lower on hard cases (wide semi-transparent fringes over
-    sharp, high-contrast scene edges), where its propagation along alpha gradients wins.
-    Box filters are ``cv2.blur`` (running sums: O(H * W) whatever the radius).
+    on synthetic composites with known ``F`` (numbers in ``docs/compositing.md``).
+
+``"blur_fusion_v1"``
+    The previous default (matdata <= this change): stage 1 with a fourth pass ``(6, 4)``,
+    then a background refinement (the background implied by the regularised ``F``,
+    ``(I - a*F) / (1 - a)`` where ``a <= 0.9``, re-blurred over 8 px) and the per-pixel
+    update above against ``F_r``, ``B_r`` with ``lam = 0.3``.  Kept to reproduce
+    datasets built with it, and for comparison.
 
 ``"blur_fusion_fine"``
     ``"blur_fusion"`` plus one full-resolution local refinement of the faint pixels
     (``0 < a < 0.8``, :func:`_local_refine`): each takes the colour of the more opaque
     pixels nearby (weights ``a^2``) against the background its neighbours imply.
-    Markedly lower error on lossless inputs, a little on JPEG ones, about 3x the time.
+    A little lower error on lossless inputs, higher on JPEG ones, about 4x the time.
 
 ``"ml"``
     The multi-level method of Germer et al. as implemented by ``pymatting``
@@ -67,7 +86,7 @@ Methods (``estimate_foreground(..., method=...)``):
     ``F = I`` (the raw photo; what the old research code did).  For comparisons only.
 
 Why hand-written: the algorithm is a handful of OpenCV calls; depending on ``pymatting``
-(numba) for it would pull a JIT compiler into every build worker for a 10x slower result
+(numba) would pull a JIT compiler into every build worker for a 10x slower result
 (``benchmarks/foreground_estimation.py`` measures both).
 """
 
@@ -78,15 +97,27 @@ from collections.abc import Sequence
 
 import numpy as np
 
-METHODS = ("blur_fusion", "blur_fusion_fine", "blur_fusion_paper", "ml", "none")
+METHODS = (
+    "blur_fusion",
+    "blur_fusion_fine",
+    "blur_fusion_v1",
+    "blur_fusion_paper",
+    "ml",
+    "none",
+)
 
-#: Passes of the default estimator as ``(radius, factor)``: a box blur of ``radius`` pixels
+#: Passes of ``"blur_fusion_v1"`` as ``(radius, factor)``: a box blur of ``radius`` pixels
 #: (full-resolution units) computed on the image downscaled by ``factor``.
 PASSES: tuple[tuple[int, int], ...] = ((128, 16), (48, 8), (16, 4), (6, 4))
+#: Passes of the default estimator, whose local fit (:func:`_local_fit`) replaces the last
+#: pass and the background refinement of ``"blur_fusion_v1"``.
+FIT_PASSES: tuple[tuple[int, int], ...] = PASSES[:3]
 #: The paper's two radii (full resolution).
 PAPER_RADII = (90, 6)
-#: Regularisation weight of the last, full-resolution update.
+#: Regularisation weight of the last, full-resolution update (``"blur_fusion_v1"``).
 LAM = 0.3
+#: The same for the default method (against the local fit's ``F_fit``, ``B_fit``).
+LAM_FIT = 0.5
 #: Weight of the previous estimate in each blur (keeps F defined far from the subject).
 _PRIOR = 1e-4
 #: Alpha at or below which a level's background is anchored to the image itself.
@@ -96,10 +127,21 @@ _REFINE_RADIUS = 8
 #: Regularisation of the final local refinement (:func:`_local_refine`).
 _LAM_LOCAL = 1.0
 _REF_SIDE = 700.0
+#: Local linear fit (:func:`_local_fit`): pyramid factor and window radius (full-resolution
+#: pixels) at AISegment size, both scaled with the image side, with their minimums, and the
+#: regularisation towards the blur-fusion slope (alpha units squared).
+_FIT_FACTOR = 4
+_FIT_RADIUS = 8
+_FIT_MIN_FACTOR = 2
+_FIT_MIN_RADIUS = 4
+_FIT_EPS = 1e-3
 
 
-def pass_schedule(height: int, width: int) -> tuple[tuple[int, int], ...]:
-    """:data:`PASSES` scaled by ``k = max(1, sqrt(H*W) / 700)`` (radius and factor alike).
+def pass_schedule(
+    height: int, width: int, base: Sequence[tuple[int, int]] = PASSES
+) -> tuple[tuple[int, int], ...]:
+    """``base`` (default :data:`PASSES`) scaled by ``k = max(1, sqrt(H*W) / 700)`` (radius
+    and factor alike).
 
     Radii are absolute (pixels) for images up to about 600x800 (AISegment size): the first
     pass must reach colours deep inside the subject even in small images.  A factor is
@@ -107,7 +149,7 @@ def pass_schedule(height: int, width: int) -> tuple[tuple[int, int], ...]:
     """
     k = max(1.0, math.sqrt(height * width) / _REF_SIDE)
     out = []
-    for r, d in PASSES:
+    for r, d in base:
         f = max(1, round(d * k))
         while f > 1 and min(height, width) / f < 4:
             f //= 2
@@ -192,11 +234,16 @@ def multiscale_blur_fusion(
     rgb: np.ndarray,
     alpha: np.ndarray,
     passes: Sequence[tuple[int, int]] | None = None,
-    lam: float = LAM,
+    lam: float | None = None,
     refine: bool = False,
+    local_fit: bool = True,
 ) -> np.ndarray:
     """Multi-scale blur fusion (uint8 in, uint8 ``(H, W, 3)`` out); see the module docstring.
 
+    ``local_fit`` (method ``"blur_fusion"``): passes :data:`FIT_PASSES`, then
+    :func:`_local_fit` and the update against its ``F_fit``, ``B_fit`` (``lam`` default
+    :data:`LAM_FIT`); else (``"blur_fusion_v1"``) passes :data:`PASSES`, the background
+    refinement and the update against ``F_r``, ``B_r`` (``lam`` default :data:`LAM`).
     ``refine`` adds :func:`_local_refine` (method ``"blur_fusion_fine"``).
 
     Pass ``i`` blurs with radius ``r_i / d_i`` on the image area-downscaled by ``d_i`` and
@@ -209,7 +256,11 @@ def multiscale_blur_fusion(
     import cv2
 
     h, w = alpha.shape
-    passes = tuple(passes) if passes else pass_schedule(h, w)
+    if lam is None:
+        lam = LAM_FIT if local_fit else LAM
+    if not passes:
+        passes = pass_schedule(h, w, FIT_PASSES if local_fit else PASSES)
+    passes = tuple(passes)
     # pyramid of uint8 levels by successive halving: bilinear at scale 1/2 averages each
     # 2x2 block (= area resampling for even sizes) and is OpenCV's fastest path
     pyr: dict[int, tuple[np.ndarray, np.ndarray]] = {1: (rgb, alpha)}
@@ -251,49 +302,157 @@ def multiscale_blur_fusion(
         if i < len(passes) - 1:
             f, b = _paper_update(image, fr, br, a3, one_a3), br
     assert fr is not None and br is not None
-    # refine B once at the last level: the background implied by the regularised F,
-    # (I - a*F) / (1 - a), where it is well conditioned (a <= 0.9), re-blurred locally
-    r_ref = max(1, round(_REFINE_RADIUS / d))
-    one_a1 = 1.0 - a1
-    gain = a1 / (a1 * a1 + np.float32(lam) * one_a1)  # 1 channel, then broadcast by merge
-    inv_oa = 1.0 / np.maximum(one_a1, np.float32(1e-3))
-    f_reg = image - a3 * fr
-    f_reg -= one_a3 * br
-    f_reg *= cv2.merge((gain, gain, gain))
-    f_reg += fr
-    np.clip(f_reg, 0.0, 1.0, out=f_reg)
-    f_reg *= a3
-    b_imp = np.subtract(image, f_reg, out=f_reg)
-    b_imp *= cv2.merge((inv_oa, inv_oa, inv_oa))
-    np.clip(b_imp, 0.0, 1.0, out=b_imp)
-    cv2.copyTo(br, (a1 > 0.9).astype(np.uint8), b_imp)
-    br = _blur_b(a1, one_a3, b_imp, r_ref)
+    if not local_fit:  # (the local fit below makes it redundant: measured, no change)
+        # refine B once at the last level: the background implied by the regularised F,
+        # (I - a*F) / (1 - a), where it is well conditioned (a <= 0.9), re-blurred locally
+        r_ref = max(1, round(_REFINE_RADIUS / d))
+        one_a1 = 1.0 - a1
+        gain = a1 / (a1 * a1 + np.float32(lam) * one_a1)  # 1 channel, then broadcast by merge
+        inv_oa = 1.0 / np.maximum(one_a1, np.float32(1e-3))
+        f_reg = image - a3 * fr
+        f_reg -= one_a3 * br
+        f_reg *= cv2.merge((gain, gain, gain))
+        f_reg += fr
+        np.clip(f_reg, 0.0, 1.0, out=f_reg)
+        f_reg *= a3
+        b_imp = np.subtract(image, f_reg, out=f_reg)
+        b_imp *= cv2.merge((inv_oa, inv_oa, inv_oa))
+        np.clip(b_imp, 0.0, 1.0, out=b_imp)
+        cv2.copyTo(br, (a1 > 0.9).astype(np.uint8), b_imp)
+        br = _blur_b(a1, one_a3, b_imp, r_ref)
 
-    # full resolution: F_r, B_r resized (uint8 is plenty for a smooth field), then the update
+    # full resolution: F_r resized (uint8 is plenty for a smooth field) defines F everywhere
+    # (a smooth extension of the subject where a = 0), F = I where a = 1
     fr8 = cv2.convertScaleAbs(fr, alpha=255.0)  # rounds and saturates to uint8
-    br8 = cv2.convertScaleAbs(br, alpha=255.0)
+    fit = None
+    if local_fit:
+        fit = _local_fit(pyr, level, fr - br, h, w, max(pyr))
+    else:
+        br8 = cv2.convertScaleAbs(br, alpha=255.0)
+        if br8.shape[:2] != (h, w):
+            br8 = cv2.resize(br8, (w, h), interpolation=cv2.INTER_LINEAR)
     if fr8.shape[:2] != (h, w):
         fr8 = cv2.resize(fr8, (w, h), interpolation=cv2.INTER_LINEAR)
-        br8 = cv2.resize(br8, (w, h), interpolation=cv2.INTER_LINEAR)
     out = fr8
-    opaque = (alpha == 255).astype(np.uint8)
-    cv2.copyTo(rgb, opaque, out)
+    cv2.copyTo(rgb, cv2.compare(alpha, 254, cv2.CMP_GT), out)  # F = I where a = 1
     a_flat = alpha.reshape(-1)
-    idx = np.flatnonzero((a_flat > 0) & (a_flat < 255))
+    idx = np.flatnonzero((a_flat - np.uint8(1)) < 254)  # 0 < a < 255 (uint8 wrap-around)
     if idx.size:
-        o = out.reshape(-1, 3)
         a = a_flat[idx].astype(np.float32)[:, None] * np.float32(1 / 255)
         one_a = 1.0 - a
-        img = rgb.reshape(-1, 3)[idx].astype(np.float32)
-        f_r = o[idx].astype(np.float32)
-        b_r = br8.reshape(-1, 3)[idx].astype(np.float32)
+        img = _take_rows(rgb, idx).astype(np.float32)
+        if fit is not None:
+            f_r, b_r = _sample_fit(fit, idx, h, w)
+        else:
+            f_r = _take_rows(out, idx).astype(np.float32)
+            b_r = _take_rows(br8, idx).astype(np.float32)
         resid = img - a * f_r - one_a * b_r
         f_new = f_r + a * resid / (a * a + np.float32(lam) * one_a)
-        o[idx] = np.clip(np.rint(f_new), 0, 255).astype(np.uint8)
+        _put_rows(out, idx, np.clip(np.rint(f_new), 0, 255).astype(np.uint8))
         if refine:
             r_loc = max(2, round(2 * math.sqrt(h * w) / _REF_SIDE))
             _local_refine(rgb, alpha, out, idx, r_loc)
     return out
+
+
+_PIXEL = np.dtype((np.void, 3))  # one RGB pixel as a single item (fast row gather/scatter)
+
+
+def _take_rows(img: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``img.reshape(-1, 3)[idx]`` for a contiguous uint8 ``(H, W, 3)`` image, faster."""
+    flat = np.ascontiguousarray(img).reshape(-1, 3).view(_PIXEL).reshape(-1)
+    return np.take(flat, idx).view(np.uint8).reshape(-1, 3)
+
+
+def _put_rows(img: np.ndarray, idx: np.ndarray, rows: np.ndarray) -> None:
+    """``img.reshape(-1, 3)[idx] = rows`` in place (``img`` contiguous uint8), faster."""
+    assert img.flags.c_contiguous  # else reshape would copy and the writes be lost
+    flat = img.reshape(-1, 3).view(_PIXEL).reshape(-1)
+    np.put(flat, idx, np.ascontiguousarray(rows).view(_PIXEL).reshape(-1))
+
+
+def _local_fit(
+    pyr: dict[int, tuple[np.ndarray, np.ndarray]],
+    level,  # Callable[[int], tuple[np.ndarray, np.ndarray]]
+    prior: np.ndarray,
+    h: int,
+    w: int,
+    max_factor: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local linear fit of the image against alpha (module docstring) on a pyramid level:
+    the window means of the coefficients ``(F, B)``, float32 3-channel arrays in uint8
+    units at that level.  Level factor ``~4 * k`` (a power of 2, at least 2) and window
+    radius ``max(8 * k, 4)`` full-resolution pixels, ``k = sqrt(H*W) / 700``.
+
+    ``prior`` is ``F_r - B_r`` of the last blur-fusion pass (any level): where alpha is
+    flat in a window the slope falls back to it.
+    """
+    import cv2
+
+    # scaled with the image side, small images included (a fixed window is too coarse
+    # there): the power of 2 nearest to 4 * k but at least 2 (JPEG's chroma is at half
+    # resolution, its blocks 8 px whatever the image size), >= 8 px per side on the level
+    k = math.sqrt(h * w) / _REF_SIDE
+    d = 1
+    while (
+        d * 2 <= max_factor
+        and (d * 2 <= _FIT_FACTOR * k * math.sqrt(2) or d < _FIT_MIN_FACTOR)
+        and min(h, w) / (d * 2) >= 8
+    ):
+        d *= 2
+    image, a1 = level(d)
+    lh, lw = a1.shape
+    if prior.shape[:2] != (lh, lw):
+        prior = cv2.resize(prior, (lw, lh), interpolation=cv2.INTER_LINEAR)
+    r = max(1, round(max(_FIT_RADIUS * k, _FIT_MIN_RADIUS) / d))
+    eps = np.float32(_FIT_EPS)
+    ma = _box(a1, r)
+    var = _box(a1 * a1, r)
+    var -= ma * ma
+    var += eps
+    ma3 = cv2.merge((ma, ma, ma))
+    mi = _box(image, r)
+    cov = _box(image * cv2.merge((a1, a1, a1)), r)
+    cov -= ma3 * mi
+    cov += eps * prior  # (smooth already: no window mean needed)
+    slope = cov
+    slope /= cv2.merge((var, var, var))  # F - B in the window
+    mi -= slope * ma3  # intercept: B in the window
+    f = _box(slope, r)
+    b = _box(mi, r)
+    f += b
+    f *= np.float32(255)
+    b *= np.float32(255)
+    return f, b
+
+
+def _sample_fit(
+    fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray, h: int, w: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(F, B)`` of :func:`_local_fit` bilinearly interpolated at the full-resolution flat
+    indices ``idx`` (``(N, 3)`` float32 each), with ``cv2.resize``'s pixel-centre mapping."""
+    import cv2
+
+    f, b = fit
+    lh, lw = f.shape[:2]
+    ys, xs = np.divmod(idx, w)
+    mx = (xs.astype(np.float32) + np.float32(0.5)) * np.float32(lw / w) - np.float32(0.5)
+    my = (ys.astype(np.float32) + np.float32(0.5)) * np.float32(lh / h) - np.float32(0.5)
+    mx, my = mx.reshape(1, -1), my.reshape(1, -1)
+    # remap wants fewer than 32767 points per row: fold the list into rows of 4096
+    n = mx.shape[1]
+    cols = min(n, 4096)
+    rows = -(-n // cols)
+    pad = rows * cols - n
+    if pad:
+        mx = np.concatenate((mx, np.zeros((1, pad), np.float32)), axis=1)
+        my = np.concatenate((my, np.zeros((1, pad), np.float32)), axis=1)
+    mx, my = mx.reshape(rows, cols), my.reshape(rows, cols)
+    out = []
+    for x in (f, b):
+        v = cv2.remap(x, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out.append(v.reshape(-1, 3)[:n])
+    return out[0], out[1]
 
 
 def _local_refine(
@@ -358,8 +517,14 @@ def estimate_foreground(
         )
     if method == "none":
         return rgb.copy()
-    if method in ("blur_fusion", "blur_fusion_fine"):
-        return multiscale_blur_fusion(rgb, alpha, passes, refine=method == "blur_fusion_fine")
+    if method in ("blur_fusion", "blur_fusion_fine", "blur_fusion_v1"):
+        return multiscale_blur_fusion(
+            rgb,
+            alpha,
+            passes,
+            refine=method == "blur_fusion_fine",
+            local_fit=method != "blur_fusion_v1",
+        )
     image = rgb.astype(np.float32) * np.float32(1 / 255)
     a = alpha.astype(np.float32) * np.float32(1 / 255)
     if method == "blur_fusion_paper":

@@ -29,6 +29,12 @@ excluded from losses), plus ``coarse`` (bool: alpha is a coarse mask, train the 
 branch only), ``key`` (str) and ``position`` (int).  :func:`prepare_batch` turns a
 collated batch into MODNet's float layout on the training device (``image`` in
 ``[-1, 1]``, ``alpha`` in ``[0, 1]``, ``trimap`` in ``{0, 0.5, 1}``).
+
+Speed (``benchmarks/loader_throughput.py``): :func:`make_loader` yields whole batches
+(:meth:`MattingStream.iter_batches`, ``batch_size=None`` for the DataLoader); each sample
+is written straight into the batch tensors (shared memory in a worker), and the crop is
+one resize with flip and jitter at the smaller of crop and output size
+(:func:`crop_into`).  The trimap is :func:`matdata.trimap.make_trimap` on the final alpha.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import torch
 import torch.utils.data
 
 from matdata.errors import DatasetError
-from modnet.augment import AugmentConfig, augment, eval_transform, recompose
+from modnet.augment import LUMA, AugmentConfig, recompose
 
 T = TypeVar("T")
 
@@ -246,47 +252,87 @@ class MattingStream:
 
     # ------------------------------------------------------------------ samples
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        worker, workers = _worker_info()
-        b, n = self.cfg.batch_size, self.per_rank
-        first = self.start_batch
+    def _owned(self, worker: int, workers: int) -> Iterator[tuple[int, int, Any, Any]]:
+        """``(epoch, position, record, partner)`` of the samples ``worker`` of ``workers``
+        produces, in stream order.  With ``recompose``, ``partner`` is the record with a
+        ``bg`` seen just before (a different, randomly shuffled record of the dataset)."""
+        b, n, first = self.cfg.batch_size, self.per_rank, self.start_batch
+        recompose = self.cfg.recompose > 0 and self.cfg.train
         epoch = first * b // n
         while self.epochs is None or epoch < self.epochs:
             base = epoch * n
-            if self.cfg.recompose > 0 and self.cfg.train:
-                yield from self._iter_recompose(epoch, base, worker, workers)
-            else:
-                for p, rec in enumerate(self._shuffled(epoch)):
-                    if worker_owns(base + p, b, first, worker, workers):
-                        yield self.make_sample(rec, epoch, p)
+            prev = None
+            for p, rec in enumerate(self._shuffled(epoch)):
+                if worker_owns(base + p, b, first, worker, workers):
+                    yield epoch, p, rec, prev
+                if recompose and rec.bg is not None:
+                    prev = rec
             epoch += 1
 
-    def _iter_recompose(
-        self, epoch: int, base: int, worker: int, workers: int
-    ) -> Iterator[dict[str, Any]]:
-        """Like the plain loop, but each sample may borrow the ``bg`` of the record seen
-        just before it (a different, randomly shuffled record of the same dataset)."""
-        prev = None
-        b, first = self.cfg.batch_size, self.start_batch
-        for p, rec in enumerate(self._shuffled(epoch)):
-            if worker_owns(base + p, b, first, worker, workers):
-                yield self.make_sample(rec, epoch, p, partner=prev)
-            if rec.bg is not None:
-                prev = rec
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker, workers = _worker_info()
+        for epoch, p, rec, partner in self._owned(worker, workers):
+            yield self.make_sample(rec, epoch, p, partner=partner)
+
+    def iter_batches(self) -> Iterator[dict[str, Any]]:
+        """Collated batches of this loader worker (what :func:`make_loader` yields): the
+        samples of :meth:`__iter__` grouped by batch, written straight into the batch
+        tensors (in shared memory inside a DataLoader worker), so there is no per-sample
+        tensor and no collation copy.  Layout as ``default_collate`` of the samples."""
+        worker, workers = _worker_info()
+        b, n = self.cfg.batch_size, self.per_rank
+        batch: _Batch | None = None
+        for epoch, p, rec, partner in self._owned(worker, workers):
+            g = epoch * n + p
+            if batch is None:
+                batch = _Batch(b, self.cfg.image_size)
+            self._fill(rec, epoch, p, partner, batch.slot(g % b))
+            batch.add(rec.key, p, is_coarse(rec.meta))
+            if g % b == b - 1:
+                yield batch.result()
+                batch = None
+        if batch is not None:  # end of the data: a partial batch
+            yield batch.result()
 
     def make_sample(
         self, rec: Any, epoch: int, position: int, partner: Any = None
     ) -> dict[str, Any]:
         """Decode and transform one record (deterministic for its position)."""
+        h, w = self.cfg.image_size
+        slot = _Slot(
+            np.empty((h, w, 3), np.uint8),
+            np.empty((h, w), np.uint8),
+            np.empty((h, w), np.uint8),
+            np.empty((h, w), np.uint8),
+        )
+        self._fill(rec, epoch, position, partner, slot)
+        return to_tensors(
+            slot.image, slot.alpha, slot.trimap, slot.ignore, is_coarse(rec.meta), rec.key, position
+        )
+
+    def _fill(self, rec: Any, epoch: int, position: int, partner: Any, out: _Slot) -> None:
+        """Decode one record and write its sample into ``out``.
+
+        Training: random resized crop (:func:`modnet.augment.random_crop_box`), horizontal
+        flip, colour jitter, random-width trimap, drawn from ``rng(seed, epoch, rank,
+        position)`` in the order of :func:`modnet.augment.augment` then
+        :func:`matdata.trimap.random_trimap_params`; evaluation: centre crop, fixed trimap.
+        The crop is resized once (area when shrinking 2x or more, else bilinear; never
+        nearest); flip and jitter run on the smaller of the crop and the output.
+        """
         from matdata.imageio import fast_decode_jpeg, fast_decode_png_gray
         from matdata.trimap import TrimapParams, make_trimap, random_trimap_params
+        from modnet.augment import center_box, random_crop_box
 
-        cfg = self.cfg
+        cfg, aug = self.cfg, self.cfg.augment
+        height, width = cfg.image_size
         image = fast_decode_jpeg(rec.image)
         alpha = fast_decode_png_gray(rec.alpha)
         ignore = fast_decode_png_gray(rec.ignore) if rec.ignore is not None else None
         if alpha.shape != image.shape[:2]:
             raise DatasetError(f"record {rec.key}: alpha {alpha.shape} != image {image.shape}")
+        jitter: tuple[float, float, float] | None = None
+        flip = False
         if cfg.train:
             ids = [cfg.seed, epoch, self.rank, position]
             rng = np.random.default_rng([*ids, _TAG_SAMPLE])
@@ -298,12 +344,174 @@ class MattingStream:
             ):
                 fg = fast_decode_jpeg(rec.fg)
                 image = recompose(fg, alpha, fast_decode_jpeg(partner.bg))
-            image, alpha, ignore = augment(image, alpha, rng, cfg.image_size, cfg.augment, ignore)
-            trimap = make_trimap(alpha, random_trimap_params(rng, cfg.augment.trimap_rel_range))
+            box = random_crop_box(*alpha.shape, rng, width / height, aug.scale, aug.ratio)
+            flip = bool(rng.random() < aug.flip)
+            jitter = (
+                float(rng.uniform(1 - aug.brightness, 1 + aug.brightness)),
+                float(rng.uniform(1 - aug.contrast, 1 + aug.contrast)),
+                float(rng.uniform(1 - aug.saturation, 1 + aug.saturation)),
+            )
+            params = random_trimap_params(rng, aug.trimap_rel_range)
         else:
-            image, alpha, ignore = eval_transform(image, alpha, cfg.image_size, ignore)
-            trimap = make_trimap(alpha, TrimapParams())
-        return to_tensors(image, alpha, trimap, ignore, is_coarse(rec.meta), rec.key, position)
+            box = center_box(*alpha.shape, width / height)
+            params = TrimapParams()
+        crop_into(image, box, out.image, flip, jitter)
+        crop_into(alpha, box, out.alpha, flip)
+        if ignore is None:
+            out.ignore.fill(0)
+        else:
+            crop_into(ignore, box, out.ignore, flip)
+            _binarize(out.ignore)
+        make_trimap(out.alpha, params, out=out.trimap)
+
+
+@dataclass
+class _Slot:
+    """Where one sample's arrays go (views into batch tensors, or standalone arrays)."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    alpha: np.ndarray  # (H, W) uint8
+    trimap: np.ndarray  # (H, W) uint8
+    ignore: np.ndarray  # (H, W) uint8
+
+
+class _Batch:
+    """Batch tensors filled slot by slot; shared memory inside a DataLoader worker (what
+    ``default_collate`` does there), so sending the batch to the main process is free."""
+
+    def __init__(self, size: int, image_size: tuple[int, int]):
+        h, w = image_size
+        shared = torch.utils.data.get_worker_info() is not None
+        self.tensors = {
+            "image": _empty((size, h, w, 3), shared),
+            "alpha": _empty((size, h, w), shared),
+            "trimap": _empty((size, h, w), shared),
+            "ignore": _empty((size, h, w), shared),
+        }
+        self.arrays = {k: t.numpy() for k, t in self.tensors.items()}
+        self.keys: list[str] = []
+        self.positions: list[int] = []
+        self.coarse: list[bool] = []
+
+    def slot(self, i: int) -> _Slot:
+        a = self.arrays
+        return _Slot(a["image"][i], a["alpha"][i], a["trimap"][i], a["ignore"][i])
+
+    def add(self, key: str, position: int, coarse: bool) -> None:
+        self.keys.append(key)
+        self.positions.append(position)
+        self.coarse.append(bool(coarse))
+
+    def result(self) -> dict[str, Any]:
+        n = len(self.keys)
+        out: dict[str, Any] = {k: t[:n] for k, t in self.tensors.items()}
+        out["coarse"] = torch.tensor(self.coarse, dtype=torch.bool)
+        out["key"] = list(self.keys)
+        out["position"] = torch.tensor(self.positions, dtype=torch.int64)
+        return out
+
+
+def _empty(shape: tuple[int, ...], shared: bool) -> torch.Tensor:
+    """An uninitialised uint8 tensor, in shared memory if ``shared``.  Otherwise numpy
+    allocates it: its buffers come back from the heap of earlier batches, while torch's
+    allocator maps fresh pages for every batch (page faults cost ~0.1 ms per sample)."""
+    if not shared:
+        return torch.from_numpy(np.empty(shape, np.uint8))
+    numel = int(np.prod(shape))
+    try:
+        storage = torch.UntypedStorage._new_shared(numel)
+        return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape)
+    except (AttributeError, RuntimeError, TypeError):  # private API: fall back
+        return torch.empty(shape, dtype=torch.uint8).share_memory_()
+
+
+# ------------------------------------------------------------------ array steps
+
+
+def crop_into(
+    src: np.ndarray,
+    box: tuple[int, int, int, int],
+    dst: np.ndarray,
+    flip: bool = False,
+    jitter: tuple[float, float, float] | None = None,
+) -> np.ndarray:
+    """``dst <- jitter(flip(resize(src[box])))`` for an image or a matte, in one pass per
+    step with the last one written into ``dst`` (any uint8 array or view of the output
+    shape).  Resizing is :func:`modnet.augment.resize`'s rule (area when shrinking 2x or
+    more in both directions, else bilinear).  Flip and jitter (brightness, contrast,
+    saturation factors as in :func:`modnet.augment.color_jitter`, contrast around the mean
+    luma of the pixels it sees) are per pixel, so they run before the resize when the crop
+    has fewer pixels than ``dst`` and after it otherwise.
+    """
+    import cv2
+
+    y0, x0, ch, cw = box
+    crop = src[y0 : y0 + ch, x0 : x0 + cw]
+    h, w = dst.shape[:2]
+    steps: list[Callable[[np.ndarray, np.ndarray | None], np.ndarray]] = []
+    if flip:
+        steps.append(lambda a, d: cv2.flip(a, 1, dst=d))
+    if jitter is not None and jitter != (1.0, 1.0, 1.0):
+        b, c, s = jitter
+        steps.append(lambda a, d: cv2.transform(a, _jitter_matrix(a, b, c, s), dst=d))
+    if not steps:
+        return _resize_into(crop, dst)
+    if ch * cw < h * w:
+        for step in steps:
+            crop = step(crop, None)
+        return _resize_into(crop, dst)
+    t = _resize_into(crop, None, (h, w))
+    for i, step in enumerate(steps):
+        t = step(t, dst if i == len(steps) - 1 else None)
+    return _written(t, dst)
+
+
+def _resize_into(
+    src: np.ndarray, dst: np.ndarray | None, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Resize ``src`` to ``dst``'s shape (or ``size = (H, W)`` into a new array)."""
+    import cv2
+
+    h, w = dst.shape[:2] if dst is not None else size  # type: ignore[misc]
+    sh, sw = src.shape[:2]
+    if (sh, sw) == (h, w):
+        if dst is None:
+            return src
+        np.copyto(dst, src)
+        return dst
+    interp = cv2.INTER_AREA if sh >= 2 * h and sw >= 2 * w else cv2.INTER_LINEAR
+    out = cv2.resize(src, (w, h), dst=dst, interpolation=interp)
+    return out if dst is None else _written(out, dst)
+
+
+def _jitter_matrix(rgb: np.ndarray, b: float, c: float, s: float) -> np.ndarray:
+    """The ``3 x 4`` affine colour transform of :func:`modnet.augment.color_jitter`:
+    ``c b (s I + (1 - s) 1 L)`` and offset ``(1 - c) b m``, ``m`` the mean luma of ``rgb``."""
+    import cv2
+
+    m = float(np.dot(cv2.mean(rgb)[:3], LUMA))
+    mat = np.empty((3, 4))
+    mat[:, :3] = (c * b * (1.0 - s)) * LUMA
+    mat[_DIAG] += c * b * s
+    mat[:, 3] = (1.0 - c) * b * m
+    return mat
+
+
+_DIAG = (np.arange(3), np.arange(3))
+
+
+def _binarize(mask: np.ndarray) -> None:
+    """``mask <- 255 where mask >= 128 else 0``, in place."""
+    import cv2
+
+    _written(cv2.threshold(mask, 127, 255, cv2.THRESH_BINARY, dst=mask)[1], mask)
+
+
+def _written(res: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """OpenCV put ``res`` in ``dst`` (copy it there if it had to allocate)."""
+    if res is not dst and not np.shares_memory(res, dst):
+        np.copyto(dst, res)
+    return dst
 
 
 def to_tensors(
@@ -378,7 +586,7 @@ def make_loader(stream: MattingStream, workers: int = 2, pin_memory: bool = Fals
     ds = _TorchStream(stream)
     return torch.utils.data.DataLoader(
         ds,
-        batch_size=stream.cfg.batch_size,
+        batch_size=None,  # the stream yields whole batches (MattingStream.iter_batches)
         num_workers=workers,
         persistent_workers=False,
         pin_memory=pin_memory,
@@ -391,10 +599,27 @@ def make_loader(stream: MattingStream, workers: int = 2, pin_memory: bool = Fals
     )
 
 
+#: Modules the loader's forkserver imports once, so that each worker forks with them loaded
+#: instead of importing torch itself (about 2 CPU-seconds per worker start).  Importing
+#: starts no OpenCV/OpenMP pool, so forking from the server stays safe.
+_PRELOAD = ("torch", "modnet.data")
+
+
 def _loader_context() -> Any:
     import multiprocessing as mp
 
-    return mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    from multiprocessing import forkserver
+
+    # extend (not replace) the preload list; it only matters until the server has started
+    server = getattr(forkserver, "_forkserver", None)
+    current = list(getattr(server, "_preload_modules", None) or ["__main__"])
+    wanted = current + [m for m in _PRELOAD if m not in current]
+    if wanted != current:
+        ctx.set_forkserver_preload(wanted)
+    return ctx
 
 
 class _TorchStream(torch.utils.data.IterableDataset):
@@ -405,4 +630,4 @@ class _TorchStream(torch.utils.data.IterableDataset):
         self.stream = stream
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self.stream)
+        return self.stream.iter_batches()

@@ -176,3 +176,30 @@ def test_composite_equation() -> None:
     assert out.dtype == np.uint8
     assert np.abs(out - ref).max() <= 0.5 + 1e-3
     assert np.array_equal(out[0], b[0]) and np.array_equal(out[1], f[1])
+
+
+@pytest.mark.parametrize(
+    "size, jitter, seed",
+    [((40, 40), 0.1, 0), ((64, 48), 0.6, 1), ((90, 50), 0.0, 2), (None, 0.3, 3)],
+)
+def test_box_blend_equals_full_canvas_composite(
+    size: tuple | None, jitter: float, seed: int
+) -> None:
+    """Without layers kept, the composite blends only the box of alpha > 0 into the
+    background in place; it must equal the full-canvas composite of the kept layers (same
+    draws), leave the caller's arrays untouched, and cover frames the fg partly leaves."""
+    f, a = _fg(seed=seed)
+    bg = _bg(seed=seed + 1)
+    bg0, f0, a0 = bg.copy(), f.copy(), a.copy()
+    for s in range(6):
+        kw = {"size": size, "jitter": jitter, "bg_blur": 0.5}
+        lean = compose_sample(f, a, bg, np.random.default_rng(s), ComposeConfig(**kw))
+        full = compose_sample(
+            f, a, bg, np.random.default_rng(s), ComposeConfig(**kw, keep_layers=True)
+        )
+        assert lean.params == full.params
+        assert np.array_equal(lean.alpha, full.alpha)
+        assert np.array_equal(lean.image, full.image)
+        assert np.array_equal(lean.image, composite_rgb(full.fg, full.alpha, full.bg))
+        assert lean.fg is None and lean.bg is None
+    assert np.array_equal(bg, bg0) and np.array_equal(f, f0) and np.array_equal(a, a0)

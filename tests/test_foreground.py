@@ -46,7 +46,7 @@ def test_opaque_pixels_keep_the_photo_and_shapes() -> None:
     f_true, alpha, photo = demo_foreground_layers(2, (64, 80))
     opaque = alpha == 255
     assert opaque.any()
-    for method in ("blur_fusion", "blur_fusion_fine"):
+    for method in ("blur_fusion", "blur_fusion_fine", "blur_fusion_v1"):
         est = estimate_foreground(photo, alpha, method)
         assert est.dtype == np.uint8 and est.shape == photo.shape
         assert np.array_equal(est[opaque], photo[opaque])
@@ -77,7 +77,7 @@ def test_odd_and_tiny_sizes() -> None:
         rng = np.random.default_rng(w)
         rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         alpha = rng.integers(0, 256, (h, w), dtype=np.uint8)
-        for method in ("blur_fusion", "blur_fusion_fine"):
+        for method in ("blur_fusion", "blur_fusion_fine", "blur_fusion_v1"):
             est = estimate_foreground(rgb, alpha, method)
             assert est.shape == rgb.shape
             assert np.array_equal(est[alpha == 255], rgb[alpha == 255])
@@ -87,8 +87,54 @@ def test_odd_and_tiny_sizes() -> None:
 def test_constant_alpha(value: int) -> None:
     rgb = np.random.default_rng(value).integers(0, 256, (40, 30, 3), dtype=np.uint8)
     alpha = np.full((40, 30), value, np.uint8)
-    for method in ("blur_fusion", "blur_fusion_fine", "blur_fusion_paper"):
+    for method in ("blur_fusion", "blur_fusion_fine", "blur_fusion_v1", "blur_fusion_paper"):
         est = estimate_foreground(rgb, alpha, method)
         assert est.shape == rgb.shape and est.dtype == np.uint8
         if value == 255:
             assert np.array_equal(est, rgb)
+
+
+def _fringe_over_edge(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(photo, alpha, F_true)``: an opaque disc with a wide speckled fringe (alpha
+    0.2..0.9 at random) of one colour, over a scene with a sharp bright/dark edge running
+    under the fringe (the case blurred background estimates get wrong)."""
+    rng = np.random.default_rng(seed)
+    h, w = 160, 160
+    yy, xx = np.mgrid[0:h, 0:w]
+    d = np.hypot(xx - 80, yy - 100)
+    alpha = np.zeros((h, w), np.float64)
+    ring = (d >= 30) & (d < 55)
+    alpha[ring] = rng.uniform(0.2, 0.9, int(ring.sum()))
+    alpha[d < 30] = 1.0
+    a8 = np.rint(alpha * 255).astype(np.uint8)
+    f_true = np.empty((h, w, 3), np.uint8)
+    f_true[:] = (200, 90, 30)
+    scene = np.empty((h, w, 3), np.uint8)
+    scene[:] = (40, 30, 60)
+    scene[:, :70] = (240, 220, 230)  # a bright window whose edge lies under the fringe
+    return composite_rgb(f_true, a8, scene), a8, f_true
+
+
+def test_local_fit_recovers_fringe_colour_over_sharp_scene_edge() -> None:
+    """The default's local linear fit separates a speckled fringe's colour from a sharp
+    scene edge behind it; the previous blur-only estimator leaks the scene into F."""
+    photo, alpha, f_true = _fringe_over_edge()
+    soft = (alpha > 51) & (alpha < 255)  # a > 0.2: F is well determined there
+    away = soft.copy()
+    away[:, 60:80] = False  # windows straddling the scene edge break the local model
+    err, err_away = {}, {}
+    for method in ("blur_fusion", "blur_fusion_v1", "none"):
+        d = np.abs(estimate_foreground(photo, alpha, method).astype(np.float64) - f_true)
+        err[method] = float(d[soft].mean())  # uint8 levels, mean over the fringe
+        err_away[method] = float(d[away].mean())
+    assert err["blur_fusion"] < 0.4 * err["blur_fusion_v1"]
+    assert err_away["blur_fusion"] < 3.0 < err_away["blur_fusion_v1"]
+    assert err["blur_fusion_v1"] < err["none"]
+
+
+def test_default_and_v1_are_distinct_methods() -> None:
+    f_true, alpha, photo = demo_foreground_layers(4, (96, 128))
+    new = estimate_foreground(photo, alpha, "blur_fusion")
+    old = estimate_foreground(photo, alpha, "blur_fusion_v1")
+    assert not np.array_equal(new, old)
+    assert _err(new, f_true, alpha) < _err(old, f_true, alpha)

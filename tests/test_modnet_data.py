@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,6 +16,7 @@ from modnet.data import (
     MattingStream,
     StreamConfig,
     block_slices,
+    crop_into,
     is_coarse,
     make_loader,
     prepare_batch,
@@ -132,10 +134,44 @@ def test_color_jitter_identity_and_range() -> None:
     assert out.dtype == np.uint8 and not np.array_equal(out, img)
 
 
+def test_crop_into_filters_and_flips() -> None:
+    rng = np.random.default_rng(4)
+    alpha = np.zeros((90, 70), np.uint8)
+    alpha[20:70, 15:55] = 255  # hard edges: area/bilinear resizing must soften them
+    for box, size in [((5, 3, 40, 30), (64, 48)), ((0, 0, 90, 70), (30, 20))]:
+        # enlarging (bilinear) and shrinking 3x (area): fractional alpha, never nearest
+        out = np.empty(size, np.uint8)
+        crop_into(alpha, box, out)
+        assert ((out > 0) & (out < 255)).any(), "alpha was resized without filtering"
+        # the flip (before or after the resize) is exactly the mirrored result
+        flipped = np.empty(size, np.uint8)
+        crop_into(alpha, box, flipped, flip=True)
+        assert np.array_equal(flipped, out[:, ::-1])
+    # smooth and mid-range: no clipping, so the order of jitter and resize is rounding only
+    low = rng.integers(70, 180, (6, 8, 3), dtype=np.uint8)
+    img = cv2.resize(low, (80, 60), interpolation=cv2.INTER_CUBIC)
+    # the factors color_jitter draws from rng(9) with amplitudes 0.2 (same draw order)
+    draw = np.random.default_rng(9)
+    jitter = (draw.uniform(0.8, 1.2), draw.uniform(0.8, 1.2), draw.uniform(0.8, 1.2))
+    for box, size in [((10, 10, 30, 40), (60, 80)), ((0, 0, 60, 80), (30, 40))]:
+        plain = np.empty((*size, 3), np.uint8)
+        crop_into(img, box, plain)
+        got = np.empty((*size, 3), np.uint8)
+        crop_into(img, box, got, jitter=jitter)
+        # jitter after the resize, as modnet.augment.color_jitter does it (same factors)
+        ref = color_jitter(plain, np.random.default_rng(9), 0.2, 0.2, 0.2)
+        diff = np.abs(got.astype(int) - ref.astype(int))
+        # exact when applied after the resize, rounding apart when applied before it
+        assert diff.max() <= (0 if size[0] < box[2] else 3) and diff.mean() < 0.5
+        assert not np.array_equal(got, plain)
+
+
 # ------------------------------------------------------------------ streams
 
 
-def _record(i: int, size: int = 40, coarse: bool = False, layers: bool = False) -> Record:
+def _record(
+    i: int, size: int = 40, coarse: bool = False, layers: bool = False, ignore_every: int = 1
+) -> Record:
     rng = np.random.default_rng(i)
     img = rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
     yy, xx = np.mgrid[:size, : size + 8]
@@ -144,7 +180,7 @@ def _record(i: int, size: int = 40, coarse: bool = False, layers: bool = False) 
     ignore[:4] = 255
     meta = {"split": "train", "fg": {"id": f"f{i}", "coarse": coarse}, "bg": f"b{i}", "seed": i}
     rec = Record(key=f"s{i:04d}", image=encode_jpeg(img, 90), alpha=encode_png(alpha), meta=meta)
-    rec.ignore = encode_png(ignore)
+    rec.ignore = encode_png(ignore) if i % ignore_every == 0 else None
     if layers:
         rec.fg = encode_jpeg(np.full_like(img, 200), 90)
         rec.bg = encode_jpeg(rng.integers(0, 256, img.shape, dtype=np.uint8), 90)
@@ -229,6 +265,36 @@ def test_worker_count_invariance_and_resume() -> None:
     # one epoch of batches covers the split once
     keys = [k for b in ref[:5] for k in b["key"]]
     assert sorted(keys) == sorted(f"s{i:04d}" for i in range(15))
+
+
+def test_batches_are_collated_samples() -> None:
+    """The loader's batches (written in place) equal ``default_collate`` of the samples of
+    the same positions, including a partial last batch; a rerun is byte-identical."""
+    counts, opener = _memory_shards([4, 3], layers=True, ignore_every=2)
+    cfg = _cfg(recompose=0.5)
+    stream = MattingStream(
+        None, cfg, rank=0, world=1, shard_counts=counts, open_shard=opener, epochs=2
+    )
+    batches = list(stream.iter_batches())
+    assert [len(b["key"]) for b in batches] == [3, 3, 3, 3, 2]  # 14 samples
+    samples = list(stream)
+    for k, batch in enumerate(batches):
+        ref = default_collate(samples[3 * k : 3 * k + 3])
+        assert batch.keys() == ref.keys()
+        assert batch["key"] == ref["key"]
+        for name in ("image", "alpha", "trimap", "ignore", "coarse", "position"):
+            assert batch[name].dtype == ref[name].dtype
+            assert torch.equal(batch[name], ref[name]), name
+        for i, key in enumerate(batch["key"]):  # records without an ignore mask: all zero
+            if int(key[1:]) % 2 == 1:
+                assert batch["ignore"][i].max() == 0
+    again = list(stream.iter_batches())
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(batches, again, strict=True))
+    other = MattingStream(
+        None, _cfg(recompose=0.5, seed=8), rank=0, world=1, shard_counts=counts,
+        open_shard=opener, epochs=2,
+    )  # fmt: skip
+    assert not torch.equal(next(other.iter_batches())["image"], batches[0]["image"])
 
 
 def test_sample_tensors() -> None:

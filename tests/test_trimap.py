@@ -100,3 +100,56 @@ def test_random_params_deterministic_and_in_range() -> None:
     rng = np.random.default_rng(1)
     vals = [random_trimap_params(rng, (0.01, 0.02)).rel_width for _ in range(50)]
     assert min(vals) >= 0.01 and max(vals) <= 0.02 and len(set(vals)) == 50
+
+
+def _reference_trimap(alpha: np.ndarray, params: TrimapParams) -> np.ndarray:
+    """The documented definition, written directly: two elliptical ``cv2.erode`` calls."""
+    import cv2
+
+    lo, hi = params.thresholds()
+    fg = (alpha >= hi).astype(np.uint8)
+    bg = (alpha <= lo).astype(np.uint8)
+    r = params.band_radius(*alpha.shape)
+    if r > 0:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        fg = cv2.erode(fg, k, borderType=cv2.BORDER_REPLICATE)
+        bg = cv2.erode(bg, k, borderType=cv2.BORDER_REPLICATE)
+    t = np.full(alpha.shape, 128, np.uint8)
+    t[fg > 0] = 255
+    t[bg > 0] = 0
+    return t
+
+
+def test_same_as_elliptical_erosion() -> None:
+    """The bit-packed erosion gives exactly the two-``cv2.erode`` trimap: soft and hard
+    edges, thin and odd-sized images (strip split), radii up to larger than the image."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    shapes = [(1, 1), (1, 17), (17, 1), (3, 5), (7, 64), (64, 7), (33, 50), (90, 61)]
+    for i in range(120):
+        h, w = shapes[i % len(shapes)] if i < len(shapes) else rng.integers(1, 90, 2)
+        low = rng.integers(0, 256, (int(rng.integers(1, 6)), int(rng.integers(1, 6))), np.uint8)
+        a = cv2.resize(low, (int(w), int(h)), interpolation=cv2.INTER_LINEAR)
+        a = np.where(a > 170, 255, np.where(a < 90, 0, a)).astype(np.uint8)
+        if i % 3 == 0:  # hard edges only
+            a = np.where(a >= 128, 255, 0).astype(np.uint8)
+        p = TrimapParams(eps=float(rng.uniform(0, 0.3)), width=int(rng.integers(0, 40)))
+        assert np.array_equal(make_trimap(a, p), _reference_trimap(a, p)), (a.shape, p)
+    big = _disk(300, 0.35)
+    big = cv2.GaussianBlur(big, (9, 9), 3)
+    for p in (TrimapParams(), TrimapParams(rel_width=0.03), TrimapParams(width=1)):
+        assert np.array_equal(make_trimap(big, p), _reference_trimap(big, p))
+
+
+def test_out_parameter() -> None:
+    alpha = _disk(48)
+    p = TrimapParams(width=3)
+    ref = make_trimap(alpha, p)
+    canvas = np.full((2, 60, 70), 7, np.uint8)
+    view = canvas[1, 5:53, 10:58]  # a strided view of a larger array
+    got = make_trimap(alpha, p, out=view)
+    assert got is view and np.array_equal(view, ref)
+    assert np.all(canvas[0] == 7) and np.all(canvas[1, :5] == 7) and np.all(canvas[1, :, :10] == 7)
+    with pytest.raises(ValueError):
+        make_trimap(alpha, p, out=np.empty((48, 47), np.uint8))
