@@ -1,11 +1,12 @@
 """QA throughput against its floor: decoding the same shards (same process, same run).
 
-    python benchmarks/qa_throughput.py [--samples 1000] [--size 512] [--trimap]
+    python benchmarks/qa_throughput.py [--samples 1000] [--size 512] [--trimap] [--raw]
                                         [--from DIR] [--workers 2]
 
 Writes a synthetic dataset (``--samples`` records of ``--size``^2 composites, 100 per
-Parquet shard, written with :class:`matdata.shards.ShardWriter`) unless ``--from DIR``
-names an existing one, then times, one core, shard by shard:
+Parquet shard, written with :class:`matdata.shards.ShardWriter`; ``--raw`` also stores an
+``image_raw``, as a harmonized dataset does) unless ``--from DIR`` names an existing one,
+then times, one core, shard by shard:
 
 * ``decode``: stream every shard and decode every field (:func:`matdata.schema.decode_record`)
   -- the floor: what any reader of the data pays;
@@ -17,8 +18,9 @@ names an existing one, then times, one core, shard by shard:
   random subset of ``--band-sample`` records, all of them in a smaller dataset);
 * ``aggregate + report``: the client side (global flags, plots, HTML, JSON) once.
 
-The three single-core variants run interleaved ``--repeat`` times; the best time of each
-is reported (robust to other load on the machine).
+The single-core variants run interleaved ``--repeat`` times; the best wall time and the
+best CPU time (``time.process_time``: every thread of the process, so OpenCV's own threads
+count) of each are reported, the CPU ratio being the steadier one on a busy machine.
 
 With ``--workers N`` it also times ``pipelines.qa.run_qa`` on a local Dask cluster of N
 workers against the decode floor mapped over the same cluster (cluster start excluded
@@ -39,7 +41,9 @@ from rich.console import Console
 from rich.table import Table
 
 
-def make_dataset(root: Path, n: int, size: int, trimap: bool, per_shard: int = 100) -> None:
+def make_dataset(
+    root: Path, n: int, size: int, trimap: bool, per_shard: int = 100, raw: bool = False
+) -> None:
     from matdata.imageio import encode_jpeg, encode_png
     from matdata.schema import Record
     from matdata.shards import ShardWriter, write_index
@@ -62,6 +66,9 @@ def make_dataset(root: Path, n: int, size: int, trimap: bool, per_shard: int = 1
             alpha = np.clip((1 - d) * size / 20 + 0.5, 0, 1)
             img = alpha[..., None] * rng.integers(0, 255, 3) + (1 - alpha[..., None]) * bg
             a8 = np.rint(alpha * 255).astype(np.uint8)
+            raw_img = np.clip(img, 0, 255).astype(np.uint8)
+            if raw:  # the stored composite: a mild shift of the foreground colour
+                img = img + alpha[..., None] * rng.uniform(-15, 15, 3)
             meta = {
                 "split": "train",
                 "fg": {"source": "synth", "id": f"fg{i}"},
@@ -72,6 +79,7 @@ def make_dataset(root: Path, n: int, size: int, trimap: bool, per_shard: int = 1
                 Record(
                     key=f"s{i:06d}",
                     image=encode_jpeg(np.clip(img, 0, 255).astype(np.uint8), 95),
+                    image_raw=encode_jpeg(raw_img, 95) if raw else None,
                     alpha=encode_png(a8),
                     trimap=encode_png(make_trimap(a8)) if trimap else None,
                     meta=meta,
@@ -82,14 +90,23 @@ def make_dataset(root: Path, n: int, size: int, trimap: bool, per_shard: int = 1
 
 
 def decode_shard(dataset: str, shard) -> int:
+    """The floor: decode every field of every record, on one core (OpenCV's thread pool off,
+    as :func:`matdata.qa.scan.scan_shard` has it; ``cvtColor`` would use it)."""
+    import cv2
+
     from matdata.schema import decode_record
     from matdata.shards import iter_shard
 
-    n = 0
-    for rec in iter_shard(dataset, shard):
-        decode_record(rec)
-        n += 1
-    return n
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        n = 0
+        for rec in iter_shard(dataset, shard):
+            decode_record(rec)
+            n += 1
+        return n
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def main() -> None:
@@ -97,6 +114,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--trimap", action="store_true", help="store trimaps in the records")
+    ap.add_argument("--raw", action="store_true", help="store image_raw (harmonized dataset)")
     ap.add_argument("--from", dest="src", default=None, help="benchmark an existing dataset")
     ap.add_argument("--workers", type=int, default=0, help="also time Dask with N workers")
     ap.add_argument("--repeat", type=int, default=3, help="best of N interleaved runs")
@@ -115,7 +133,7 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="qa-bench-"))
         dataset = str(tmp / "ds")
         t0 = time.perf_counter()
-        make_dataset(Path(dataset), args.samples, args.size, args.trimap)
+        make_dataset(Path(dataset), args.samples, args.size, args.trimap, raw=args.raw)
         print(f"wrote {args.samples} samples in {time.perf_counter() - t0:.1f} s")
     try:
         shards = list_shards(dataset)
@@ -126,6 +144,7 @@ def main() -> None:
         band = sample_plan(shards, args.band_sample, 1) if n > args.band_sample else None
         th = Thresholds()
         rows: list[tuple[str, float]] = []
+        cpu: dict[str, float] = {}
 
         for s in shards:  # warm the page cache so every variant reads from memory
             decode_shard(dataset, s)
@@ -162,12 +181,14 @@ def main() -> None:
             ("qa scan, band on every record", run_scan_allband),
         ]
         best = {name: float("inf") for name, _ in variants}
+        cpu = dict(best)
         for _ in range(args.repeat):  # interleaved, best of N: robust to a busy machine
             for name, fn in variants:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn()
                 best[name] = min(best[name], time.perf_counter() - t0)
-        floor = best["decode (floor)"]
+                cpu[name] = min(cpu[name], time.process_time() - c0)
+        floor, cpu_floor = best["decode (floor)"], cpu["decode (floor)"]
         rows += list(best.items())
         t0 = time.perf_counter()
         report = aggregate(dataset, index, scans, thresholds=th)
@@ -204,12 +225,16 @@ def main() -> None:
         table.add_column("seconds", justify="right")
         table.add_column("samples/s", justify="right")
         table.add_column("x decode", justify="right")
+        table.add_column("cpu s", justify="right")
+        table.add_column("x decode (cpu)", justify="right")
         dask_floor = next((t for name, t in rows if name.startswith("decode, dask")), None)
         for name, t in rows:
             base = dask_floor if "dask" in name and dask_floor else floor
             ratio = f"{t / base:.2f}" if "client" not in name else "-"
-            table.add_row(name, f"{t:.2f}", f"{n / t:.0f}", ratio)
-        Console().print(table)
+            c = cpu.get(name)
+            cpu_cols = (f"{c:.2f}", f"{c / cpu_floor:.2f}") if c is not None else ("-", "-")
+            table.add_row(name, f"{t:.2f}", f"{n / t:.0f}", ratio, *cpu_cols)
+        Console(width=120).print(table)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -112,6 +112,113 @@ def test_harmonization_stats_flag_bg_and_colour():
     assert flags(0, (90, -40, -90)) == {"color_shift"}
 
 
+def _random_matte(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Soft ellipses placed anywhere (often cut by a side), sometimes binary or empty."""
+    a = np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(0, 3))):
+        cx, cy = rng.uniform(-0.2, 1.2) * w, rng.uniform(-0.2, 1.2) * h
+        rx, ry = rng.uniform(2, w), rng.uniform(2, h)
+        a = np.maximum(a, soft_ellipse(cx, cy, rx, ry, w, h))
+    return np.where(a > 127, 255, 0).astype(np.uint8) if rng.random() < 0.2 else a
+
+
+def test_fast_stats_equal_their_plain_definitions():
+    import cv2
+
+    from matdata.qa.analysis import harmonization_stats, trimap_of, unknown_share
+    from matdata.trimap import make_trimap
+
+    rng = np.random.default_rng(7)
+    for i in range(40):  # band radius 1 to 4 (the sides up to 400)
+        h, w = (int(v) for v in rng.integers(1, 90 if i % 2 else 400, 2))
+        a = _random_matte(rng, h, w)
+        n = a.size
+        s = alpha_stats(a)
+        assert (s["alpha_min"], s["alpha_max"]) == (int(a.min()), int(a.max()))
+        assert s["coverage"] == int(a.sum()) / 255.0 / n
+        assert s["fg_area"] == np.count_nonzero(a >= 128) / n
+        assert s["semi_share"] == np.count_nonzero((a > 0) & (a < 255)) / n
+        ys, xs = np.nonzero(a)
+        box = (
+            [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+            if ys.size
+            else None
+        )
+        assert s["bbox"] == box
+        # the unknown band on the bbox window only == make_trimap on the whole image
+        tri = make_trimap(a)
+        assert np.array_equal(trimap_of(a, s["bbox"]), tri)
+        assert unknown_share(a, s["bbox"]) == np.count_nonzero(tri == 128) / n
+        # harmonization stats from masked integer sums (RGB or BGR) == numpy means
+        img, raw = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+        k = np.ones((17, 17), np.uint8)
+        bg = cv2.erode((a == 0).astype(np.uint8), k, borderType=cv2.BORDER_CONSTANT,
+                       borderValue=1).astype(bool)  # fmt: skip
+        diff = np.abs(img.astype(np.int16) - raw).astype(np.uint8)
+        fg = a >= 128
+        ref = {"bg_diff": float(diff[bg].mean()) if bg.any() else None, "color_shift": None}
+        if fg.any():
+            lab1, lab0 = (srgb_to_lab(x[fg].mean(axis=0)) for x in (img, raw))
+            ref["color_shift"] = float(np.linalg.norm(lab1 - lab0))
+        assert harmonization_stats(img, raw, a) == ref
+        assert harmonization_stats(img[..., ::-1], raw[..., ::-1], a, bgr=True) == ref
+
+
+def test_scan_rows_equal_full_decode_rows(defects):
+    """The scan reads only the luma of composites without ``image_raw`` (colour where a
+    harmonization check needs it): its rows equal stats and hashes from full RGB decodes."""
+    from matdata.errors import MatdataError
+    from matdata.qa.phash import image_hashes
+    from matdata.qa.scan import analyze_record
+    from matdata.schema import decode_record
+    from matdata.shards import iter_records
+
+    ds, _ = defects
+    checked = harmonized = 0
+    for rec in iter_records(str(ds)):
+        try:
+            d = decode_record(rec)
+        except MatdataError:
+            continue  # the planted undecodable record
+        row, _ = analyze_record(rec, Thresholds())
+        stats, _ = record_stats(d.image, d.alpha, trimap=d.trimap, image_raw=d.image_raw)
+        assert {k: row[k] for k in stats} == stats, rec.key
+        assert (row["phash"], row["dhash"]) == image_hashes(d.image), rec.key
+        checked += 1
+        harmonized += d.image_raw is not None
+    assert checked >= 25 and harmonized == 3
+
+
+def test_contact_strips_first_and_second_pass(defects):
+    """Strips of sampled records: composite | alpha | trimap (| image_raw), 96 px high,
+    the same bytes whether made during the scan or by the second pass."""
+    import io
+
+    import cv2
+    from PIL import Image
+
+    from matdata.qa.scan import scan_shard, shard_strips
+    from matdata.shards import list_shards
+
+    ds, _ = defects
+    shard = next(s for s in list_shards(str(ds)) if s.split == "train")
+    threads = cv2.getNumThreads()
+    res = scan_shard(str(ds), shard, sample=range(shard.samples), max_flag_thumbs=0)
+    assert cv2.getNumThreads() == threads  # OpenCV's pool is only off during the scan
+    keys = [r["key"] for r in res.rows if r["phash"] is not None]
+    assert set(res.thumbs) == set(keys)
+    widths = {}
+    for key in keys:
+        with Image.open(io.BytesIO(res.thumbs[key])) as im:
+            assert im.format == "JPEG" and im.height == 96 + 4
+            widths[key] = im.width
+    # 64 x 80 panels are 77 + 4 wide, 4 px apart: 3 panels, 4 with image_raw
+    assert {widths[k] for k in keys if not k.startswith("harm")} == {3 * 81 + 2 * 4}
+    assert {widths[k] for k in ("harm_ok", "harm_bg", "harm_col")} == {4 * 81 + 3 * 4}
+    again = shard_strips(str(ds), shard, ["ok01", "harm_bg", "broken", "sizemis"])
+    assert again == {k: res.thumbs[k] for k in ("ok01", "harm_bg", "sizemis")}
+
+
 # ---------------------------------------------------------------------------- hashing
 
 

@@ -143,8 +143,8 @@ def provenance(meta: dict[str, Any]) -> dict[str, Any]:
 def alpha_stats(alpha: np.ndarray) -> dict[str, Any]:
     """Area, semi-transparency, bbox and border contact of an ``(H, W)`` uint8 alpha.
 
-    Counts come from OpenCV reductions (a few vectorised passes); one ``alpha > 0`` pass
-    gives the bbox.
+    Counts come from OpenCV reductions (integer-exact), the bbox from ``cv2.boundingRect``
+    (the box of the non-zero pixels), and the threshold counts look inside that box only.
     """
     import cv2
 
@@ -152,10 +152,11 @@ def alpha_stats(alpha: np.ndarray) -> dict[str, Any]:
     n = float(h * w)
     lo, hi, _, _ = cv2.minMaxLoc(alpha)
     n_pos = cv2.countNonZero(alpha)
-    n_full = cv2.countNonZero(cv2.compare(alpha, 254, cv2.CMP_GT))
-    n_fg = cv2.countNonZero(cv2.compare(alpha, 127, cv2.CMP_GT))
-    pos = alpha > 0
-    rows = np.flatnonzero(pos.any(axis=1))
+    x0, y0, bw, bh = (int(v) for v in cv2.boundingRect(alpha)) if n_pos else (0, 0, 0, 0)
+    x1, y1 = x0 + bw, y0 + bh
+    box = alpha[y0:y1, x0:x1]  # every non-zero pixel: the threshold counts only look here
+    n_full = cv2.countNonZero(cv2.compare(box, 254, cv2.CMP_GT)) if hi == 255 else 0
+    n_fg = cv2.countNonZero(cv2.compare(box, 127, cv2.CMP_GT)) if hi >= 128 else 0
     out: dict[str, Any] = {
         "alpha_min": int(lo),
         "alpha_max": int(hi),
@@ -163,9 +164,7 @@ def alpha_stats(alpha: np.ndarray) -> dict[str, Any]:
         "fg_area": n_fg / n,
         "semi_share": (n_pos - n_full) / n,
     }
-    if rows.size:
-        cols = np.flatnonzero(pos[rows[0] : rows[-1] + 1].any(axis=0))
-        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    if n_pos:
         out.update(
             bbox_w=(x1 - x0) / w,
             bbox_h=(y1 - y0) / h,
@@ -182,27 +181,52 @@ def alpha_stats(alpha: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def unknown_share(alpha: np.ndarray, bbox: list[int] | None, params: Any = None) -> float:
-    """Share of the unknown band of ``make_trimap(alpha, params)``, computed on the bbox of
-    ``alpha > 0`` grown by the band radius + 1 only.
+def band_window(shape: tuple[int, int], bbox: list[int], r: int) -> tuple[slice, slice]:
+    """Rows and columns of the bbox of ``alpha > 0`` grown by ``r + 1``: outside it alpha is
+    0 and farther than ``r`` from any foreground, so the trimap there is known background,
+    and its edge pixels are background, which ``make_trimap``'s border replication assumes
+    at a crop edge (the trimap of the window is that of the whole image, cropped)."""
+    h, w = shape
+    x0, y0, x1, y1 = bbox
+    m = r + 1
+    return slice(max(0, y0 - m), min(h, y1 + m)), slice(max(0, x0 - m), min(w, x1 + m))
 
-    Exact: outside that window alpha is 0 (known background) and farther than the radius
-    from any foreground, and the window's edge pixels are background, which is what
-    :func:`matdata.trimap.make_trimap`'s border replication assumes at a crop edge.
-    """
-    from matdata.trimap import TrimapParams, make_trimap
+
+def unknown_share(alpha: np.ndarray, bbox: list[int] | None, params: Any = None) -> float:
+    """Share of the unknown band of ``make_trimap(alpha, params)``, computed on the
+    :func:`band_window` of the bbox of ``alpha > 0`` only (exact, see there)."""
+    import cv2
+
+    from matdata.trimap import TRIMAP_UNKNOWN
 
     if bbox is None:
         return 0.0
-    params = params or TrimapParams()
     h, w = alpha.shape
-    r = params.band_radius(h, w)
-    x0, y0, x1, y1 = bbox
-    m = r + 1
-    crop = alpha[max(0, y0 - m) : min(h, y1 + m), max(0, x0 - m) : min(w, x1 + m)]
+    tri = _window_trimap(alpha, bbox, params)
+    return float(cv2.countNonZero(cv2.compare(tri, TRIMAP_UNKNOWN, cv2.CMP_EQ)) / (h * w))
+
+
+def _window_trimap(alpha: np.ndarray, bbox: list[int], params: Any = None) -> np.ndarray:
+    from matdata.trimap import TrimapParams, make_trimap
+
+    params = params or TrimapParams()
+    r = params.band_radius(*alpha.shape)
+    ys, xs = band_window(alpha.shape, bbox, r)
     crop_params = TrimapParams(eps=params.eps, rel_width=params.rel_width, width=r)
-    tri = make_trimap(np.ascontiguousarray(crop), crop_params)
-    return float(np.count_nonzero(tri == 128) / (h * w))
+    return make_trimap(np.ascontiguousarray(alpha[ys, xs]), crop_params)
+
+
+def trimap_of(alpha: np.ndarray, bbox: list[int] | None, params: Any = None) -> np.ndarray:
+    """``make_trimap(alpha, params)`` (equal, bit for bit), eroding only the
+    :func:`band_window` of ``bbox`` (the bbox of ``alpha > 0``; None: alpha is all 0)."""
+    from matdata.trimap import TrimapParams
+
+    params = params or TrimapParams()
+    out = np.zeros(alpha.shape, np.uint8)  # known background
+    if bbox is not None:
+        ys, xs = band_window(alpha.shape, bbox, params.band_radius(*alpha.shape))
+        out[ys, xs] = _window_trimap(alpha, bbox, params)
+    return out
 
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -222,25 +246,57 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     )
 
 
-def harmonization_stats(
-    image: np.ndarray, image_raw: np.ndarray, alpha: np.ndarray, margin: int = 8
-) -> dict[str, Any]:
-    """``bg_diff`` and ``color_shift`` (module docstring) of a harmonized composite."""
+def _masked_sum(arr: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-channel integer sums of ``arr`` over ``mask != 0`` (exact, as float64)."""
     import cv2
 
-    bg = (alpha == 0).astype(np.uint8)
-    if margin > 0:
-        k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * margin + 1, 2 * margin + 1))
-        bg = cv2.erode(bg, k, borderType=cv2.BORDER_CONSTANT, borderValue=1)
+    return np.asarray(cv2.sumElems(cv2.bitwise_and(arr, arr, mask=mask))[: arr.shape[2]])
+
+
+def harmonization_stats(
+    image: np.ndarray,
+    image_raw: np.ndarray,
+    alpha: np.ndarray,
+    margin: int = 8,
+    *,
+    bgr: bool = False,
+) -> dict[str, Any]:
+    """``bg_diff`` and ``color_shift`` (module docstring) of a harmonized composite.
+
+    ``bgr``: the two images are in OpenCV's BGR order (as decoded), not RGB.  Means are
+    exact integer sums divided by the pixel counts, as ``numpy.mean`` computes them, and
+    only the bbox of ``alpha > 0`` grown by ``margin + 1`` is eroded and masked: outside
+    it every pixel is eroded background, so the background sum is the whole image's minus
+    that of the window's non-background pixels.
+    """
+    import cv2
+
+    h, w = alpha.shape
+    c = image.shape[2]
     out: dict[str, Any] = {"bg_diff": None, "color_shift": None}
-    sel = bg.astype(bool)
-    if sel.any():
-        d = cv2.absdiff(image, image_raw)[sel]
-        out["bg_diff"] = float(d.mean(dtype=np.float64))
-    fg = alpha >= 128
-    if fg.any():
-        m1 = image[fg].mean(axis=0, dtype=np.float64)
-        m0 = image_raw[fg].mean(axis=0, dtype=np.float64)
+    x, y, bw, bh = (int(v) for v in cv2.boundingRect(alpha))
+    d = cv2.absdiff(image, image_raw)
+    total = float(sum(cv2.sumElems(d)[:c]))
+    if bw == 0:  # alpha == 0 everywhere: all background, no foreground
+        out["bg_diff"] = total / (h * w * c)
+        return out
+    ys, xs = band_window((h, w), [x, y, x + bw, y + bh], max(0, margin))
+    not_bg = cv2.compare(alpha[ys, xs], 0, cv2.CMP_NE)
+    if margin > 0:  # erode the background = dilate the rest (outside: background)
+        k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * margin + 1, 2 * margin + 1))
+        not_bg = cv2.dilate(not_bg, k, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    n_bg = h * w - cv2.countNonZero(not_bg)
+    if n_bg:
+        inner = float(_masked_sum(np.ascontiguousarray(d[ys, xs]), not_bg).sum())
+        out["bg_diff"] = (total - inner) / (n_bg * c)
+    box = slice(y, y + bh), slice(x, x + bw)  # every alpha >= 128 pixel is in the bbox
+    fg = cv2.compare(alpha[box], 127, cv2.CMP_GT)
+    n_fg = cv2.countNonZero(fg)
+    if n_fg:
+        m1 = _masked_sum(np.ascontiguousarray(image[box]), fg) / n_fg
+        m0 = _masked_sum(np.ascontiguousarray(image_raw[box]), fg) / n_fg
+        if bgr:
+            m1, m0 = m1[::-1], m0[::-1]
         out["color_shift"] = float(np.linalg.norm(srgb_to_lab(m1) - srgb_to_lab(m0)))
     return out
 
@@ -254,14 +310,18 @@ def record_stats(
     ignore: np.ndarray | None = None,
     margin: int = 8,
     band: bool = True,
+    bgr: bool = False,
 ) -> tuple[dict[str, Any], list[Flag]]:
     """Statistics of one decoded record plus the size-mismatch flags found on the way.
 
     Stats that need two aligned arrays are skipped (None) when their sizes differ; the
     unknown band of a missing ``trimap`` is that of :func:`matdata.trimap.make_trimap`
-    with default parameters (:func:`unknown_share`), or None when ``band`` is False (it
-    costs two erosions: callers compute it on a bounded sample).
+    with default parameters (:func:`unknown_share`), or None when ``band`` is False.
+    ``image`` may be grey (only its size is used unless ``image_raw`` is given); ``bgr``:
+    ``image`` and ``image_raw`` are in BGR order (see :func:`harmonization_stats`).
     """
+    import cv2
+
     h, w = image.shape[:2]
     flags: list[Flag] = []
     stats: dict[str, Any] = {"width": int(w), "height": int(h)}
@@ -278,13 +338,14 @@ def record_stats(
             )
     if trimap is not None and trimap.shape == alpha.shape:
         stats["trimap_stored"] = True
-        stats["unknown_share"] = float(np.count_nonzero(trimap == 128) / trimap.size)
+        n_unknown = cv2.countNonZero(cv2.compare(trimap, 128, cv2.CMP_EQ))
+        stats["unknown_share"] = float(n_unknown / trimap.size)
     else:
         stats["trimap_stored"] = False
         stats["unknown_share"] = unknown_share(alpha, stats["bbox"]) if band else None
     stats["bg_diff"] = stats["color_shift"] = None
-    if image_raw is not None and aligned and image_raw.shape == image.shape:
-        stats.update(harmonization_stats(image, image_raw, alpha, margin))
+    if image_raw is not None and aligned and image_raw.shape == image.shape and image.ndim == 3:
+        stats.update(harmonization_stats(image, image_raw, alpha, margin, bgr=bgr))
     return stats, flags
 
 

@@ -1,10 +1,22 @@
 """Scanning one shard for QA: the unit of work a Dask task runs (I/O at this edge only).
 
 :func:`scan_shard` checks the shard file against ``dataset.json`` (size + sha256), streams
-its records, decodes every field, and returns per-record statistics, flags and perceptual
-hashes plus small contact-sheet strips for a bounded set of records (the planned random
-sample and the first locally flagged ones).  Memory is bounded by one record plus the
-returned rows (a few hundred bytes per record) and strips.
+its records, decodes every field as far as a check uses it, and returns per-record
+statistics, flags and perceptual hashes plus small contact-sheet strips for a bounded set
+of records (the planned random sample and the first locally flagged ones).  Memory is
+bounded by one record plus the returned rows (a few hundred bytes per record) and strips.
+
+Decoding: the composite's luma plane only (``IMREAD_GRAYSCALE``: libjpeg skips the chroma
+IDCT, upsampling and colour conversion, a quarter of a colour decode) unless the record has
+``image_raw``, whose checks compare colours (both then decoded in colour, BGR, never
+converted to RGB); ``fg`` / ``bg`` as luma (only their size and decodability are checked);
+masks in full.  Every field is still decoded through its entropy-coded data, so
+``undecodable`` means what it meant.  Strips decode the composite again, at the reduced
+scale (libjpeg's scaled IDCT) that still gives a 96-pixel panel.
+
+Threads: OpenCV's thread pool is off while a shard is scanned (restored after): a Dask
+worker runs one task per core, and the pool's threads on a few large-image calls (resizes,
+thresholds) only oversubscribed the cores (the decode floor is single-threaded too).
 
 Checksum decision: a shard whose bytes do not match ``dataset.json`` gets the shard flag
 ``checksum_mismatch`` AND every record read from it carries the record flag
@@ -47,19 +59,25 @@ class ShardScan:
 
 
 def _panel(arr: np.ndarray, height: int) -> np.ndarray:
+    """``arr`` area-resampled to ``height`` rows (3 channels).  Images 2x or more taller
+    are first averaged over whole f x f blocks (OpenCV's fast integer-ratio path; the
+    non-integer area resampling of a full-size mask costs a third of a decode)."""
     import cv2
 
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
     h, w = arr.shape[:2]
     nw = max(1, round(w * height / h))
-    return cv2.resize(arr, (nw, height), interpolation=cv2.INTER_AREA)
+    f = h // height
+    if f >= 2 and w >= f:
+        hh, ww = h - h % f, w - w % f
+        arr = cv2.resize(arr[:hh, :ww], (ww // f, hh // f), interpolation=cv2.INTER_AREA)
+    out = cv2.resize(arr, (nw, height), interpolation=cv2.INTER_AREA)
+    return np.repeat(out[:, :, None], 3, axis=2) if out.ndim == 2 else out
 
 
-def contact_strip(panels: list[np.ndarray], height: int = THUMB_HEIGHT) -> bytes:
-    """JPEG bytes of the panels (RGB or grey uint8 arrays) side by side at ``height``,
-    each framed in grey (so all-white or all-black masks stay visible)."""
-    from matdata.imageio import encode_jpeg
+def _encode_strip(panels: list[np.ndarray], height: int) -> bytes:
+    """JPEG bytes of the panels (3-channel in the order the JPEG encoder expects, or grey)
+    side by side at ``height``, each framed in grey."""
+    import cv2
 
     b = 2
     parts: list[np.ndarray] = []
@@ -70,7 +88,17 @@ def contact_strip(panels: list[np.ndarray], height: int = THUMB_HEIGHT) -> bytes
         if parts:
             parts.append(np.full((height + 2 * b, 4, 3), 255, np.uint8))
         parts.append(framed)
-    return encode_jpeg(np.ascontiguousarray(np.concatenate(parts, axis=1)), quality=82)
+    strip = np.ascontiguousarray(np.concatenate(parts, axis=1))
+    ok, buf = cv2.imencode(".jpg", strip, [cv2.IMWRITE_JPEG_QUALITY, 82])
+    if not ok:  # pragma: no cover - OpenCV only fails on invalid input
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def contact_strip(panels: list[np.ndarray], height: int = THUMB_HEIGHT) -> bytes:
+    """JPEG bytes of the panels (RGB or grey uint8 arrays) side by side at ``height``,
+    each framed in grey (so all-white or all-black masks stay visible)."""
+    return _encode_strip([p[:, :, ::-1] if p.ndim == 3 else p for p in panels], height)
 
 
 def strip_panels(dec: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -85,12 +113,88 @@ def strip_panels(dec: dict[str, np.ndarray]) -> list[np.ndarray]:
     return panels
 
 
+def _reduced_mode(h: int, height: int) -> int:
+    """The OpenCV read mode decoding a JPEG ``h`` pixels high at 1/2, 1/4 or 1/8 scale
+    (libjpeg's scaled IDCT) while keeping at least ``height`` rows, else at full scale."""
+    import cv2
+
+    for f, mode in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                    (2, cv2.IMREAD_REDUCED_COLOR_2)):  # fmt: skip
+        if h // f >= height:
+            return mode
+    return cv2.IMREAD_COLOR
+
+
+def _record_strip(
+    rec: Record,
+    dec: dict[str, np.ndarray],
+    bbox: list[int] | None,
+    height: int,
+) -> bytes | None:
+    """Strip of one record: composite | alpha | trimap (stored, else computed exactly on
+    the band window) | image_raw (when present).  Colour panels come from ``dec`` when it
+    holds them in colour (BGR), else from a reduced-scale decode of the JPEG (a panel is
+    ``height`` pixels high, so the full-size colour image is never needed for it).  None
+    when the image or alpha does not decode."""
+    from matdata.qa.analysis import trimap_of
+
+    alpha = dec.get("alpha")
+    if alpha is None:
+        return None
+    mode = _reduced_mode(dec.get("image", alpha).shape[0], height)
+
+    def colour(name: str) -> np.ndarray | None:
+        arr = dec.get(name)
+        if arr is not None and arr.ndim == 3:
+            return arr
+        data = getattr(rec, name)
+        return None if data is None else _decode_or_none(data, mode)
+
+    image = colour("image")
+    if image is None:
+        return None
+    tri = dec.get("trimap")
+    if tri is None:
+        tri = trimap_of(alpha, bbox)
+    raw = colour("image_raw")
+    return _encode_strip([image, alpha, tri] + ([raw] if raw is not None else []), height)
+
+
 # ---------------------------------------------------------------------------- records
 
 
-def _decode_fields(rec: Record) -> tuple[dict[str, np.ndarray], list[Flag]]:
-    from matdata.imageio import fast_decode_jpeg, fast_decode_png_gray
+def _decode(data: bytes, kind: str, mode: int) -> np.ndarray:
+    """Decode one field of a record matdata wrote (as :mod:`matdata.imageio`'s fast
+    decoders, with the same errors); ``mode``: an OpenCV read mode."""
+    import cv2
 
+    from matdata.errors import ImageDecodeError
+
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), mode)
+    if kind == "jpeg":
+        if arr is None:
+            raise ImageDecodeError("<jpeg>", "truncated")
+    elif arr is None or arr.ndim != 2:
+        raise ImageDecodeError("<png>", "truncated" if arr is None else "bad_channels")
+    return arr
+
+
+def _decode_or_none(data: bytes, mode: int) -> np.ndarray | None:
+    try:
+        return _decode(data, "jpeg", mode)
+    except (MatdataError, ValueError):
+        return None
+
+
+def _decode_fields(rec: Record, colour: bool = True) -> tuple[dict[str, np.ndarray], list[Flag]]:
+    """Decode every present field, each only as far as a check uses it: ``image`` in
+    colour (BGR) when ``colour``, else its grey (luma) plane only; ``fg`` / ``bg`` grey
+    (only their size and decodability are checked); ``image_raw`` in colour (BGR); the
+    PNG masks as they are.  Fields that do not decode become ``undecodable`` flags."""
+    import cv2
+
+    grey, bgr, png = cv2.IMREAD_GRAYSCALE, cv2.IMREAD_COLOR, cv2.IMREAD_UNCHANGED
+    modes = {"image": bgr if colour else grey, "fg": grey, "bg": grey, "image_raw": bgr}
     out: dict[str, np.ndarray] = {}
     flags: list[Flag] = []
     for spec in IMAGE_FIELDS:
@@ -98,10 +202,8 @@ def _decode_fields(rec: Record) -> tuple[dict[str, np.ndarray], list[Flag]]:
         if data is None:
             continue
         try:
-            if spec.kind == "jpeg":
-                out[spec.name] = fast_decode_jpeg(data)
-            else:
-                out[spec.name] = fast_decode_png_gray(data)
+            mode = modes.get(spec.name, bgr) if spec.kind == "jpeg" else png
+            out[spec.name] = _decode(data, spec.kind, mode)
         except (MatdataError, ValueError) as exc:
             flags.append(Flag("undecodable", f"{spec.name}: {exc}"))
     return out, flags
@@ -118,26 +220,34 @@ def analyze_record(
     band: bool = True,
 ) -> tuple[dict[str, Any], bytes | None]:
     """One row (provenance + stats + flags + hashes) and its strip when ``want_thumb``, or
-    when ``flag_thumb`` and the record is flagged (None otherwise)."""
+    when ``flag_thumb`` and the record is flagged (None otherwise).
+
+    The composite is decoded in colour only when a harmonization check needs it (the
+    record has ``image_raw``); otherwise its luma plane is all the stats and hashes use.
+    """
+    import cv2
+
     meta = rec.meta if isinstance(rec.meta, dict) else {}
     row: dict[str, Any] = {"key": rec.key, **provenance(meta)}
-    dec, flags = _decode_fields(rec)
+    dec, flags = _decode_fields(rec, colour=rec.image_raw is not None)
     flags += list(extra_flags)
     row["phash"] = row["dhash"] = None
     thumb = None
     if "image" in dec and "alpha" in dec:
+        image = dec["image"]
         stats, size_flags = record_stats(
-            dec["image"],
+            image,
             dec["alpha"],
             trimap=dec.get("trimap"),
             image_raw=dec.get("image_raw"),
             ignore=dec.get("ignore"),
             margin=th.bg_margin,
             band=band,
+            bgr=True,
         )
         for name in ("fg", "bg"):
             arr = dec.get(name)
-            if arr is not None and arr.shape[:2] != dec["image"].shape[:2]:
+            if arr is not None and arr.shape[:2] != image.shape[:2]:
                 h, w = arr.shape[:2]
                 size_flags.append(
                     Flag("size_mismatch", f"{name} is {w}x{h}, image {stats['width']}x"
@@ -145,9 +255,10 @@ def analyze_record(
                 )  # fmt: skip
         row.update(stats)
         flags += size_flags + record_flags(stats, meta, th)
-        row["phash"], row["dhash"] = image_hashes(dec["image"])
+        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        row["phash"], row["dhash"] = image_hashes(grey)
         if want_thumb or (flag_thumb and flags):
-            thumb = contact_strip(strip_panels(dec), thumb_height)
+            thumb = _record_strip(rec, dec, stats["bbox"], thumb_height)
     elif "image" in dec or "alpha" in dec:
         h, w = (dec.get("image") if "image" in dec else dec["alpha"]).shape[:2]
         row.update(width=w, height=h)
@@ -183,6 +294,28 @@ def scan_shard(
     ``max_flag_thumbs`` of them.  ``band``: positions whose unknown-band area is
     computed when the record has no stored trimap (None = every record).
     """
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # one task is one core's work (see the module docstring)
+    try:
+        return _scan_shard(
+            dataset_dir, shard, sample, thresholds, band, verify, max_flag_thumbs, thumb_height
+        )
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _scan_shard(
+    dataset_dir: str,
+    shard: Any,
+    sample: Iterable[int],
+    thresholds: Thresholds | None,
+    band: Iterable[int] | None,
+    verify: bool,
+    max_flag_thumbs: int,
+    thumb_height: int,
+) -> ShardScan:
     from matdata.shards import iter_shard, shard_ok
 
     t0 = time.perf_counter()
@@ -226,6 +359,8 @@ def shard_strips(
     dataset_dir: str, shard: Any, keys: Iterable[str], thumb_height: int = THUMB_HEIGHT
 ) -> dict[str, bytes]:
     """Contact-sheet strips of the given keys of one shard (second pass for global flags)."""
+    import cv2
+
     from matdata.shards import iter_shard
 
     wanted = set(keys)
@@ -233,9 +368,22 @@ def shard_strips(
     for rec in _iter_guarded(iter_shard(dataset_dir, shard), []):
         if rec.key not in wanted:
             continue
-        dec, _ = _decode_fields(rec)
-        if "image" in dec and "alpha" in dec:
-            out[rec.key] = contact_strip(strip_panels(dec), thumb_height)
+        dec: dict[str, np.ndarray] = {}
+        for name in ("alpha", "trimap"):
+            data = getattr(rec, name)
+            try:
+                if data is not None:
+                    dec[name] = _decode(data, "png", cv2.IMREAD_UNCHANGED)
+            except (MatdataError, ValueError):
+                pass
+        alpha = dec.get("alpha")
+        bbox = None
+        if alpha is not None and cv2.countNonZero(alpha):
+            x, y, w, h = cv2.boundingRect(alpha)
+            bbox = [x, y, x + w, y + h]
+        strip = _record_strip(rec, dec, bbox, thumb_height)
+        if strip is not None:
+            out[rec.key] = strip
         if len(out) == len(wanted):
             break
     return out
