@@ -242,3 +242,23 @@ def test_load_image_from_a_memory_url(name: str) -> None:
     with pytest.raises(ImageDecodeError) as ei:
         imageio.load_image("memory://corpus/does-not-exist.jpg")
     assert ei.value.reason == "unreadable"
+
+
+def test_fast_decode_jpeg_orders_and_reductions() -> None:
+    from matdata.imageio import encode_jpeg, fast_decode_jpeg
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    data = encode_jpeg(img, 95)
+    rgb = fast_decode_jpeg(data)
+    assert np.array_equal(fast_decode_jpeg(data, "bgr"), rgb[:, :, ::-1])
+    grey = fast_decode_jpeg(data, "grey")
+    assert grey.shape == (64, 48)
+    luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    assert np.abs(grey - luma).mean() < 1.5
+    assert fast_decode_jpeg(data, "rgb", 2).shape == (32, 24, 3)
+    assert fast_decode_jpeg(data, "grey", 8).shape == (8, 6)
+    with pytest.raises(ValueError):
+        fast_decode_jpeg(data, "hsv")
+    with pytest.raises(ValueError):
+        fast_decode_jpeg(data, "rgb", 3)

@@ -95,34 +95,10 @@ def _encode_strip(panels: list[np.ndarray], height: int) -> bytes:
     return buf.tobytes()
 
 
-def contact_strip(panels: list[np.ndarray], height: int = THUMB_HEIGHT) -> bytes:
-    """JPEG bytes of the panels (RGB or grey uint8 arrays) side by side at ``height``,
-    each framed in grey (so all-white or all-black masks stay visible)."""
-    return _encode_strip([p[:, :, ::-1] if p.ndim == 3 else p for p in panels], height)
-
-
-def strip_panels(dec: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """composite | alpha | trimap (stored, else computed) | image_raw (when present)."""
-    from matdata.trimap import make_trimap
-
-    panels = [dec["image"], dec["alpha"]]
-    tri = dec.get("trimap")
-    panels.append(tri if tri is not None else make_trimap(dec["alpha"]))
-    if dec.get("image_raw") is not None:
-        panels.append(dec["image_raw"])
-    return panels
-
-
-def _reduced_mode(h: int, height: int) -> int:
-    """The OpenCV read mode decoding a JPEG ``h`` pixels high at 1/2, 1/4 or 1/8 scale
-    (libjpeg's scaled IDCT) while keeping at least ``height`` rows, else at full scale."""
-    import cv2
-
-    for f, mode in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
-                    (2, cv2.IMREAD_REDUCED_COLOR_2)):  # fmt: skip
-        if h // f >= height:
-            return mode
-    return cv2.IMREAD_COLOR
+def _reduction(h: int, height: int) -> int:
+    """The JPEG decode reduction (8, 4, 2 or 1: libjpeg's scaled IDCT) that keeps at least
+    ``height`` of an image's ``h`` rows."""
+    return next((f for f in (8, 4, 2) if h // f >= height), 1)
 
 
 def _record_strip(
@@ -141,14 +117,14 @@ def _record_strip(
     alpha = dec.get("alpha")
     if alpha is None:
         return None
-    mode = _reduced_mode(dec.get("image", alpha).shape[0], height)
+    reduce = _reduction(dec.get("image", alpha).shape[0], height)
 
     def colour(name: str) -> np.ndarray | None:
         arr = dec.get(name)
         if arr is not None and arr.ndim == 3:
             return arr
         data = getattr(rec, name)
-        return None if data is None else _decode_or_none(data, mode)
+        return None if data is None else _decode_or_none(data, reduce)
 
     image = colour("image")
     if image is None:
@@ -163,27 +139,17 @@ def _record_strip(
 # ---------------------------------------------------------------------------- records
 
 
-def _decode(data: bytes, kind: str, mode: int) -> np.ndarray:
-    """Decode one field of a record matdata wrote (as :mod:`matdata.imageio`'s fast
-    decoders, with the same errors); ``mode``: an OpenCV read mode."""
-    import cv2
+def _decode_or_none(data: bytes, reduce: int) -> np.ndarray | None:
+    from matdata.imageio import fast_decode_jpeg
 
-    from matdata.errors import ImageDecodeError
-
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), mode)
-    if kind == "jpeg":
-        if arr is None:
-            raise ImageDecodeError("<jpeg>", "truncated")
-    elif arr is None or arr.ndim != 2:
-        raise ImageDecodeError("<png>", "truncated" if arr is None else "bad_channels")
-    return arr
-
-
-def _decode_or_none(data: bytes, mode: int) -> np.ndarray | None:
     try:
-        return _decode(data, "jpeg", mode)
+        return fast_decode_jpeg(data, "bgr", reduce)
     except (MatdataError, ValueError):
         return None
+
+
+#: How :func:`_decode_fields` decodes each JPEG field (see there); others decode as BGR.
+_JPEG_ORDER = {"fg": "grey", "bg": "grey", "image_raw": "bgr"}
 
 
 def _decode_fields(rec: Record, colour: bool = True) -> tuple[dict[str, np.ndarray], list[Flag]]:
@@ -191,10 +157,9 @@ def _decode_fields(rec: Record, colour: bool = True) -> tuple[dict[str, np.ndarr
     colour (BGR) when ``colour``, else its grey (luma) plane only; ``fg`` / ``bg`` grey
     (only their size and decodability are checked); ``image_raw`` in colour (BGR); the
     PNG masks as they are.  Fields that do not decode become ``undecodable`` flags."""
-    import cv2
+    from matdata.imageio import fast_decode_jpeg, fast_decode_png_gray
 
-    grey, bgr, png = cv2.IMREAD_GRAYSCALE, cv2.IMREAD_COLOR, cv2.IMREAD_UNCHANGED
-    modes = {"image": bgr if colour else grey, "fg": grey, "bg": grey, "image_raw": bgr}
+    orders = {**_JPEG_ORDER, "image": "bgr" if colour else "grey"}
     out: dict[str, np.ndarray] = {}
     flags: list[Flag] = []
     for spec in IMAGE_FIELDS:
@@ -202,8 +167,10 @@ def _decode_fields(rec: Record, colour: bool = True) -> tuple[dict[str, np.ndarr
         if data is None:
             continue
         try:
-            mode = modes.get(spec.name, bgr) if spec.kind == "jpeg" else png
-            out[spec.name] = _decode(data, spec.kind, mode)
+            if spec.kind == "jpeg":
+                out[spec.name] = fast_decode_jpeg(data, orders.get(spec.name, "bgr"))
+            else:
+                out[spec.name] = fast_decode_png_gray(data)
         except (MatdataError, ValueError) as exc:
             flags.append(Flag("undecodable", f"{spec.name}: {exc}"))
     return out, flags
@@ -361,6 +328,7 @@ def shard_strips(
     """Contact-sheet strips of the given keys of one shard (second pass for global flags)."""
     import cv2
 
+    from matdata.imageio import fast_decode_png_gray
     from matdata.shards import iter_shard
 
     wanted = set(keys)
@@ -373,7 +341,7 @@ def shard_strips(
             data = getattr(rec, name)
             try:
                 if data is not None:
-                    dec[name] = _decode(data, "png", cv2.IMREAD_UNCHANGED)
+                    dec[name] = fast_decode_png_gray(data)
             except (MatdataError, ValueError):
                 pass
         alpha = dec.get("alpha")
