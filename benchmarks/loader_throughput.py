@@ -139,8 +139,7 @@ def stage_times(data: str, fmt: str | None, size: int) -> dict[str, float]:
     from matdata.imageio import fast_decode_jpeg, fast_decode_png_gray
     from matdata.shards import iter_records
     from matdata.trimap import make_trimap, random_trimap_params
-    from modnet.augment import AugmentConfig, random_crop_box
-    from modnet.data import crop_into
+    from modnet.augment import AugmentConfig, crop_into, random_crop_box
 
     aug = AugmentConfig()
     out_img = np.empty((size, size, 3), np.uint8)

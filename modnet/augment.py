@@ -13,6 +13,7 @@ OpenCV is used for resizing because it is the fastest well-kept resampler availa
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,17 +90,25 @@ def center_box(height: int, width: int, out_aspect: float = 1.0) -> Box:
     return (height - ch) // 2, (width - cw) // 2, ch, cw
 
 
-def resize(arr: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize an image or a matte: area filter when shrinking by 2x or more, bilinear
-    otherwise (below 2x bilinear does not alias and OpenCV's non-integer area filter is
-    several times slower).  Never nearest."""
+def resize_interp(src_hw: tuple[int, int], height: int, width: int) -> int:
+    """The resampling rule for images and mattes: area filter when shrinking by 2x or more
+    in both directions, bilinear otherwise (below 2x bilinear does not alias and OpenCV's
+    non-integer area filter is several times slower).  Never nearest."""
     import cv2
 
-    h, w = arr.shape[:2]
-    if (h, w) == (height, width):
+    h, w = src_hw
+    return cv2.INTER_AREA if h >= 2 * height and w >= 2 * width else cv2.INTER_LINEAR
+
+
+def resize(arr: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize an image or a matte with :func:`resize_interp`'s rule."""
+    import cv2
+
+    if arr.shape[:2] == (height, width):
         return arr
-    interp = cv2.INTER_AREA if h >= 2 * height and w >= 2 * width else cv2.INTER_LINEAR
-    return cv2.resize(arr, (width, height), interpolation=interp)
+    return cv2.resize(
+        arr, (width, height), interpolation=resize_interp(arr.shape[:2], height, width)
+    )
 
 
 def crop_resize(arr: np.ndarray, box: Box, height: int, width: int) -> np.ndarray:
@@ -109,33 +118,126 @@ def crop_resize(arr: np.ndarray, box: Box, height: int, width: int) -> np.ndarra
 
 #: ITU-R 601 luma weights (R, G, B).
 LUMA = np.array([0.299, 0.587, 0.114])
+_DIAG = (np.arange(3), np.arange(3))
+
+
+def jitter_matrix(rgb: np.ndarray, b: float, c: float, s: float) -> np.ndarray:
+    """The ``3 x 4`` affine colour transform of brightness ``b``, contrast ``c`` (around the
+    mean luma ``m`` of ``rgb``) and saturation ``s`` factors: with ``L`` the luma row vector,
+    ``y = b x``, ``y' = c y + (1 - c) b m`` and ``z = s y' + (1 - s) L y'`` compose into
+    ``z = c b (s I + (1 - s) 1 L) x + (1 - c) b m`` (the rows of the saturation matrix sum
+    to 1), for ``cv2.transform`` (one pass, rounding and saturating to uint8)."""
+    import cv2
+
+    m = float(np.dot(cv2.mean(rgb)[:3], LUMA))
+    mat = np.empty((3, 4))
+    mat[:, :3] = (c * b * (1.0 - s)) * LUMA
+    mat[_DIAG] += c * b * s
+    mat[:, 3] = (1.0 - c) * b * m
+    return mat
+
+
+def draw_jitter(
+    rng: np.random.Generator, brightness: float, contrast: float, saturation: float
+) -> tuple[float, float, float]:
+    """Brightness, contrast and saturation factors drawn from ``[1 - amp, 1 + amp]``."""
+    return (
+        float(rng.uniform(1 - brightness, 1 + brightness)),
+        float(rng.uniform(1 - contrast, 1 + contrast)),
+        float(rng.uniform(1 - saturation, 1 + saturation)),
+    )
 
 
 def color_jitter(
     rgb: np.ndarray, rng: np.random.Generator, brightness: float, contrast: float, saturation: float
 ) -> np.ndarray:
-    """Brightness, contrast and saturation jitter of an RGB ``uint8`` image.
+    """Brightness, contrast and saturation jitter of an RGB ``uint8`` image: factors from
+    :func:`draw_jitter`, applied as :func:`jitter_matrix`."""
+    import cv2
 
-    Factors ``b, c, s`` are drawn from ``[1 - amp, 1 + amp]``; with ``m`` the mean luma
-    of ``x`` and ``L`` the luma row vector, the three steps ``y = b x``,
-    ``y' = c y + (1 - c) b m`` and ``z = s y' + (1 - s) L y'`` compose into one affine
-    colour transform ``z = c b (s I + (1 - s) 1 L) x + (1 - c) b m`` (the rows of the
-    saturation matrix sum to 1), applied in a single OpenCV pass with rounding and
-    saturation to uint8.
+    b, c, s = draw_jitter(rng, brightness, contrast, saturation)
+    if b == c == s == 1.0:
+        return rgb
+    return cv2.transform(rgb, jitter_matrix(rgb, b, c, s))
+
+
+def draw_augment(
+    shape_hw: tuple[int, int], rng: np.random.Generator, size: tuple[int, int], cfg: AugmentConfig
+) -> tuple[Box, bool, tuple[float, float, float]]:
+    """The random draws of one training sample, in this order: crop box
+    (:func:`random_crop_box` for output ``size = (H, W)``), flip, jitter factors."""
+    height, width = size
+    box = random_crop_box(*shape_hw, rng, width / height, cfg.scale, cfg.ratio)
+    flip = bool(rng.random() < cfg.flip)
+    return box, flip, draw_jitter(rng, cfg.brightness, cfg.contrast, cfg.saturation)
+
+
+def crop_into(
+    src: np.ndarray,
+    box: Box,
+    dst: np.ndarray,
+    flip: bool = False,
+    jitter: tuple[float, float, float] | None = None,
+) -> np.ndarray:
+    """``dst <- jitter(flip(resize(src[box])))`` for an image or a matte, in one pass per
+    step with the last one written into ``dst`` (any uint8 array or view of the output
+    shape).  Resizing follows :func:`resize_interp`.  Flip and jitter
+    (:func:`jitter_matrix`, contrast around the mean luma of the pixels it sees) are per
+    pixel, so they run before the resize when the crop has fewer pixels than ``dst`` and
+    after it otherwise.
     """
     import cv2
 
-    b = rng.uniform(1 - brightness, 1 + brightness)
-    c = rng.uniform(1 - contrast, 1 + contrast)
-    s = rng.uniform(1 - saturation, 1 + saturation)
-    if b == c == s == 1.0:
-        return rgb
-    m = float(np.dot(cv2.mean(rgb)[:3], LUMA))
-    sat = s * np.eye(3) + (1.0 - s) * np.tile(LUMA, (3, 1))
-    mat = np.empty((3, 4))
-    mat[:, :3] = c * b * sat
-    mat[:, 3] = (1.0 - c) * b * m
-    return cv2.transform(rgb, mat)
+    y0, x0, ch, cw = box
+    crop = src[y0 : y0 + ch, x0 : x0 + cw]
+    h, w = dst.shape[:2]
+    steps: list[Callable[[np.ndarray, np.ndarray | None], np.ndarray]] = []
+    if flip:
+        steps.append(lambda a, d: cv2.flip(a, 1, dst=d))
+    if jitter is not None and jitter != (1.0, 1.0, 1.0):
+        b, c, s = jitter
+        steps.append(lambda a, d: cv2.transform(a, jitter_matrix(a, b, c, s), dst=d))
+    if not steps:
+        return _resize_into(crop, dst)
+    if ch * cw < h * w:
+        for step in steps:
+            crop = step(crop, None)
+        return _resize_into(crop, dst)
+    t = _resize_into(crop, None, (h, w))
+    for i, step in enumerate(steps):
+        t = step(t, dst if i == len(steps) - 1 else None)
+    return _written(t, dst)
+
+
+def _resize_into(
+    src: np.ndarray, dst: np.ndarray | None, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Resize ``src`` to ``dst``'s shape (or ``size = (H, W)`` into a new array)."""
+    import cv2
+
+    h, w = dst.shape[:2] if dst is not None else size  # type: ignore[misc]
+    if src.shape[:2] == (h, w):
+        if dst is None:
+            return src
+        np.copyto(dst, src)
+        return dst
+    interp = resize_interp(src.shape[:2], h, w)
+    out = cv2.resize(src, (w, h), dst=dst, interpolation=interp)
+    return out if dst is None else _written(out, dst)
+
+
+def binarize(mask: np.ndarray) -> np.ndarray:
+    """``mask <- 255 where mask >= 128 else 0``, in place (a resized ignore mask)."""
+    import cv2
+
+    return _written(cv2.threshold(mask, 127, 255, cv2.THRESH_BINARY, dst=mask)[1], mask)
+
+
+def _written(res: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """OpenCV put ``res`` in ``dst`` (copy it there if it had to allocate)."""
+    if res is not dst and not np.shares_memory(res, dst):
+        np.copyto(dst, res)
+    return dst
 
 
 def recompose(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
@@ -155,35 +257,38 @@ def augment(
     cfg: AugmentConfig,
     ignore: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Random resized crop to ``size = (H, W)``, horizontal flip, colour jitter.
+    """Random resized crop to ``size = (H, W)``, horizontal flip, colour jitter: the
+    training loader's transform (:func:`draw_augment`, :func:`crop_into`) on new arrays.
 
     Returns ``(image (H,W,3) uint8, alpha (H,W) uint8, ignore (H,W) uint8 | None)``; the
     ignore mask is resized bilinearly and re-binarised at 128 (any doubt stays ignored
     above half coverage).
     """
-    height, width = size
-    box = random_crop_box(*alpha.shape, rng, width / height, cfg.scale, cfg.ratio)
-    image = crop_resize(image, box, height, width)
-    alpha = crop_resize(alpha, box, height, width)
-    if ignore is not None:
-        ignore = np.where(crop_resize(ignore, box, height, width) >= 128, 255, 0).astype(np.uint8)
-    if rng.random() < cfg.flip:
-        import cv2
-
-        image, alpha = cv2.flip(image, 1), cv2.flip(alpha, 1)
-        ignore = cv2.flip(ignore, 1) if ignore is not None else None
-    image = color_jitter(image, rng, cfg.brightness, cfg.contrast, cfg.saturation)
-    return image, alpha, ignore
+    box, flip, jitter = draw_augment(alpha.shape, rng, size, cfg)
+    return _crop_all(image, alpha, ignore, box, size, flip, jitter)
 
 
 def eval_transform(
     image: np.ndarray, alpha: np.ndarray, size: tuple[int, int], ignore: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Deterministic centre crop of aspect ``W/H`` resized to ``size = (H, W)``."""
-    height, width = size
-    box = center_box(*alpha.shape, width / height)
-    image = crop_resize(image, box, height, width)
-    alpha = crop_resize(alpha, box, height, width)
+    box = center_box(*alpha.shape, size[1] / size[0])
+    return _crop_all(image, alpha, ignore, box, size, False, None)
+
+
+def _crop_all(
+    image: np.ndarray,
+    alpha: np.ndarray,
+    ignore: np.ndarray | None,
+    box: Box,
+    size: tuple[int, int],
+    flip: bool,
+    jitter: tuple[float, float, float] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    h, w = size
+    out_i = crop_into(image, box, np.empty((h, w, 3), np.uint8), flip, jitter)
+    out_a = crop_into(alpha, box, np.empty((h, w), np.uint8), flip)
+    out_g = None
     if ignore is not None:
-        ignore = np.where(crop_resize(ignore, box, height, width) >= 128, 255, 0).astype(np.uint8)
-    return image, alpha, ignore
+        out_g = binarize(crop_into(ignore, box, np.empty((h, w), np.uint8), flip))
+    return out_i, out_a, out_g

@@ -49,7 +49,7 @@ import torch
 import torch.utils.data
 
 from matdata.errors import DatasetError
-from modnet.augment import LUMA, AugmentConfig, recompose
+from modnet.augment import AugmentConfig, binarize, crop_into, recompose
 
 T = TypeVar("T")
 
@@ -313,16 +313,15 @@ class MattingStream:
     def _fill(self, rec: Any, epoch: int, position: int, partner: Any, out: _Slot) -> None:
         """Decode one record and write its sample into ``out``.
 
-        Training: random resized crop (:func:`modnet.augment.random_crop_box`), horizontal
-        flip, colour jitter, random-width trimap, drawn from ``rng(seed, epoch, rank,
-        position)`` in the order of :func:`modnet.augment.augment` then
-        :func:`matdata.trimap.random_trimap_params`; evaluation: centre crop, fixed trimap.
-        The crop is resized once (area when shrinking 2x or more, else bilinear; never
-        nearest); flip and jitter run on the smaller of the crop and the output.
+        Training: random resized crop, horizontal flip, colour jitter
+        (:func:`modnet.augment.draw_augment`), then a random-width trimap
+        (:func:`matdata.trimap.random_trimap_params`), all drawn from ``rng(seed, epoch,
+        rank, position)``; evaluation: centre crop, fixed trimap.  Arrays are written by
+        :func:`modnet.augment.crop_into` (one resize, never nearest).
         """
         from matdata.imageio import fast_decode_jpeg, fast_decode_png_gray
         from matdata.trimap import TrimapParams, make_trimap, random_trimap_params
-        from modnet.augment import center_box, random_crop_box
+        from modnet.augment import center_box, draw_augment
 
         cfg, aug = self.cfg, self.cfg.augment
         height, width = cfg.image_size
@@ -344,13 +343,7 @@ class MattingStream:
             ):
                 fg = fast_decode_jpeg(rec.fg)
                 image = recompose(fg, alpha, fast_decode_jpeg(partner.bg))
-            box = random_crop_box(*alpha.shape, rng, width / height, aug.scale, aug.ratio)
-            flip = bool(rng.random() < aug.flip)
-            jitter = (
-                float(rng.uniform(1 - aug.brightness, 1 + aug.brightness)),
-                float(rng.uniform(1 - aug.contrast, 1 + aug.contrast)),
-                float(rng.uniform(1 - aug.saturation, 1 + aug.saturation)),
-            )
+            box, flip, jitter = draw_augment(alpha.shape, rng, cfg.image_size, aug)
             params = random_trimap_params(rng, aug.trimap_rel_range)
         else:
             box = center_box(*alpha.shape, width / height)
@@ -361,7 +354,7 @@ class MattingStream:
             out.ignore.fill(0)
         else:
             crop_into(ignore, box, out.ignore, flip)
-            _binarize(out.ignore)
+            binarize(out.ignore)
         make_trimap(out.alpha, params, out=out.trimap)
 
 
@@ -423,95 +416,6 @@ def _empty(shape: tuple[int, ...], shared: bool) -> torch.Tensor:
         return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape)
     except (AttributeError, RuntimeError, TypeError):  # private API: fall back
         return torch.empty(shape, dtype=torch.uint8).share_memory_()
-
-
-# ------------------------------------------------------------------ array steps
-
-
-def crop_into(
-    src: np.ndarray,
-    box: tuple[int, int, int, int],
-    dst: np.ndarray,
-    flip: bool = False,
-    jitter: tuple[float, float, float] | None = None,
-) -> np.ndarray:
-    """``dst <- jitter(flip(resize(src[box])))`` for an image or a matte, in one pass per
-    step with the last one written into ``dst`` (any uint8 array or view of the output
-    shape).  Resizing is :func:`modnet.augment.resize`'s rule (area when shrinking 2x or
-    more in both directions, else bilinear).  Flip and jitter (brightness, contrast,
-    saturation factors as in :func:`modnet.augment.color_jitter`, contrast around the mean
-    luma of the pixels it sees) are per pixel, so they run before the resize when the crop
-    has fewer pixels than ``dst`` and after it otherwise.
-    """
-    import cv2
-
-    y0, x0, ch, cw = box
-    crop = src[y0 : y0 + ch, x0 : x0 + cw]
-    h, w = dst.shape[:2]
-    steps: list[Callable[[np.ndarray, np.ndarray | None], np.ndarray]] = []
-    if flip:
-        steps.append(lambda a, d: cv2.flip(a, 1, dst=d))
-    if jitter is not None and jitter != (1.0, 1.0, 1.0):
-        b, c, s = jitter
-        steps.append(lambda a, d: cv2.transform(a, _jitter_matrix(a, b, c, s), dst=d))
-    if not steps:
-        return _resize_into(crop, dst)
-    if ch * cw < h * w:
-        for step in steps:
-            crop = step(crop, None)
-        return _resize_into(crop, dst)
-    t = _resize_into(crop, None, (h, w))
-    for i, step in enumerate(steps):
-        t = step(t, dst if i == len(steps) - 1 else None)
-    return _written(t, dst)
-
-
-def _resize_into(
-    src: np.ndarray, dst: np.ndarray | None, size: tuple[int, int] | None = None
-) -> np.ndarray:
-    """Resize ``src`` to ``dst``'s shape (or ``size = (H, W)`` into a new array)."""
-    import cv2
-
-    h, w = dst.shape[:2] if dst is not None else size  # type: ignore[misc]
-    sh, sw = src.shape[:2]
-    if (sh, sw) == (h, w):
-        if dst is None:
-            return src
-        np.copyto(dst, src)
-        return dst
-    interp = cv2.INTER_AREA if sh >= 2 * h and sw >= 2 * w else cv2.INTER_LINEAR
-    out = cv2.resize(src, (w, h), dst=dst, interpolation=interp)
-    return out if dst is None else _written(out, dst)
-
-
-def _jitter_matrix(rgb: np.ndarray, b: float, c: float, s: float) -> np.ndarray:
-    """The ``3 x 4`` affine colour transform of :func:`modnet.augment.color_jitter`:
-    ``c b (s I + (1 - s) 1 L)`` and offset ``(1 - c) b m``, ``m`` the mean luma of ``rgb``."""
-    import cv2
-
-    m = float(np.dot(cv2.mean(rgb)[:3], LUMA))
-    mat = np.empty((3, 4))
-    mat[:, :3] = (c * b * (1.0 - s)) * LUMA
-    mat[_DIAG] += c * b * s
-    mat[:, 3] = (1.0 - c) * b * m
-    return mat
-
-
-_DIAG = (np.arange(3), np.arange(3))
-
-
-def _binarize(mask: np.ndarray) -> None:
-    """``mask <- 255 where mask >= 128 else 0``, in place."""
-    import cv2
-
-    _written(cv2.threshold(mask, 127, 255, cv2.THRESH_BINARY, dst=mask)[1], mask)
-
-
-def _written(res: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """OpenCV put ``res`` in ``dst`` (copy it there if it had to allocate)."""
-    if res is not dst and not np.shares_memory(res, dst):
-        np.copyto(dst, res)
-    return dst
 
 
 def to_tensors(
