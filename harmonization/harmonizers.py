@@ -364,18 +364,12 @@ class NetworkHarmonizer(Harmonizer):
             mm = F.interpolate(mm, size=(h, w), **kw)
         return img, m, x[0], mm[0, 0].clamp(0.0, 1.0)
 
-    def _forward(self, low_in: Any, low_mask: Any) -> Any:
-        """Network prediction in [0,1]: numpy (B,h,w,3) + (B,h,w) -> numpy (B,h,w,3), or
-        device tensors (B,3,h,w) + (B,h,w) -> a device tensor (B,3,h,w)."""
+    def _forward(self, x: Any, m: Any) -> Any:
+        """Network prediction in [0,1]: device tensors (B,3,h,w) in [0,1] + masks (B,h,w)
+        -> (B,3,h,w), in the network's conventions in between."""
         import torch
 
-        host = isinstance(low_in, np.ndarray)
-        if host:
-            x = torch.from_numpy(np.ascontiguousarray(low_in.transpose(0, 3, 1, 2)))
-            m = torch.from_numpy(np.ascontiguousarray(low_mask[:, None]))
-            x, m = x.to(self.device), m.to(self.device)
-        else:
-            x, m = low_in, low_mask[:, None]
+        m = m[:, None]
         if self.config.convention == "tanh":
             x = x * 2.0 - 1.0
             m = (m > 0.5).to(x.dtype)
@@ -388,8 +382,7 @@ class NetworkHarmonizer(Harmonizer):
             y = self.model(x, m)
         y = y.float()
         y = (y + 1.0) / 2.0 if self.config.convention == "tanh" else y * self._std + self._mean
-        y = y.clamp(0.0, 1.0)
-        return y.permute(0, 2, 3, 1).cpu().numpy() if host else y
+        return y.clamp(0.0, 1.0)
 
     def _harmonize(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.batch([image], [mask])[0]
@@ -405,21 +398,26 @@ class NetworkHarmonizer(Harmonizer):
                 todo.append(i)
             else:
                 out[i] = img.copy()
+        run = self._chunk_on_device if self.on_device else self._chunk_on_host
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
-            if self.on_device:
-                done = self._chunk_on_device([checked[i] for i in chunk])
-                for i, o in zip(chunk, done, strict=True):
-                    out[i] = o
-                continue
-            prepared = [self._prepare(*checked[i]) for i in chunk]
-            low_in = np.stack([p[0] for p in prepared])
-            low_mask = np.stack([p[1] for p in prepared])
-            pred = self._forward(low_in, low_mask)
-            for j, i in enumerate(chunk):
-                img, m = checked[i]
-                out[i] = paste_back(img, m, low_in[j], pred[j], low_mask[j])
+            for i, o in zip(chunk, run([checked[i] for i in chunk]), strict=True):
+                out[i] = o
         return [o for o in out if o is not None]
+
+    def _chunk_on_host(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Resize and paste-back on the host (OpenCV), the network on the device."""
+        import torch
+
+        prepared = [self._prepare(img, m) for img, m in pairs]
+        low_in = np.stack([p[0] for p in prepared])
+        low_mask = np.stack([p[1] for p in prepared])
+        x = torch.from_numpy(np.ascontiguousarray(low_in.transpose(0, 3, 1, 2)))
+        pred = self._forward(x.to(self.device), torch.from_numpy(low_mask).to(self.device))
+        pred = pred.permute(0, 2, 3, 1).cpu().numpy()
+        return [
+            paste_back(img, m, low_in[j], pred[j], low_mask[j]) for j, (img, m) in enumerate(pairs)
+        ]
 
     def _chunk_on_device(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         """Resize, network and paste-back of one batch, all on the device."""
