@@ -148,14 +148,24 @@ def _resize(img: np.ndarray, w: int, h: int, *, mask: bool = False) -> np.ndarra
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _paste(canvas: np.ndarray, layer: np.ndarray, x0: int, y0: int) -> None:
-    """Copy ``layer`` into ``canvas`` with its top-left corner at ``(x0, y0)``, clipped."""
+def _overlap(
+    canvas: np.ndarray, layer: np.ndarray, x0: int, y0: int
+) -> tuple[int, int, int, int] | None:
+    """Canvas rectangle ``(cx0, cy0, cx1, cy1)`` covered by ``layer`` placed with its
+    top-left corner at ``(x0, y0)``; None when they do not overlap."""
     H, W = canvas.shape[:2]
     h, w = layer.shape[:2]
     cx0, cy0 = max(x0, 0), max(y0, 0)
     cx1, cy1 = min(x0 + w, W), min(y0 + h, H)
-    if cx1 <= cx0 or cy1 <= cy0:
+    return None if cx1 <= cx0 or cy1 <= cy0 else (cx0, cy0, cx1, cy1)
+
+
+def _paste(canvas: np.ndarray, layer: np.ndarray, x0: int, y0: int) -> None:
+    """Copy ``layer`` into ``canvas`` with its top-left corner at ``(x0, y0)``, clipped."""
+    rect = _overlap(canvas, layer, x0, y0)
+    if rect is None:
         return
+    cx0, cy0, cx1, cy1 = rect
     canvas[cy0:cy1, cx0:cx1] = layer[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
 
 
@@ -169,12 +179,10 @@ def _blend_into(
     byte-identical to blending the whole canvas."""
     import cv2
 
-    H, W = canvas.shape[:2]
-    h, w = layer.shape[:2]
-    cx0, cy0 = max(x0, 0), max(y0, 0)
-    cx1, cy1 = min(x0 + w, W), min(y0 + h, H)
-    if cx1 <= cx0 or cy1 <= cy0:
+    rect = _overlap(canvas, layer, x0, y0)
+    if rect is None:
         return canvas
+    cx0, cy0, cx1, cy1 = rect
     bx, by, bw, bh = cv2.boundingRect(alpha[cy0:cy1, cx0:cx1])
     if bw == 0 or bh == 0:
         return canvas
