@@ -1109,6 +1109,17 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: completed shards are kept; rerun to resume.")
         sys.exit(130)
+    except OSError as exc:  # a path that cannot be read or written (permissions, disk full)
+        if os.environ.get("MATDATA_DEBUG"):
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        console.print(
+            f"[bold red]error:[/] file system:{where}: {exc.strerror or exc}"
+            " (check the path and its permissions; MATDATA_DEBUG=1 shows the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -44,3 +44,18 @@ def test_version_and_unknown_command():
     bad = subprocess.run(["matdata", "no-such-command"], capture_output=True, text=True)
     assert bad.returncode != 0
     assert "no-such-command" in bad.stderr
+
+
+def test_unwritable_output_is_one_error_line(tmp_path):
+    """A path that cannot be written (here: below a regular file) is one line, exit 1."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for args in (
+        ["ingest", "folder", str(tmp_path), "--out", str(blocker / "out")],
+        ["build", "--fg", "demo", "--bg", "demo", "--out", str(blocker / "ds"), "--no-progress"],
+    ):
+        proc = subprocess.run(["matdata", *args], capture_output=True, text=True)
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr
+        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "error" in ln]
+        assert len(lines) == 1 and "file system" in lines[0] and "a-file" in lines[0]
