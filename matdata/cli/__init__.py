@@ -1,0 +1,19 @@
+"""The ``matdata`` command line: the only module that wires core, pipelines, harmonization
+and modnet together.
+
+Commands are thin: parse options, call one library function, print a rich summary.  Heavy
+modules (torch, dask, pyarrow...) are imported inside the commands so ``matdata --help``
+stays instant.  Any :class:`~matdata.errors.MatdataError` becomes one red line and exit
+code 1; set ``MATDATA_DEBUG=1`` for the full traceback.
+"""
+
+# ruff: noqa: I001  (command modules import in help order: it sets the order of `--help`)
+from matdata.cli.app import app, main
+
+# Importing the command modules registers their commands on ``app``.
+from matdata.cli import ingest_build  # noqa: F401
+from matdata.cli import harmonize  # noqa: F401
+from matdata.cli import modnet  # noqa: F401
+from matdata.cli import qa  # noqa: F401
+
+__all__ = ["app", "main"]

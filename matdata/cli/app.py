@@ -1,0 +1,111 @@
+"""The Typer app, its consoles, shared option aliases and the console entry point."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from matdata import __version__
+from matdata.errors import ConfigError, MatdataError
+
+app = typer.Typer(
+    name="matdata",
+    help="Build, harmonize, QA and train on trimap-free portrait-matting datasets.",
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"matdata {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
+) -> None:
+    if verbose:
+        import logging
+
+        from rich.logging import RichHandler
+
+        logger = logging.getLogger("matdata")
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(RichHandler(console=console, show_path=False))
+
+
+# Shared option aliases ---------------------------------------------------------------
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", "-w", help="Local Dask workers (default: one per core)."),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        envvar="MATDATA_SCHEDULER",
+        help="Address of an existing Dask cluster (tcp://HOST:PORT); default: a local one.",
+    ),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
+
+
+def _fail(message: str) -> None:
+    raise ConfigError(message)
+
+
+def main() -> None:
+    """Console entry point: run the app, turning known errors into one line."""
+    try:
+        rc = app(standalone_mode=False)
+        # Typer (non-standalone) *returns* the code of typer.Exit, and turns Ctrl-C into 130.
+        if isinstance(rc, int) and not isinstance(rc, bool) and rc != 0:
+            if rc == 130:
+                raise KeyboardInterrupt
+            sys.exit(rc)
+    except MatdataError as exc:
+        if os.environ.get("MATDATA_DEBUG"):
+            raise
+        console.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: completed shards are kept; rerun to resume.")
+        sys.exit(130)
+    except OSError as exc:  # a path that cannot be read or written (permissions, disk full)
+        if os.environ.get("MATDATA_DEBUG"):
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        console.print(
+            f"[bold red]error:[/] file system:{where}: {exc.strerror or exc}"
+            " (check the path and its permissions; MATDATA_DEBUG=1 shows the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,170 @@
+"""``matdata harmonize`` and ``matdata harmonize-eval``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from matdata.cli.app import (
+    DeviceOpt,
+    SchedulerOpt,
+    WorkersOpt,
+    _fail,
+    app,
+    console,
+    out,
+)
+
+# ==== harmonize (issue 4) =============================================================
+
+HarmModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="reinhard (no weights) | none | idih256 | issam256 | dih256 | rainnet | rainnet512.",
+    ),
+]
+HarmCheckpointOpt = Annotated[
+    str | None,
+    typer.Option("--checkpoint", help="The network's released state_dict (e.g. idih256.pth)."),
+]
+HarmStrengthOpt = Annotated[
+    float | None, typer.Option("--strength", help="reinhard only: 0 (off) .. 1 (full transfer).")
+]
+HarmNetSizeOpt = Annotated[
+    str | None,
+    typer.Option("--net-size", help="Networks only: input size N or HxW (default: the model's)."),
+]
+
+
+def _harmonizer_params(model: str, strength: float | None, net_size: str | None) -> dict:
+    params: dict = {}
+    if strength is not None:
+        if model != "reinhard":
+            _fail("--strength applies to --model reinhard only")
+        params["strength"] = strength
+    if net_size is not None:
+        if model in ("reinhard", "none"):
+            _fail("--net-size applies to networks only")
+        try:
+            parts = [int(p) for p in net_size.lower().split("x")]
+        except ValueError:
+            parts = []
+        if len(parts) not in (1, 2):
+            _fail(f"--net-size must be N or HxW, got {net_size!r}")
+        params["size"] = parts[0] if len(parts) == 1 else tuple(parts)
+    return params
+
+
+@app.command("harmonize")
+def harmonize_cmd(
+    dataset: Annotated[str, typer.Argument(help="A built dataset directory (path or URL).")],
+    model: HarmModelOpt,
+    out_dir: Annotated[str, typer.Option("--out", help="Output dataset directory.")],
+    checkpoint: HarmCheckpointOpt = None,
+    device: DeviceOpt = "auto",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Composites per network batch.")
+    ] = 8,
+    strength: HarmStrengthOpt = None,
+    net_size: HarmNetSizeOpt = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a different dataset in --out.")
+    ] = False,
+    progress_bar: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+    ] = True,
+) -> None:
+    """Harmonize every composite of a dataset into a new one (same keys; original kept as
+    image_raw).  Re-running the same command resumes."""
+    from rich.table import Table
+
+    from pipelines.harmonize import run_harmonize
+
+    s = run_harmonize(
+        dataset,
+        out_dir,
+        model,
+        checkpoint=checkpoint,
+        device=device,
+        batch_size=batch_size,
+        params=_harmonizer_params(model, strength, net_size),
+        workers=workers,
+        scheduler=scheduler,
+        overwrite=overwrite,
+        console=console,
+        progress=progress_bar,
+    )
+    table = Table(title=f"harmonize {s.out} ({s.model})", title_justify="left")
+    table.add_column("", style="bold")
+    table.add_column("value", justify="right")
+    table.add_row("harmonized", f"[green]{s.counts.get('harmonized', 0)}[/]")
+    table.add_row("passed through: empty mask", str(s.counts.get("empty", 0)))
+    table.add_row("passed through: full mask", str(s.counts.get("full", 0)))
+    rejected = s.counts.get("rejected", 0)
+    table.add_row("rejected", f"[red]{rejected}[/]" if rejected else "0")
+    table.add_row("shards written / resumed", f"{s.written} / {s.skipped}")
+    table.add_row("checkpoint sha256", (s.checkpoint_sha256 or "-")[:16])
+    table.add_row("workers", str(s.workers))
+    table.add_row("time", f"{s.seconds:.1f} s")
+    out.print(table)
+
+
+@app.command("harmonize-eval")
+def harmonize_eval_cmd(
+    root: Annotated[str, typer.Argument(help="iHarmony4-layout root (HCOCO/, HFlickr/, ...).")],
+    model: HarmModelOpt,
+    checkpoint: HarmCheckpointOpt = None,
+    device: DeviceOpt = "auto",
+    split: Annotated[str, typer.Option("--split", help="Which list: SUBSET_{split}.txt.")] = "test",
+    size: Annotated[
+        int | None,
+        typer.Option("--size", help="Resize to SIZE x SIZE first (256: the papers' protocol)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate the first N.")] = None,
+    strength: HarmStrengthOpt = None,
+    net_size: HarmNetSizeOpt = None,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Also write the results (per image) here.")
+    ] = None,
+) -> None:
+    """MSE, foreground MSE and PSNR of a harmonizer against the real images, per subset."""
+    import json
+    import math
+
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from harmonization import load_harmonizer
+    from harmonization.evaluate import evaluate
+    from matdata.storage import atomic_write_text
+
+    h = load_harmonizer(model, checkpoint, device, **_harmonizer_params(model, strength, net_size))
+    with Progress(console=console, transient=True) as bar:
+        res = evaluate(root, h, split=split, size=size, limit=limit, progress=bar)
+    table = Table(title=f"harmonize-eval {root} ({model}, {split})", title_justify="left")
+    for col in ("subset", "images", "MSE", "fMSE", "PSNR", "composite MSE"):
+        table.add_column(col, justify="left" if col == "subset" else "right")
+    rows = [*res["subsets"].items(), ("all", res["all"])]
+    base = {**res["composite"]["subsets"], "all": res["composite"]["all"]}
+    for name, m in rows:
+        table.add_row(
+            name, str(int(m["images"])), f"{m['mse']:.2f}", f"{m['fmse']:.2f}",
+            f"{m['psnr']:.2f}", f"{base[name]['mse']:.2f}",
+        )  # fmt: skip
+    out.print(table)
+    if json_out:
+
+        def finite(v):  # strict JSON: an infinite PSNR (identical images) becomes null
+            if isinstance(v, dict):
+                return {k: finite(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [finite(x) for x in v]
+            return None if isinstance(v, float) and not math.isfinite(v) else v
+
+        text = json.dumps(finite(res), indent=1, sort_keys=True, allow_nan=False)
+        atomic_write_text(json_out, text + "\n")

@@ -1,0 +1,299 @@
+"""``matdata ingest`` and ``matdata build``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from matdata.cli.app import (
+    SchedulerOpt,
+    SeedOpt,
+    WorkersOpt,
+    _fail,
+    app,
+    console,
+    out,
+)
+
+# ==== ingest (issue 2) ================================================================
+
+
+def _parse_source_options(pairs: list[str] | None) -> dict:
+    """``["k=v", ...]`` -> dict; values parsed as JSON when they are JSON (numbers, lists)."""
+    import json
+
+    opts: dict = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--option {pair!r} is not KEY=VALUE")
+        try:
+            opts[key.strip()] = json.loads(value)
+        except ValueError:
+            opts[key.strip()] = value
+    return opts
+
+
+@app.command("ingest")
+def ingest_cmd(
+    kind: Annotated[
+        str, typer.Argument(help="aisegment | supervisely | places365 | folder | demo")
+    ],
+    root: Annotated[
+        str, typer.Argument(help="Dataset root: a local path or an fsspec URL (not for demo).")
+    ] = "",
+    name: Annotated[
+        str | None, typer.Option("--name", help="Catalog name to register (default: KIND).")
+    ] = None,
+    out_dir: Annotated[
+        str | None,
+        typer.Option("--out", help="Where to write the manifest (default: the catalog dir)."),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            help="Source option KEY=VALUE, repeatable (e.g. -o io=outdoor -o verify=probe).",
+        ),
+    ] = None,
+    progress_bar: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+    ] = True,
+) -> None:
+    """Scan a source once: write a Parquet manifest + rejects and register it by NAME."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Table
+
+    from matdata.ingest import ingest
+
+    if not root and kind != "demo":
+        _fail(f"ingest {kind} needs a ROOT path")
+    opts = _parse_source_options(option)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn(f"[bold]ingest {kind}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not progress_bar,
+    ) as bar:
+        task = bar.add_task("scan", total=None)
+
+        def _update(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        res = ingest(kind, root, name=name, out=out_dir, options=opts, progress=_update)
+
+    table = Table(
+        title=f"ingest {res.name} ({res.kind})", caption=res.root or None, title_justify="left"
+    )
+    table.add_column("", style="bold")
+    table.add_column("count", justify="right")
+    table.add_row("found", str(res.found))
+    table.add_row("usable", f"[green]{res.usable}[/]")
+    table.add_row("rejected", f"[red]{res.rejected}[/]" if res.rejected else "0")
+    for reason, n in res.by_reason.items():
+        table.add_row(f"  {reason}", str(n))
+    if res.filtered:
+        table.add_row("filtered out (options)", str(res.filtered))
+    for split, n in res.by_split.items():
+        table.add_row(f"split {split}", str(n))
+    for role, n in res.by_role.items():
+        table.add_row(f"role {role}", str(n))
+    out.print(table)
+    out.print(f"manifest: {res.manifest}", soft_wrap=True, highlight=False)
+    out.print(f"rejects:  {res.rejects_path}", soft_wrap=True, highlight=False)
+    out.print(f"registered as [bold]{res.name}[/] (use --fg/--bg {res.name})", highlight=False)
+
+
+# ==== build (issue 3) =================================================================
+
+
+@app.command("build")
+def build_cmd(
+    fg: Annotated[
+        str, typer.Option("--fg", help="Foregrounds: catalog NAME | demo | KIND:PATH | manifest.")
+    ],
+    bg: Annotated[
+        str, typer.Option("--bg", help="Backgrounds: catalog NAME | demo | KIND:PATH | manifest.")
+    ],
+    out_dir: Annotated[str, typer.Option("--out", help="Output dataset dir (path or URL).")],
+    per_fg: Annotated[int, typer.Option("--per-fg", help="Backgrounds per foreground (K).")] = 10,
+    size: Annotated[
+        str, typer.Option("--size", help="Output size: 512 (square) | WxH | native.")
+    ] = "512",
+    augment: Annotated[
+        bool,
+        typer.Option(
+            "--augment/--no-augment", help="Random geometry/photometry (off: alpha is exact)."
+        ),
+    ] = True,
+    trimap: Annotated[bool, typer.Option("--trimap", help="Store a trimap per sample.")] = False,
+    trimap_rel_width: Annotated[
+        float, typer.Option("--trimap-width", help="Trimap band radius / sqrt(H*W).")
+    ] = 0.01,
+    keep_layers: Annotated[
+        bool, typer.Option("--keep-layers", help="Store fg colours and bg crop too.")
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="parquet | webdataset | both.")] = "parquet",
+    shard_size: Annotated[
+        str, typer.Option("--shard-size", help="Target shard size (e.g. 256MB, 1GB).")
+    ] = "256MB",
+    samples_per_shard: Annotated[
+        int | None,
+        typer.Option("--samples-per-shard", help="Exact samples per shard (overrides size)."),
+    ] = None,
+    seed: SeedOpt = 0,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    jpeg_quality: Annotated[
+        int, typer.Option("--jpeg-quality", help="JPEG quality of stored images.")
+    ] = 95,
+    bg_crop: Annotated[str, typer.Option("--bg-crop", help="random | center.")] = "random",
+    bg_blur: Annotated[
+        float, typer.Option("--bg-blur", help="Probability of background blur.")
+    ] = 0.0,
+    noise: Annotated[float, typer.Option("--noise", help="Probability of Gaussian noise.")] = 0.0,
+    jpeg_match: Annotated[
+        float, typer.Option("--jpeg-match", help="Probability of matched fg/bg JPEG artefacts.")
+    ] = 0.0,
+    color_jitter: Annotated[
+        float, typer.Option("--color-jitter", help="Probability of fg/bg colour jitter.")
+    ] = 0.0,
+    fg_estimator: Annotated[
+        str,
+        typer.Option(
+            "--fg-estimator",
+            help="blur_fusion | blur_fusion_v1 | blur_fusion_fine | blur_fusion_paper | ml | none.",
+        ),
+    ] = "blur_fusion",
+    bg_category: Annotated[
+        list[str] | None,
+        typer.Option("--bg-category", help="Keep only these bg categories (repeatable)."),
+    ] = None,
+    bg_io: Annotated[
+        str | None, typer.Option("--bg-io", help="Keep only indoor | outdoor scenes.")
+    ] = None,
+    exclude_tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude-tag",
+            help="Drop foregrounds with this tag (repeatable; default not-marked-people; "
+            "'none' keeps all).",
+        ),
+    ] = None,
+    fg_option: Annotated[
+        list[str] | None,
+        typer.Option("--fg-option", help="Option KEY=VALUE for an on-the-fly fg source."),
+    ] = None,
+    bg_option: Annotated[
+        list[str] | None,
+        typer.Option("--bg-option", help="Option KEY=VALUE for an on-the-fly bg source."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a different build in --out.")
+    ] = False,
+    progress_bar: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+    ] = True,
+) -> None:
+    """Composite foregrounds onto backgrounds into sharded Parquet / WebDataset, on Dask.
+
+    Re-running the same command resumes an interrupted build.
+    """
+    from rich.table import Table
+
+    from matdata.builder import (
+        DEFAULT_EXCLUDE_TAGS,
+        BuildConfig,
+        parse_bytes,
+        parse_options,
+        parse_size,
+    )
+    from pipelines.build import run_build
+
+    if exclude_tag is None:
+        tags = DEFAULT_EXCLUDE_TAGS
+    else:
+        tags = tuple(t for t in exclude_tag if t and t.lower() != "none")
+    cfg = BuildConfig(
+        fg=fg,
+        bg=bg,
+        out=out_dir,
+        per_fg=per_fg,
+        size=parse_size(size),
+        augment=augment,
+        trimap=trimap,
+        trimap_rel_width=trimap_rel_width,
+        keep_layers=keep_layers,
+        formats=fmt,  # type: ignore[arg-type]  # normalised by BuildConfig
+        shard_size=parse_bytes(shard_size),
+        samples_per_shard=samples_per_shard,
+        seed=seed,
+        jpeg_quality=jpeg_quality,
+        bg_crop=bg_crop,
+        bg_blur=bg_blur,
+        noise=noise,
+        jpeg_match=jpeg_match,
+        color_jitter=color_jitter,
+        fg_estimator=fg_estimator,
+        bg_categories=tuple(bg_category or ()),
+        bg_io=bg_io,
+        exclude_tags=tags,
+        fg_options=parse_options(fg_option),
+        bg_options=parse_options(bg_option),
+    )
+    s = run_build(
+        cfg,
+        workers=workers,
+        scheduler=scheduler,
+        overwrite=overwrite,
+        console=console,
+        progress=progress_bar,
+    )
+    inputs = Table(title="inputs", title_justify="left")
+    for col in ("source", "found", "used", "rejected", "ingest", "filtered", "build"):
+        inputs.add_column(col, justify="left" if col == "source" else "right")
+    for name, a in s.accounting.items():
+        inputs.add_row(
+            name,
+            str(a["found"]),
+            f"[green]{a['used']}[/]",
+            f"[red]{a['rejected']}[/]" if a["rejected"] else "0",
+            str(a["ingest_rejected"]),
+            str(a["filtered"]),
+            str(a["build_failed"]),
+        )
+    out.print(inputs)
+    table = Table(title=f"build {s.out}", title_justify="left")
+    table.add_column("", style="bold")
+    table.add_column("value", justify="right")
+    for split, n in s.splits.items():
+        table.add_row(f"samples {split}", str(n))
+    table.add_row("samples", str(s.samples))
+    table.add_row("shard files", str(s.shards))
+    table.add_row("shards written / resumed", f"{s.written} / {s.skipped}")
+    for reason, n in s.rejects_by_reason.items():
+        table.add_row(f"rejected: {reason}", str(n))
+    table.add_row("workers", str(s.workers))
+    table.add_row("time (total / shard tasks)", f"{s.seconds:.1f} s / {s.shard_seconds:.1f} s")
+    rate = s.samples_written / s.shard_seconds if s.shard_seconds > 0 else 0.0
+    table.add_row("throughput (shard phase)", f"{rate:.1f} samples/s")
+    if s.peak_rss_mb:
+        table.add_row("peak worker memory", f"{s.peak_rss_mb:.0f} MiB")
+    out.print(table)
+    for w in s.warnings:
+        out.print(f"[yellow]note:[/] {w}", highlight=False)

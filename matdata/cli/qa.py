@@ -1,0 +1,188 @@
+"""``matdata qa``, ``inspect`` and ``verify``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from matdata.cli.app import (
+    SchedulerOpt,
+    SeedOpt,
+    WorkersOpt,
+    _fail,
+    app,
+    console,
+    out,
+)
+
+# ==== qa / inspect / verify (issue 6) =================================================
+
+
+@app.command("qa")
+def qa_cmd(
+    dataset: Annotated[str, typer.Argument(help="A built (or harmonized) dataset directory.")],
+    report_dir: Annotated[
+        str, typer.Option("--out", "-o", help="Folder for report.html + summary.json.")
+    ],
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when a rule triggers (repeatable): duplicates, leakage, checksum, "
+            "'flagged>X%', 'flagged>N' or any flag name.",
+        ),
+    ] = None,
+    sample: Annotated[
+        int, typer.Option("--sample", help="Random samples shown as contact sheets.")
+    ] = 48,
+    seed: SeedOpt = 0,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    in_process: Annotated[
+        bool,
+        typer.Option("--in-process", help="Scan in this process without Dask (small data)."),
+    ] = False,
+    progress_bar: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+    ] = True,
+) -> None:
+    """QA a dataset: flags per sample, distributions, contact sheets -> HTML + JSON."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Table
+
+    from matdata.qa import HTML_NAME, SUMMARY_NAME, check_fail_on, parse_rule, write_report
+    from matdata.shards import read_index
+    from matdata.storage import join
+    from pipelines.qa import run_qa
+
+    rules = list(fail_on or [])
+    for rule in rules:
+        parse_rule(rule)  # unknown rules fail before any work
+    if sample < 0:
+        _fail(f"--sample must be >= 0, got {sample}")
+    total = int(read_index(dataset).get("samples", 0))
+    with Progress(
+        TextColumn("[bold]qa[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[shards]} shards"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not progress_bar,
+    ) as bar:
+        task = bar.add_task("scan", total=total or None, shards=0)
+
+        def _tick(records: int, shards: int) -> None:
+            done = bar.tasks[0].fields["shards"] + shards
+            bar.update(task, advance=records, shards=done)
+
+        report = run_qa(
+            dataset,
+            sample=sample,
+            seed=seed,
+            workers=workers,
+            scheduler=scheduler,
+            in_process=in_process,
+            progress=_tick,
+        )
+    summary = write_report(report, report_dir)
+    counts, flags = summary["counts"], summary["flags"]
+    table = Table(title=f"qa {dataset}", title_justify="left")
+    table.add_column("", style="bold")
+    table.add_column("count", justify="right")
+    table.add_row("samples read", f"{counts['samples']} / {counts['expected_samples']}")
+    for split, n in counts["by_split"].items():
+        table.add_row(f"  split {split}", str(n))
+    table.add_row(
+        "flagged",
+        f"[red]{flags['samples_flagged']}[/] ({flags['share_flagged']:.2%})"
+        if flags["samples_flagged"]
+        else "[green]0[/]",
+    )
+    for name, n in flags["by_flag"].items():
+        table.add_row(f"  {name}", str(n))
+    table.add_row(
+        "shard problems",
+        f"[red]{len(summary['shard_problems'])}[/]" if summary["shard_problems"] else "0",
+    )
+    table.add_row("build rejects", str(summary["rejects"]["total"]))
+    out.print(table)
+    out.print(f"report:  {join(report_dir, HTML_NAME)}", soft_wrap=True, highlight=False)
+    out.print(f"summary: {join(report_dir, SUMMARY_NAME)}", soft_wrap=True, highlight=False)
+    failed = check_fail_on(summary, rules)
+    if failed:
+        console.print(f"[bold red]qa failed:[/] {'; '.join(failed)}", highlight=False,
+                      soft_wrap=True)  # fmt: skip
+        raise typer.Exit(1)
+
+
+@app.command("inspect")
+def inspect_cmd(
+    dataset: Annotated[str, typer.Argument(help="A built dataset directory.")],
+) -> None:
+    """Quick summary of a dataset from its dataset.json (reads no shard)."""
+    import json
+
+    from rich.table import Table
+
+    from matdata.shards import read_index
+
+    index = read_index(dataset)
+    shards = index.get("shards", [])
+    table = Table(title=f"dataset {dataset}", title_justify="left")
+    table.add_column("", style="bold")
+    table.add_column("value")
+    table.add_row("samples", str(index.get("samples", 0)))
+    table.add_row("schema version", str(index.get("schema_version")))
+    for split, d in index.get("splits", {}).items():
+        table.add_row(f"  split {split}", f"{d.get('samples', 0)} in {d.get('shards', 0)} shards")
+    for fmt in index.get("formats", []):
+        mine = [s for s in shards if s.get("format") == fmt]
+        size = sum(int(s.get("bytes", 0)) for s in mine)
+        table.add_row(f"format {fmt}", f"{len(mine)} shards, {size / 1e6:.1f} MB")
+    rejects = index.get("rejects", {})
+    if isinstance(rejects, dict):
+        for k, v in rejects.items():
+            table.add_row(f"rejects {k}", json.dumps(v, sort_keys=True) if isinstance(v, dict)
+                          else str(v))  # fmt: skip
+    out.print(table)
+    config = index.get("config", {})
+    if config:
+        ctable = Table(title="build config", title_justify="left")
+        ctable.add_column("option", style="bold")
+        ctable.add_column("value")
+        for k, v in sorted(config.items()):
+            text = json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else str(v)
+            ctable.add_row(k, text)
+        out.print(ctable)
+    for role, src in (index.get("sources") or {}).items():
+        if isinstance(src, dict):
+            desc = " ".join(f"{k}={v}" for k, v in src.items() if not isinstance(v, dict | list))
+            out.print(f"[bold]source {role}[/]: {desc}", highlight=False, soft_wrap=True)
+
+
+@app.command("verify")
+def verify_cmd(
+    dataset: Annotated[str, typer.Argument(help="A built dataset directory.")],
+) -> None:
+    """Re-hash every shard against dataset.json; exit 1 on any mismatch."""
+    from matdata.shards import read_index, verify
+
+    n = len(read_index(dataset).get("shards", []))
+    problems = verify(dataset)
+    if problems:
+        for p in problems:
+            console.print(f"[red]mismatch:[/] {p}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]verify failed:[/] {len(problems)} of {n} shards", highlight=False)
+        raise typer.Exit(1)
+    out.print(f"[green]ok[/]: {n} shards match dataset.json", highlight=False)
