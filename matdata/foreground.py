@@ -144,13 +144,14 @@ def pass_schedule(
     and factor alike).
 
     Radii are absolute (pixels) for images up to about 600x800 (AISegment size): the first
-    pass must reach colours deep inside the subject even in small images.  A factor is
-    lowered where the image is too small for it (at least 4 px per side remain).
+    pass must reach colours deep inside the subject even in small images.  A scaled factor
+    is rounded to the nearest power of 2 (in log scale: the pyramid halves level by level),
+    and lowered where the image is too small for it (at least 4 px per side remain).
     """
     k = max(1.0, math.sqrt(height * width) / _REF_SIDE)
     out = []
     for r, d in base:
-        f = max(1, round(d * k))
+        f = 1 << max(0, round(math.log2(max(1.0, d * k))))
         while f > 1 and min(height, width) / f < 4:
             f //= 2
         out.append((max(1, round(r * k)), f))
@@ -334,7 +335,8 @@ def multiscale_blur_fusion(
     if fr8.shape[:2] != (h, w):
         fr8 = cv2.resize(fr8, (w, h), interpolation=cv2.INTER_LINEAR)
     out = fr8
-    cv2.copyTo(rgb, cv2.compare(alpha, 254, cv2.CMP_GT), out)  # F = I where a = 1
+    # F = I where a = 1 (numpy compare: OpenCV takes a 1x1 array for a scalar there)
+    cv2.copyTo(rgb, np.greater(alpha, 254).view(np.uint8), out)
     a_flat = alpha.reshape(-1)
     idx = np.flatnonzero((a_flat - np.uint8(1)) < 254)  # 0 < a < 255 (uint8 wrap-around)
     if idx.size:
