@@ -45,18 +45,114 @@ MAX_PIXELS = 64_000_000
 MIN_SIDE = 16
 
 
-def read_bytes(path: str) -> bytes:
-    """Read a local path or any fsspec URL (``s3://``, ``gcs://``, ``memory://``...) whole."""
+def read_bytes(path: str, max_bytes: int | None = None) -> bytes:
+    """Read a local path or any fsspec URL (``s3://``, ``gcs://``, ``memory://``...) whole.
+
+    ``max_bytes``: refuse (``too_large``) a file longer than that, reading at most one
+    byte more.
+    """
+    limit = -1 if max_bytes is None else max_bytes + 1
     try:
         if "://" in path:
             import fsspec
 
             with fsspec.open(path, "rb") as f:
-                return f.read()
-        with open(path, "rb") as f:
-            return f.read()
+                data = f.read(limit)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(limit)
     except (OSError, ValueError) as exc:
         raise ImageDecodeError(path, "unreadable", str(exc)) from exc
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ImageDecodeError(path, "too_large", f"file larger than {max_bytes} bytes")
+    return data
+
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+#: JPEG start-of-frame markers (SOF0..SOF15 less DHT, JPG and DAC), which carry the size.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from the first start-of-frame segment of JPEG ``data``; None
+    when the segments end before one (truncated or not a JPEG)."""
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers: no length
+            i += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, i + 2)
+        if marker in _JPEG_SOF:
+            if i + 9 > n:
+                return None
+            h, w = struct.unpack_from(">HH", data, i + 5)
+            return w, h
+        if length < 2:
+            return None
+        i += 2 + length
+    return None
+
+
+def declared_size(data: bytes, name: str = "<bytes>") -> tuple[int, int, str]:
+    """``(width, height, format)`` an image's header declares, read without decoding any
+    pixel (PNG and JPEG parsed here, in microseconds; other formats by PIL's lazy open).
+
+    The size is as stored (before EXIF orientation, which only swaps the sides).
+    """
+    if len(data) == 0:
+        raise ImageDecodeError(name, "zero_size")
+    if data[:8] == _PNG_SIG:
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ImageDecodeError(name, "truncated", "no PNG header")
+        w, h = struct.unpack_from(">II", data, 16)
+        return w, h, "PNG"
+    if data[:2] == b"\xff\xd8":
+        size = _jpeg_size(data)
+        if size is None:
+            raise ImageDecodeError(name, "truncated", "no JPEG frame header")
+        return size[0], size[1], "JPEG"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(name, "not_an_image") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(name, "too_large", str(exc)) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(name, "truncated", str(exc)) from exc
+    return img.size[0], img.size[1], str(img.format)
+
+
+def check_size(
+    width: int, height: int, name: str, *, max_pixels: int = MAX_PIXELS, min_side: int = 1
+) -> None:
+    """The size limits every decode applies: ``too_large`` beyond ``max_pixels`` (the
+    decompression-bomb guard), ``too_small`` below ``min_side`` (and for a side of 0)."""
+    if width * height > max_pixels:
+        raise ImageDecodeError(name, "too_large", f"{width}x{height} exceeds {max_pixels} pixels")
+    side = max(min_side, 1)
+    if min(width, height) < side:
+        raise ImageDecodeError(
+            name, "too_small", f"{width}x{height}, smallest side must be >= {side}"
+        )
+
+
+def check_declared(
+    data: bytes, name: str = "<bytes>", *, max_pixels: int = MAX_PIXELS, min_side: int = 1
+) -> tuple[int, int, str]:
+    """:func:`declared_size` checked against :func:`check_size` *before* anything is
+    decoded: the one guard every decode path of matdata goes through (a small file that
+    declares 30000x30000 pixels must not allocate gigabytes)."""
+    w, h, fmt = declared_size(data, name)
+    check_size(w, h, name, max_pixels=max_pixels, min_side=min_side)
+    return w, h, fmt
 
 
 def _open(data: bytes, name: str, max_pixels: int, min_side: int) -> Image.Image:
@@ -77,10 +173,7 @@ def _open(data: bytes, name: str, max_pixels: int, min_side: int) -> Image.Image
     if img.format not in FORMATS:
         raise ImageDecodeError(name, "unsupported_format", str(img.format))
     w, h = img.size
-    if w * h > max_pixels:
-        raise ImageDecodeError(name, "too_large", f"{w}x{h} exceeds {max_pixels} pixels")
-    if min(w, h) < min_side:
-        raise ImageDecodeError(name, "too_small", f"{w}x{h}, smallest side must be >= {min_side}")
+    check_size(w, h, name, max_pixels=max_pixels, min_side=min_side)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -271,6 +364,7 @@ def fast_decode_jpeg(data: bytes, order: str = "rgb", reduce: int = 1) -> np.nda
     modes = _JPEG_MODES.get((order, reduce))
     if modes is None:
         raise ValueError(f"order must be rgb|bgr|grey and reduce 1|2|4|8, got {order} {reduce}")
+    check_declared(data, "<jpeg>")
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), getattr(cv2, modes))
     if arr is None:
         raise ImageDecodeError("<jpeg>", "truncated")
@@ -295,6 +389,7 @@ def fast_decode_png_gray(data: bytes) -> np.ndarray:
     """Decode an 8-bit single-channel PNG that matdata wrote (alpha, trimap, ignore)."""
     import cv2
 
+    check_declared(data, "<png>")
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.ndim != 2:
         raise ImageDecodeError("<png>", "truncated" if arr is None else "bad_channels")

@@ -126,11 +126,8 @@ def validate_image(
     w, h, fmt = imageio.probe(data, name)
     if fmt not in imageio.FORMATS:
         raise ImageDecodeError(name, "unsupported_format", fmt)
-    if w * h > imageio.MAX_PIXELS:
-        raise ImageDecodeError(name, "too_large", f"{w}x{h} exceeds {imageio.MAX_PIXELS} pixels")
     side = imageio.MIN_SIDE if min_side is None else min_side
-    if min(w, h) < side:
-        raise ImageDecodeError(name, "too_small", f"{w}x{h}, smallest side must be >= {side}")
+    imageio.check_size(w, h, name, min_side=side)
     return w, h
 
 
