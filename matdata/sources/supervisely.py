@@ -67,6 +67,8 @@ PROJECT_FILES = ("meta.json", "key_id_map.json", "obj_class_to_machine_color.jso
 
 #: Largest annotation file read (a Supervisely JSON of a 12 MP image is a few MB).
 MAX_ANNOTATION_BYTES = 64 * 1000**2
+#: Pixels a bitmap may always declare, however small its image (larger ones are clipped).
+_MIN_BITMAP_BOUND = 1 << 22
 #: Bytes a PNG may hold besides its pixel rows (ancillary chunks: palette, ICC, text).
 _PNG_SLACK = 1 << 20
 
@@ -268,8 +270,11 @@ def draw_object(obj: dict[str, Any], shape: tuple[int, int], name: str) -> np.nd
         if not isinstance(bm, dict) or "data" not in bm or "origin" not in bm:
             raise ItemError(name, "bad_annotation", "bitmap object needs {origin, data}")
         x, y = _origin(bm["origin"], name)
-        # a bitmap larger than its image is clipped anyway: bound it by the image
-        mask = decode_bitmap(bm["data"], name, max_pixels=H * W)
+        # (clipped to the image when pasted: bound its size by the image's, generously)
+        from matdata.imageio import MAX_PIXELS
+
+        bound = min(MAX_PIXELS, max(4 * H * W, _MIN_BITMAP_BOUND))
+        mask = decode_bitmap(bm["data"], name, max_pixels=bound)
         paste_mask(out, mask, x, y)
     elif geom in ("polygon", "rectangle"):
         pts = obj.get("points")
