@@ -54,3 +54,46 @@ def read_rejects(path: str) -> list[Reject]:
     with open_input(path) as f:
         table = pq.read_table(f)
     return [Reject(**{k: str(v) for k, v in row.items()}) for row in table.to_pylist()]
+
+
+class RejectRateError(MatdataError):
+    """A build's build-stage rejects exceed ``--max-reject-rate`` of what a source found:
+    a systematic failure, not a few bad files.  Carries the counts for the CLI's table."""
+
+    reason = "reject_rate"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        by_reason: dict[str, int],
+        accounting: dict[str, dict[str, int]],
+        hint: str | None = None,
+    ):
+        super().__init__(message, hint=hint)
+        self.by_reason = by_reason
+        self.accounting = accounting
+
+
+def check_reject_rate(
+    build_rejects: list[Reject], accounting: dict[str, dict[str, int]], max_rate: float
+) -> None:
+    """Raise :class:`RejectRateError` when, for any source, the inputs rejected at build
+    time (``accounting[source]["build_failed"]``) exceed ``max_rate`` of those it found."""
+    over = []
+    for name, a in accounting.items():
+        failed, found = a.get("build_failed", 0), a.get("found", 0)
+        if failed and failed > max_rate * max(found, 1):
+            over.append(f"{name}: {failed} of {found}")
+    if not over:
+        return
+    by_reason = count_by_reason(r for r in build_rejects if r.stage == "build")
+    top = ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items(), key=lambda kv: -kv[1]))
+    raise RejectRateError(
+        f"build rejected more than {max_rate:.2%} of the inputs ({'; '.join(over)}; "
+        f"reasons: {top})",
+        by_reason=by_reason,
+        accounting=accounting,
+        hint="see rejects.parquet in --out; fix the cause and re-run to resume, "
+        "or raise --max-reject-rate",
+    )

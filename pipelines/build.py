@@ -38,7 +38,7 @@ from matdata.builder import (
     run_shard,
 )
 from matdata.errors import ConfigError, DatasetError
-from matdata.rejects import Reject, count_by_reason, write_rejects
+from matdata.rejects import Reject, check_reject_rate, count_by_reason, write_rejects
 from matdata.shards import (
     FORMATS,
     INDEX_NAME,
@@ -217,10 +217,13 @@ def run_build(
     overwrite: bool = False,
     console: Console | None = None,
     progress: bool = True,
+    max_reject_rate: float = 0.01,
 ) -> BuildSummary:
     """Plan, run every missing shard on Dask, then write ``rejects.parquet`` and
     ``dataset.json`` (last).  Raises :class:`DatasetError` if any shard failed (the
-    others are kept; rerunning resumes)."""
+    others are kept; rerunning resumes), and :class:`~matdata.rejects.RejectRateError`
+    (``rejects.parquet`` written, no ``dataset.json``) when the build-stage rejects of a
+    source exceed ``max_reject_rate`` of the inputs it found."""
     from distributed import as_completed
 
     from pipelines.cluster import dask_client
@@ -304,6 +307,7 @@ def run_build(
     all_rejects = plan.rejects + build_rejects
     write_rejects(join(cfg.out, REJECTS_NAME), all_rejects)
     acct = _accounting(plan, build_rejects)
+    check_reject_rate(build_rejects, acct, max_reject_rate)
     splits: dict[str, int] = {}
     for r in results:
         splits[r.split] = splits.get(r.split, 0) + r.samples

@@ -23,7 +23,7 @@ from matdata.builder import (
 from matdata.catalog import resolve_source
 from matdata.errors import ConfigError
 from matdata.imageio import decode_alpha, decode_image
-from matdata.rejects import read_rejects
+from matdata.rejects import RejectRateError, read_rejects
 from matdata.schema import Record, decode_record
 from matdata.shards import (
     iter_records,
@@ -329,7 +329,14 @@ def test_build_from_ingested_aisegment_and_places365(tmp_path: Path) -> None:
     cfg = BuildConfig(
         fg="aisegment", bg="places365", out=str(out), per_fg=2, size=(64, 64), bg_io="outdoor"
     )
-    s = run_build(cfg, workers=1, progress=False)
+    # 1 of 5 portraits failing at build time is beyond the default --max-reject-rate:
+    # the build fails (rejects recorded, no dataset.json) and stays resumable
+    with pytest.raises(RejectRateError, match="aisegment: 1 of 5") as err:
+        run_build(cfg, workers=1, progress=False)
+    assert err.value.by_reason == {"unreadable": 1}
+    assert (out / "rejects.parquet").exists() and not (out / "dataset.json").exists()
+    s = run_build(cfg, workers=1, progress=False, max_reject_rate=0.25)
+    assert s.skipped == len(list((out / ".parts").glob("*-*.json"))) and s.written == 0
     assert s.samples == 3 * 2  # 4 usable portraits, one lost at build time
     index = read_index(str(out))
     acct = index["rejects"]["by_source"]

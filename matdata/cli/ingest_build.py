@@ -209,6 +209,14 @@ def build_cmd(
     progress_bar: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
     ] = True,
+    max_reject_rate: Annotated[
+        float,
+        typer.Option(
+            "--max-reject-rate",
+            help="Fail (exit 1, no dataset.json) when inputs rejected at build time exceed "
+            "this fraction of what a source found (0..1).",
+        ),
+    ] = 0.01,
 ) -> None:
     """Composite foregrounds onto backgrounds into sharded Parquet / WebDataset, on Dask.
 
@@ -223,8 +231,11 @@ def build_cmd(
         parse_options,
         parse_size,
     )
+    from matdata.rejects import RejectRateError
     from pipelines.build import run_build
 
+    if not 0.0 <= max_reject_rate <= 1.0:
+        _fail(f"--max-reject-rate must be in 0..1, got {max_reject_rate}")
     if exclude_tag is None:
         tags = DEFAULT_EXCLUDE_TAGS
     else:
@@ -256,14 +267,19 @@ def build_cmd(
         fg_options=parse_options(fg_option),
         bg_options=parse_options(bg_option),
     )
-    s = run_build(
-        cfg,
-        workers=workers,
-        scheduler=scheduler,
-        overwrite=overwrite,
-        console=console,
-        progress=progress_bar,
-    )
+    try:
+        s = run_build(
+            cfg,
+            workers=workers,
+            scheduler=scheduler,
+            overwrite=overwrite,
+            console=console,
+            progress=progress_bar,
+            max_reject_rate=max_reject_rate,
+        )
+    except RejectRateError as exc:
+        _print_reject_table(exc)
+        raise
     inputs = Table(title="inputs", title_justify="left")
     for col in ("source", "found", "used", "rejected", "ingest", "filtered", "build"):
         inputs.add_column(col, justify="left" if col == "source" else "right")
@@ -297,3 +313,17 @@ def build_cmd(
     out.print(table)
     for w in s.warnings:
         out.print(f"[yellow]note:[/] {w}", highlight=False)
+
+
+def _print_reject_table(exc) -> None:  # exc: matdata.rejects.RejectRateError
+    """The reasons and per-source counts of a build that failed on its reject rate."""
+    from rich.table import Table
+
+    table = Table(title="build rejects", title_justify="left")
+    table.add_column("reason")
+    table.add_column("count", justify="right")
+    for reason, n in sorted(exc.by_reason.items(), key=lambda kv: -kv[1]):
+        table.add_row(reason, str(n))
+    for name, a in exc.accounting.items():
+        table.add_row(f"[bold]{name}[/]: failed / found", f"{a['build_failed']} / {a['found']}")
+    console.print(table)
