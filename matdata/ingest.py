@@ -17,7 +17,7 @@ from typing import Any
 
 from matdata.errors import ConfigError, SourceError
 from matdata.rejects import Reject, write_rejects
-from matdata.sources.base import Item, ManifestWriter, make_source, safe_id
+from matdata.sources.base import Item, ManifestWriter, is_utf8, make_source, printable, safe_id
 
 #: Progress callback of :func:`ingest`: ``(inputs examined so far, total or None)``.
 IngestProgress = Callable[[int, "int | None"], None]
@@ -110,6 +110,10 @@ def ingest(
     try:
         for x in src.scan(_advance):
             if isinstance(x, Item):
+                bad = _not_utf8(x)
+                if bad is not None:
+                    rejects.append(bad)
+                    continue
                 if x.id in ids:
                     rejects.append(Reject(kind, x.image, "duplicate_id", f"id {x.id} seen before"))
                     continue
@@ -118,7 +122,7 @@ def ingest(
                 by_split[x.split] += 1
                 by_role[x.role] += 1
             else:
-                rejects.append(x)
+                rejects.append(_printable_reject(x))
     except BaseException:
         writer.abort()
         raise
@@ -155,6 +159,30 @@ def ingest(
             },
         )
     return res
+
+
+def _not_utf8(item: Item) -> Reject | None:
+    """A reject for an item that a UTF-8 manifest cannot hold (a file name that is not
+    UTF-8, text with lone surrogates from an annotation), else None."""
+    for name in ("image", "alpha"):
+        path = getattr(item, name)
+        if path is not None and not is_utf8(path):
+            return Reject(
+                item.source, printable(item.image), "bad_file_name", f"{name} path is not UTF-8"
+            )
+    texts = {"id": item.id, "group": item.group, "category": item.category or ""}
+    texts.update({f"tag {t!r}": t for t in item.tags})
+    for name, text in texts.items():
+        if not is_utf8(text):
+            return Reject(item.source, item.image, "not_utf8", f"{printable(name)} is not UTF-8")
+    return None
+
+
+def _printable_reject(rej: Reject) -> Reject:
+    """``rej`` with its path and detail storable as UTF-8."""
+    if is_utf8(rej.path) and is_utf8(rej.detail):
+        return rej
+    return Reject(rej.source, printable(rej.path), rej.reason, printable(rej.detail), rej.stage)
 
 
 def check_root(kind: str, root: str) -> None:

@@ -36,12 +36,40 @@ def safe_id(text: str) -> str:
     """Map any string to the ``[A-Za-z0-9_-]`` alphabet deterministically.
 
     Runs of other characters become ``_``; if anything was replaced, a short hash of the
-    original is appended so distinct inputs never collide.
+    original is appended so distinct inputs never collide.  Text decoded from a file name
+    that is not UTF-8 (lone surrogates, ``bad\udcff.jpg``) is hashed by its raw bytes.
     """
     cleaned = _ID_BAD.sub("_", text).strip("_") or "x"
     if cleaned == text:
         return text
-    return f"{cleaned}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    return f"{cleaned}-{hashlib.sha1(_raw(text)).hexdigest()[:8]}"
+
+
+def _raw(text: str) -> bytes:
+    """UTF-8 bytes of ``text``; a file name's undecodable bytes as they were on disk."""
+    for errors in ("strict", "surrogateescape", "surrogatepass"):
+        try:
+            return text.encode("utf-8", errors)
+        except UnicodeEncodeError:
+            continue
+    return text.encode("utf-8", "replace")  # pragma: no cover - surrogatepass takes all
+
+
+def is_utf8(text: str) -> bool:
+    """False for text that cannot be written as UTF-8 (a non-UTF-8 file name decoded with
+    surrogate escapes, as ``os.listdir`` gives it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """``text`` made storable as UTF-8: undecodable bytes of a file name become ``\\xNN``."""
+    if is_utf8(text):
+        return text
+    return _raw(text).decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
