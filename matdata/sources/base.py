@@ -169,7 +169,7 @@ def assign_split(
     machines) to a number in [0, 1); the lowest ``test_fraction`` go to ``test``, the next
     ``val_fraction`` to ``val``, the rest to ``train``.
     """
-    digest = hashlib.sha256(f"{salt}{group}".encode()).digest()
+    digest = hashlib.sha256(_raw(f"{salt}{group}")).digest()
     u = int.from_bytes(digest[:8], "big") / 2**64
     if u < test_fraction:
         return "test"
