@@ -491,3 +491,65 @@ def test_tally_reported(capsys) -> None:
     with capsys.disabled():
         print(f"\nhostile inputs: tried {TALLY['tried']}, handled {TALLY['handled']}")
     assert TALLY["tried"] == 0 or TALLY["handled"] == TALLY["tried"]
+
+
+def jpeg_declaring(side: int = 30000) -> bytes:
+    """A small real JPEG whose frame header is patched to declare ``side`` x ``side``."""
+    from matdata.imageio import _jpeg_size
+
+    data = bytearray(_jpeg(5, 16, 16))
+    i = 2
+    while True:  # find the start-of-frame segment (SOF0 for OpenCV's baseline JPEG)
+        marker, length = data[i + 1], struct.unpack_from(">H", data, i + 2)[0]
+        if marker == 0xC0:
+            struct.pack_into(">HH", data, i + 5, side, side)
+            break
+        i += 2 + length
+    assert _jpeg_size(bytes(data)) == (side, side)
+    return bytes(data)
+
+
+def test_shard_images_declaring_huge_sizes(tmp_path: Path, monkeypatch) -> None:
+    """Records whose PNG / JPEG declare 30000^2 pixels: ``qa`` flags them undecodable
+    (checked against the pixel limit before decoding) and stays under the memory bound."""
+    from dataclasses import replace
+
+    from matdata.shards import ShardInfo, iter_shard, read_index, write_index
+
+    monkeypatch.setenv("MATDATA_CATALOG", str(tmp_path / "catalog"))
+    ds = tmp_path / "ds"
+    (tmp_path / "cwd").mkdir()
+    r, _ = _run(
+        tmp_path, "build", "--fg", "demo", "--bg", "demo", "--out", str(ds), "--per-fg", "1",
+        "--size", "32", "--workers", "1", "--no-progress", cwd=tmp_path / "cwd",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    index = read_index(str(ds))
+    info = ShardInfo.from_dict(index["shards"][0])
+    recs = list(iter_shard(str(ds), info))
+    assert len(recs) >= 2
+    recs[0] = replace(recs[0], alpha=png_pixel_bomb())
+    recs[1] = replace(recs[1], image=jpeg_declaring())
+    from matdata.shards import ShardWriter
+
+    with ShardWriter(str(ds), info.split, info.index, (info.format,)) as w:
+        for rec in recs:
+            w.write(rec)
+        new = w.close()
+    shards = [ShardInfo.from_dict(s) for s in index["shards"][1:]] + new
+    keep = {k: index[k] for k in ("config", "sources", "rejects")}
+    extra = {k: v for k, v in index.items() if k not in ("format", "schema_version", "formats",
+             "splits", "samples", "shards", *keep)}  # fmt: skip
+    write_index(str(ds), shards, **keep, extra=extra)
+    before = _snapshot(tmp_path, skip=(tmp_path / "report", tmp_path / "catalog"))
+    r, peak = _run(
+        tmp_path, "qa", str(ds), "--out", str(tmp_path / "report"), "--in-process",
+        "--no-progress", cwd=tmp_path / "cwd",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert peak < MEM_BOUND_MB, f"peak RSS {peak:.0f} MiB"
+    assert _snapshot(tmp_path, skip=(tmp_path / "report", tmp_path / "catalog")) == before
+    summary = (tmp_path / "report" / "summary.json").read_text()
+    assert "too large" in summary and "30000x30000" in summary
+    TALLY["tried"] += 2
+    TALLY["handled"] += 2
