@@ -169,6 +169,27 @@ def content_hash(*blobs: bytes) -> str:
     return h.hexdigest()
 
 
+def read_checked(
+    item: Any, *paths: str, max_bytes: tuple[int | None, ...] | None = None
+) -> list[bytes]:
+    """The bytes of ``paths`` (an item's image, then its matte / annotation), checked
+    against the item's ``sha256`` from ingest: an input edited or replaced since then is
+    a ``changed_since_ingest`` :class:`ItemError` (its item is rejected, not built).
+    ``max_bytes``: a size limit per path (None: none)."""
+    from matdata import imageio
+    from matdata.errors import ItemError
+
+    limits = max_bytes or (None,) * len(paths)
+    blobs = [imageio.read_bytes(p, m) for p, m in zip(paths, limits, strict=True)]
+    if item.sha256 and content_hash(*blobs) != item.sha256:
+        raise ItemError(
+            item.id,
+            "changed_since_ingest",
+            "the input's bytes differ from the manifest's sha256 (re-run ingest)",
+        )
+    return blobs
+
+
 # ------------------------------------------------------------------------------ options
 
 

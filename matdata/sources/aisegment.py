@@ -49,6 +49,7 @@ from matdata.sources._common import (
     opt_choice,
     opt_workers,
     ordered_map,
+    read_checked,
     rel_parts,
     split_kwargs,
     stem_ext,
@@ -200,8 +201,9 @@ class AISegmentSource(Source):
 
         if not item.alpha:
             raise ItemError(item.id, "missing_matte", "manifest row has no matte path")
-        rgb = imageio.load_image(item.image)
-        alpha = imageio.load_alpha(item.alpha)
+        data, mdata = read_checked(item, item.image, item.alpha)
+        rgb = imageio.decode_image(data, item.image)
+        alpha = imageio.decode_alpha(mdata, item.alpha)
         if alpha.shape != rgb.shape[:2]:
             raise ItemError(
                 item.id,

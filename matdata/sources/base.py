@@ -151,10 +151,13 @@ class Source(ABC):
         raise SourceError(f"source {self.kind!r} has no foregrounds")
 
     def load_background(self, item: Item) -> np.ndarray:
-        """A background's RGB pixels; by default the decoded image file."""
-        from matdata.imageio import load_image
+        """A background's RGB pixels; by default the decoded image file, whose bytes must
+        still hash to the item's ``sha256`` (else ``changed_since_ingest``)."""
+        from matdata.imageio import decode_image
+        from matdata.sources._common import read_checked
 
-        return load_image(item.image)
+        (data,) = read_checked(item, item.image)
+        return decode_image(data, item.image)
 
 
 # ------------------------------------------------------------------------------ splits

@@ -40,6 +40,7 @@ from matdata.sources._common import (
     opt_choice,
     opt_workers,
     ordered_map,
+    read_checked,
     rel_parts,
     split_kwargs,
     stem_ext,
@@ -227,10 +228,12 @@ class FolderSource(Source):
         if item.role != "fg":
             raise ItemError(item.id, "wrong_role", "a background item has no alpha")
         if item.alpha:
-            rgb = imageio.load_image(item.image)
-            alpha = imageio.load_alpha(item.alpha)
+            data, mdata = read_checked(item, item.image, item.alpha)
+            rgb = imageio.decode_image(data, item.image)
+            alpha = imageio.decode_alpha(mdata, item.alpha)
             if alpha.shape != rgb.shape[:2]:
                 raise ItemError(item.id, "size_mismatch", "alpha size differs from the image")
         else:
-            rgb, alpha = imageio.decode_rgba(imageio.read_bytes(item.image), item.image)
+            (data,) = read_checked(item, item.image)
+            rgb, alpha = imageio.decode_rgba(data, item.image)
         return Foreground(rgb=rgb, alpha=alpha, ignore=None, coarse=False)

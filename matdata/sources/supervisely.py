@@ -52,6 +52,7 @@ from matdata.sources._common import (
     opt_list,
     opt_workers,
     ordered_map,
+    read_checked,
     rel_parts,
     split_kwargs,
     stem_ext,
@@ -489,14 +490,9 @@ class SuperviselySource(Source):
 
         if not item.alpha:
             raise ItemError(item.id, "missing_annotation", "manifest row has no annotation path")
-        data = imageio.read_bytes(item.image)
-        raw = imageio.read_bytes(item.alpha, MAX_ANNOTATION_BYTES)
-        if item.sha256 and content_hash(data, raw) != item.sha256:
-            raise ItemError(
-                item.id,
-                "changed_since_ingest",
-                "image or annotation bytes differ from the manifest's sha256 (re-run ingest)",
-            )
+        data, raw = read_checked(
+            item, item.image, item.alpha, max_bytes=(None, MAX_ANNOTATION_BYTES)
+        )
         rgb = imageio.decode_image(data, item.image)
         ann = parse_annotation(raw, item.alpha)
         person, ignore, _ = self._render(ann, item.alpha, expect=rgb.shape[:2])
