@@ -262,3 +262,57 @@ def test_fast_decode_jpeg_orders_and_reductions() -> None:
         fast_decode_jpeg(data, "hsv")
     with pytest.raises(ValueError):
         fast_decode_jpeg(data, "rgb", 3)
+
+
+def test_declared_size_reads_headers_only() -> None:
+    """PNG / JPEG sizes from their headers (any size, odd ones too), other formats by PIL;
+    the same limits as a decode, applied before any pixel is decoded."""
+    import io as _io
+    import struct
+
+    from PIL import Image
+
+    from matdata.errors import ImageDecodeError
+    from matdata.imageio import (
+        check_declared,
+        declared_size,
+        encode_jpeg,
+        encode_png,
+        fast_decode_jpeg,
+        fast_decode_png_gray,
+    )
+
+    rng = np.random.default_rng(0)
+    for h, w in ((1, 1), (17, 3), (480, 641)):
+        rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        assert declared_size(encode_png(rgb)) == (w, h, "PNG")
+        assert declared_size(encode_jpeg(rgb)) == (w, h, "JPEG")
+        buf = _io.BytesIO()
+        Image.fromarray(rgb).save(buf, "WEBP")
+        assert declared_size(buf.getvalue()) == (w, h, "WEBP")
+        buf = _io.BytesIO()
+        Image.fromarray(rgb).save(buf, "JPEG", progressive=True)
+        assert declared_size(buf.getvalue())[:2] == (w, h)
+    for data, reason in ((b"", "zero_size"), (b"\x89PNG\r\n\x1a\n", "truncated"),
+                         (b"\xff\xd8\xff", "truncated"), (b"text", "not_an_image")):  # fmt: skip
+        with pytest.raises(ImageDecodeError) as err:
+            declared_size(data)
+        assert err.value.reason == reason
+    # a PNG header declaring 30000^2 (and nothing else): refused before decoding
+    body = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    head = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + body + b"\0" * 4
+    with pytest.raises(ImageDecodeError, match="30000x30000 exceeds"):
+        check_declared(head)
+    with pytest.raises(ImageDecodeError, match="too large"):
+        fast_decode_png_gray(head)
+    jpeg = bytearray(encode_jpeg(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)))
+    i = jpeg.index(b"\xff\xc0")
+    struct.pack_into(">HH", jpeg, i + 5, 30000, 30000)
+    with pytest.raises(ImageDecodeError, match="too large"):
+        fast_decode_jpeg(bytes(jpeg))
+    gray = encode_png(rng.integers(0, 255, (9, 7), dtype=np.uint8))
+    assert fast_decode_png_gray(gray).shape == (9, 7)
+    assert check_declared(gray, max_pixels=63, min_side=7) == (7, 9, "PNG")
+    with pytest.raises(ImageDecodeError) as err:
+        check_declared(gray, min_side=8)
+    assert err.value.reason == "too_small"
