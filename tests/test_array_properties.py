@@ -338,3 +338,25 @@ def test_render_bitmap_any_placement(h, w, mh, mw, x, y) -> None:
     expect = np.zeros((h, w), np.uint8)
     expect[max(y, 0) : max(y + mh, 0), max(x, 0) : max(x + mw, 0)] = 255
     assert np.array_equal(person, expect)
+
+
+@given(
+    h=small_side,
+    w=small_side,
+    pts=st.lists(st.tuples(st.floats(-3e6, 3e6), st.floats(-3e6, 3e6)), min_size=3, max_size=8),
+    anchor=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+)
+@settings(max_examples=30, deadline=None, database=None)
+def test_polygon_clipping_keeps_the_mask(h, w, pts, anchor) -> None:
+    """A ring reaching far outside the image (clipped before rasterizing) fills the same
+    pixels as the ring rasterized as it is."""
+    import cv2
+
+    from matdata.sources.supervisely import render_annotation
+
+    pts = [(anchor[0] * w, anchor[1] * h), *pts]  # one vertex inside the image
+    obj = {"classTitle": "person", "geometryType": "polygon", "points": {"exterior": pts}}
+    person, _, _ = render_annotation({"size": {"height": h, "width": w}, "objects": [obj]})
+    direct = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(direct, [np.rint(np.asarray(pts)).astype(np.int32)], 255)
+    assert np.array_equal(person, direct)

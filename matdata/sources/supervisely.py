@@ -188,6 +188,10 @@ def paste_mask(target: np.ndarray, mask: np.ndarray, x: int, y: int) -> None:
 _MAX_COORD = 1e15
 
 
+#: Polygon rings are clipped to the image grown by this margin (pixels) on every side.
+_CLIP_MARGIN = 1 << 20
+
+
 def _coords(value: Any, name: str, what: str) -> np.ndarray:
     """``[[x, y], ...]`` -> float64 ``(N, 2)``, or ``bad_annotation`` unless every
     coordinate is a finite JSON number (not a string, a bool or NaN / Infinity)."""
@@ -243,7 +247,9 @@ def _ring(points: Any, name: str, shape: tuple[int, int]) -> np.ndarray | None:
             name, "bad_annotation", f"polygon ring needs >= 3 [x, y] points, got {len(arr)}"
         )
     H, W = shape
-    m = float(max(H, W))
+    # a margin wide enough that rounding the cut points moves the edges inside the image
+    # by far less than a pixel, and small enough to rasterize in milliseconds
+    m = float(max(H, W) + _CLIP_MARGIN)
     box = (-m, -m, W - 1 + m, H - 1 + m)
     if (arr.min(axis=0) < box[:2]).any() or (arr.max(axis=0) > box[2:]).any():
         arr = _clip_ring(arr, box)
