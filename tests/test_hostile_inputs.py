@@ -27,6 +27,8 @@ from matdata.imageio import encode_jpeg, encode_png
 #: Peak RSS (MiB) a command may reach on the bomb cases: the interpreter and its imports
 #: take ~200-300 MiB; any of the bombs, decoded, takes gigabytes.
 MEM_BOUND_MB = 900
+#: The same for ``train`` (torch and a model loaded; the PNG bomb alone decodes to 900 MB).
+TRAIN_MEM_BOUND_MB = 1400
 W, H = 40, 32  # size of the corpus images
 
 WRAPPER = (
@@ -428,6 +430,7 @@ def test_bomb_cases_alone_stay_bounded(corpus: Path, tmp_path: Path, monkeypatch
             "--out", str(tmp_path / f"o-{name}"), "--no-progress", cwd=corpus / "cwd",
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
+        print(f"{name}: peak RSS {peak:.0f} MiB")
         assert peak < MEM_BOUND_MB, f"{name}: peak RSS {peak:.0f} MiB"
         TALLY["tried"] += 1
         TALLY["handled"] += 1
@@ -459,6 +462,8 @@ def test_build_with_edited_annotation_and_reject_rate(corpus: Path, monkeypatch)
     assert r.returncode == 0, r.stderr
     # 4 usable backgrounds; the odd name and the bomb are rejects
     assert "bad_file_name" in r.stdout and "too_large" in r.stdout
+    TALLY["tried"] += 2  # a non-UTF-8 background name, a 30000^2 background
+    TALLY["handled"] += 2
     # edit one annotation after ingest (valid JSON, another mask): hostile to a shard
     (root / "ds" / "ann" / "p2.jpg.json").write_text(
         json.dumps(_ann([_poly([[0, 0], [9, 0], [9, 9]])]))
@@ -547,9 +552,20 @@ def test_shard_images_declaring_huge_sizes(tmp_path: Path, monkeypatch) -> None:
         "--no-progress", cwd=tmp_path / "cwd",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
+    print(f"qa: peak RSS {peak:.0f} MiB")
     assert peak < MEM_BOUND_MB, f"peak RSS {peak:.0f} MiB"
     assert _snapshot(tmp_path, skip=(tmp_path / "report", tmp_path / "catalog")) == before
     summary = (tmp_path / "report" / "summary.json").read_text()
     assert "too large" in summary and "30000x30000" in summary
-    TALLY["tried"] += 2
-    TALLY["handled"] += 2
+    # train streams the same records: no traceback, no bomb-sized allocation (whether it
+    # stops on the record with one line or skips it)
+    r, peak = _run(
+        tmp_path, "train", "--data", str(ds), "--out", str(tmp_path / "run"), "--steps", "2",
+        "--batch-size", "2", "--image-size", "32", "--workers", "0", "--device", "cpu",
+        "--val-every", "1000", "--ckpt-every", "1000", cwd=tmp_path / "cwd",
+    )  # fmt: skip
+    assert r.returncode == 0 or r.stderr.strip().splitlines()[-1].startswith("error:"), r.stderr
+    print(f"train: rc {r.returncode}, peak RSS {peak:.0f} MiB, {r.stderr.strip()[-300:]}")
+    assert peak < TRAIN_MEM_BOUND_MB, f"train: peak RSS {peak:.0f} MiB"
+    TALLY["tried"] += 4  # PNG and JPEG bombs, through qa and train
+    TALLY["handled"] += 4
