@@ -406,6 +406,7 @@ def test_supervisely_corpus_ingest(corpus: Path, monkeypatch: pytest.MonkeyPatch
     assert got == expect
     TALLY["tried"] += len(expect)
     TALLY["handled"] += sum(got[k] == v for k, v in expect.items())
+    print(f"supervisely corpus: peak RSS {peak:.0f} MiB")
     assert peak < MEM_BOUND_MB, f"peak RSS {peak:.0f} MiB"
 
 
