@@ -138,7 +138,10 @@ class ObjectContextBlock(nn.Module):
             return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), bn_relu(cout))
 
         self.key_channels = key_channels
-        self.f_pixel = nn.Sequential(*proj(channels, key_channels), *proj(key_channels, key_channels))
+        # f_pixel / f_object: two 1x1 projections (keys .0, .1.0, .2, .3.0)
+        self.f_pixel = nn.Sequential(
+            *proj(channels, key_channels), *proj(key_channels, key_channels)
+        )
         self.f_object = nn.Sequential(
             *proj(channels, key_channels), *proj(key_channels, key_channels)
         )
@@ -212,7 +215,10 @@ class HighResolutionNet(nn.Module):
         )
         self.stage3 = nn.Sequential(*(HRModule(widths[:3], n_blocks) for _ in range(modules[1])))
         self.transition3 = nn.ModuleList(
-            [nn.Identity(), nn.Identity(), nn.Identity(), nn.Sequential(_conv_bn(widths[2], widths[3], 3, 2))]
+            [
+                *(nn.Identity() for _ in range(3)),
+                nn.Sequential(_conv_bn(widths[2], widths[3], 3, 2)),
+            ]
         )
         self.stage4 = nn.Sequential(*(HRModule(widths, n_blocks) for _ in range(modules[2])))
         mid = 2 * ocr_width
