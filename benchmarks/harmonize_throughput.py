@@ -1,5 +1,9 @@
 """Harmonizer throughput at 600x800: images/s and the share of time in the network.
 
+Every harmonizer matdata wraps, including the backboned iDIH models (HRNet / DeepLab);
+``--models`` picks a subset, ``--device`` and ``--batch`` the device and the network
+batch (on a GPU use ``--batch 32`` or more and ``--images`` a multiple of it).
+
 Per image the loop does what a ``matdata harmonize`` worker does: decode the JPEG
 composite and PNG alpha, harmonize (resize down, network, paste-back), encode a JPEG.
 For networks the forward pass is timed separately (synchronised on CUDA), so the table
@@ -25,6 +29,12 @@ from harmonization import build_network, load_harmonizer
 from harmonization.weights import deterministic_state_dict
 from matdata.imageio import encode_jpeg, encode_png, fast_decode_jpeg, fast_decode_png_gray
 
+ALL_MODELS = (
+    "none", "reinhard", "idih256", "issam256", "dih256", "rainnet", "rainnet512",
+    "hrnet18s_idih256", "hrnet18_idih256", "hrnet18_v2p_idih256", "hrnet32_idih256",
+    "deeplab_r34_idih256",
+)  # fmt: skip
+
 
 def make_inputs(n: int, h: int = 600, w: int = 800) -> list[tuple[bytes, bytes]]:
     rng = np.random.default_rng(0)
@@ -40,8 +50,11 @@ def make_inputs(n: int, h: int = 600, w: int = 800) -> list[tuple[bytes, bytes]]
 def bench(name: str, inputs, device: str, batch: int) -> dict[str, float]:
     params = {}
     ckpt = None
+    n_params = 0
     if name not in ("none", "reinhard"):
-        ckpt = deterministic_state_dict(build_network(name))
+        net = build_network(name)
+        n_params = sum(p.numel() for p in net.parameters())
+        ckpt = deterministic_state_dict(net)
         params = {"batch_size": batch}
     h = load_harmonizer(name, ckpt, device, **params)
     net_time = [0.0]
@@ -71,7 +84,7 @@ def bench(name: str, inputs, device: str, batch: int) -> dict[str, float]:
         for o in h.batch(imgs, masks):
             encode_jpeg(o, 95)
     total = time.perf_counter() - t0
-    return {"ips": len(inputs) / total, "total": total, "net": net_time[0]}
+    return {"ips": len(inputs) / total, "total": total, "net": net_time[0], "params": n_params}
 
 
 def main() -> None:
@@ -79,15 +92,16 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--models", default="none,reinhard,idih256,issam256,dih256,rainnet,rainnet512")
+    ap.add_argument("--models", default=",".join(ALL_MODELS))
     args = ap.parse_args()
     inputs = make_inputs(args.images)
     dev = args.device
     table = Table(
-        title=f"harmonizers at 800x600, {args.images} images, device {dev}, "
+        title=f"harmonizers at 800x600, {args.images} images, device {dev}, batch {args.batch}, "
         f"torch threads {torch.get_num_threads()}"
     )
-    for col in ("harmonizer", "images/s", "ms/image", "network ms", "network share", "vs none"):
+    cols = ("harmonizer", "params (M)", "images/s", "ms/image", "network ms", "network share")
+    for col in (*cols, "vs none"):
         table.add_column(col, justify="left" if col == "harmonizer" else "right")
     floor = None
     for name in args.models.split(","):
@@ -96,6 +110,7 @@ def main() -> None:
         share = r["net"] / r["total"] if r["net"] else 0.0
         table.add_row(
             name,
+            f"{r['params'] / 1e6:.2f}" if r["params"] else "-",
             f"{r['ips']:.2f}",
             f"{1000 * r['total'] / args.images:.0f}",
             f"{1000 * r['net'] / args.images:.0f}" if r["net"] else "-",
