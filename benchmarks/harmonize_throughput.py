@@ -12,6 +12,7 @@ shows how much of the time is the network versus resizing, paste-back and I/O.  
 deterministic stand-in weights (speed does not depend on the values).
 
     python benchmarks/harmonize_throughput.py [--images 4] [--device cpu|cuda] [--batch 1]
+    python benchmarks/harmonize_throughput.py --network-only [--device cuda --batch 32]
 """
 
 from __future__ import annotations
@@ -87,13 +88,82 @@ def bench(name: str, inputs, device: str, batch: int) -> dict[str, float]:
     return {"ips": len(inputs) / total, "total": total, "net": net_time[0], "params": n_params}
 
 
+def conv_gmacs(net: torch.nn.Module, x: torch.Tensor, m: torch.Tensor) -> float:
+    """Multiply-accumulates of the convolutions and linear layers in one forward."""
+    total = [0]
+
+    def hook(mod, inp, out) -> None:
+        if isinstance(mod, torch.nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            total[0] += out.numel() * k
+        elif isinstance(mod, torch.nn.ConvTranspose2d):
+            total[0] += inp[0].numel() * mod.out_channels * mod.kernel_size[0] * mod.kernel_size[1]
+        elif isinstance(mod, torch.nn.Linear):
+            total[0] += out.numel() * mod.in_features
+
+    handles = [mod.register_forward_hook(hook) for mod in net.modules()]
+    with torch.inference_mode():
+        net(x, m)
+    for h in handles:
+        h.remove()
+    return total[0] / 1e9
+
+
+def network_only(names: list[str], device: str, batch: int, repeats: int) -> None:
+    """Bare forward passes at 256x256, interleaved, best of ``repeats``, vs idih256.
+
+    Interleaving makes the ratios robust to a machine shared with other work."""
+    names = ["idih256", *[n for n in names if n not in ("none", "reinhard", "idih256")]]
+    names = [n for n in names if not n.startswith("rainnet")]  # RainNet takes a binary mask
+    dev = torch.device(device)
+    nets = {n: build_network(n).eval().to(dev) for n in names}
+    x = torch.randn(batch, 3, 256, 256, device=dev)
+    m = torch.rand(batch, 1, 256, 256, device=dev)
+    best = dict.fromkeys(names, float("inf"))
+    with torch.inference_mode():
+        for n in names:  # warm-up
+            nets[n](x, m)
+        for _ in range(repeats):
+            for n in names:
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+                nets[n](x, m)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                best[n] = min(best[n], time.perf_counter() - t)
+    table = Table(
+        title=f"network forward at 256x256, batch {batch}, device {device}, best of {repeats}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    for col in ("network", "params (M)", "conv GMAC/image", "ms/batch", "images/s", "vs idih256"):
+        table.add_column(col, justify="left" if col == "network" else "right", no_wrap=True)
+    for n in names:
+        params = sum(p.numel() for p in nets[n].parameters()) / 1e6
+        gmac = conv_gmacs(nets[n], x[:1], m[:1])
+        table.add_row(
+            n, f"{params:.2f}", f"{gmac:.2f}", f"{1000 * best[n]:.0f}",
+            f"{batch / best[n]:.1f}", f"{best[n] / best['idih256']:.1f}x",
+        )  # fmt: skip
+    Console(width=140).print(table)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--models", default=",".join(ALL_MODELS))
+    ap.add_argument(
+        "--network-only",
+        action="store_true",
+        help="time only the bare forward passes, interleaved, relative to idih256",
+    )
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    if args.network_only:
+        network_only(args.models.split(","), args.device, args.batch, args.repeats)
+        return
     inputs = make_inputs(args.images)
     dev = args.device
     table = Table(
@@ -102,7 +172,7 @@ def main() -> None:
     )
     cols = ("harmonizer", "params (M)", "images/s", "ms/image", "network ms", "network share")
     for col in (*cols, "vs none"):
-        table.add_column(col, justify="left" if col == "harmonizer" else "right")
+        table.add_column(col, justify="left" if col == "harmonizer" else "right", no_wrap=True)
     floor = None
     for name in args.models.split(","):
         r = bench(name, inputs, dev, args.batch)
@@ -117,7 +187,7 @@ def main() -> None:
             f"{100 * share:.0f}%" if r["net"] else "-",
             f"{r['ips'] / floor:.2f}x",
         )
-    Console().print(table)
+    Console(width=140).print(table)
 
 
 if __name__ == "__main__":
