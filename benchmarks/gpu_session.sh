@@ -18,6 +18,8 @@ python3 -m pytest -q -p no:cacheprovider -x tests/test_harmonization_networks.py
 step "harmonizer throughput, CUDA, batch 1 and 8"
 python3 benchmarks/harmonize_throughput.py --device cuda --images 32 --batch 1
 python3 benchmarks/harmonize_throughput.py --device cuda --images 32 --batch 8 --models none,idih256,issam256,dih256,rainnet,rainnet512
+step "backboned iDIH throughput, CUDA, batch 32"
+python3 benchmarks/harmonize_throughput.py --device cuda --images 64 --batch 32 --models none,idih256,hrnet18s_idih256,hrnet18_idih256,hrnet18_v2p_idih256,hrnet32_idih256,deeplab_r34_idih256
 step "train step, CUDA (AMP and fp32)"
 python3 benchmarks/train_step.py --device cuda --steps 10 --batch 8
 python3 benchmarks/train_step.py --device cuda --steps 10 --batch 8 --no-amp

@@ -1,5 +1,9 @@
 """Harmonizer throughput at 600x800: images/s and the share of time in the network.
 
+Every harmonizer matdata wraps, including the backboned iDIH models (HRNet / DeepLab);
+``--models`` picks a subset, ``--device`` and ``--batch`` the device and the network
+batch (on a GPU use ``--batch 32`` or more and ``--images`` a multiple of it).
+
 Per image the loop does what a ``matdata harmonize`` worker does: decode the JPEG
 composite and PNG alpha, harmonize (resize down, network, paste-back), encode a JPEG.
 For networks the forward pass is timed separately (synchronised on CUDA), so the table
@@ -8,6 +12,7 @@ shows how much of the time is the network versus resizing, paste-back and I/O.  
 deterministic stand-in weights (speed does not depend on the values).
 
     python benchmarks/harmonize_throughput.py [--images 4] [--device cpu|cuda] [--batch 1]
+    python benchmarks/harmonize_throughput.py --network-only [--device cuda --batch 32]
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ from harmonization import build_network, load_harmonizer
 from harmonization.weights import deterministic_state_dict
 from matdata.imageio import encode_jpeg, encode_png, fast_decode_jpeg, fast_decode_png_gray
 
+ALL_MODELS = (
+    "none", "reinhard", "idih256", "issam256", "dih256", "rainnet", "rainnet512",
+    "hrnet18s_idih256", "hrnet18_idih256", "hrnet18_v2p_idih256", "hrnet32_idih256",
+    "deeplab_r34_idih256",
+)  # fmt: skip
+
 
 def make_inputs(n: int, h: int = 600, w: int = 800) -> list[tuple[bytes, bytes]]:
     rng = np.random.default_rng(0)
@@ -40,8 +51,11 @@ def make_inputs(n: int, h: int = 600, w: int = 800) -> list[tuple[bytes, bytes]]
 def bench(name: str, inputs, device: str, batch: int) -> dict[str, float]:
     params = {}
     ckpt = None
+    n_params = 0
     if name not in ("none", "reinhard"):
-        ckpt = deterministic_state_dict(build_network(name))
+        net = build_network(name)
+        n_params = sum(p.numel() for p in net.parameters())
+        ckpt = deterministic_state_dict(net)
         params = {"batch_size": batch}
     h = load_harmonizer(name, ckpt, device, **params)
     net_time = [0.0]
@@ -71,7 +85,67 @@ def bench(name: str, inputs, device: str, batch: int) -> dict[str, float]:
         for o in h.batch(imgs, masks):
             encode_jpeg(o, 95)
     total = time.perf_counter() - t0
-    return {"ips": len(inputs) / total, "total": total, "net": net_time[0]}
+    return {"ips": len(inputs) / total, "total": total, "net": net_time[0], "params": n_params}
+
+
+def conv_gmacs(net: torch.nn.Module, x: torch.Tensor, m: torch.Tensor) -> float:
+    """Multiply-accumulates of the convolutions and linear layers in one forward."""
+    total = [0]
+
+    def hook(mod, inp, out) -> None:
+        if isinstance(mod, torch.nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            total[0] += out.numel() * k
+        elif isinstance(mod, torch.nn.ConvTranspose2d):
+            total[0] += inp[0].numel() * mod.out_channels * mod.kernel_size[0] * mod.kernel_size[1]
+        elif isinstance(mod, torch.nn.Linear):
+            total[0] += out.numel() * mod.in_features
+
+    handles = [mod.register_forward_hook(hook) for mod in net.modules()]
+    with torch.inference_mode():
+        net(x, m)
+    for h in handles:
+        h.remove()
+    return total[0] / 1e9
+
+
+def network_only(names: list[str], device: str, batch: int, repeats: int) -> None:
+    """Bare forward passes at 256x256, interleaved, best of ``repeats``, vs idih256.
+
+    Interleaving makes the ratios robust to a machine shared with other work."""
+    names = ["idih256", *[n for n in names if n not in ("none", "reinhard", "idih256")]]
+    names = [n for n in names if not n.startswith("rainnet")]  # RainNet takes a binary mask
+    dev = torch.device(device)
+    nets = {n: build_network(n).eval().to(dev) for n in names}
+    x = torch.randn(batch, 3, 256, 256, device=dev)
+    m = torch.rand(batch, 1, 256, 256, device=dev)
+    best = dict.fromkeys(names, float("inf"))
+    with torch.inference_mode():
+        for n in names:  # warm-up
+            nets[n](x, m)
+        for _ in range(repeats):
+            for n in names:
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+                nets[n](x, m)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                best[n] = min(best[n], time.perf_counter() - t)
+    table = Table(
+        title=f"network forward at 256x256, batch {batch}, device {device}, best of {repeats}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    for col in ("network", "params (M)", "conv GMAC/image", "ms/batch", "images/s", "vs idih256"):
+        table.add_column(col, justify="left" if col == "network" else "right", no_wrap=True)
+    for n in names:
+        params = sum(p.numel() for p in nets[n].parameters()) / 1e6
+        gmac = conv_gmacs(nets[n], x[:1], m[:1])
+        table.add_row(
+            n, f"{params:.2f}", f"{gmac:.2f}", f"{1000 * best[n]:.0f}",
+            f"{batch / best[n]:.1f}", f"{best[n] / best['idih256']:.1f}x",
+        )  # fmt: skip
+    Console(width=140).print(table)
 
 
 def main() -> None:
@@ -79,16 +153,26 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--models", default="none,reinhard,idih256,issam256,dih256,rainnet,rainnet512")
+    ap.add_argument("--models", default=",".join(ALL_MODELS))
+    ap.add_argument(
+        "--network-only",
+        action="store_true",
+        help="time only the bare forward passes, interleaved, relative to idih256",
+    )
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    if args.network_only:
+        network_only(args.models.split(","), args.device, args.batch, args.repeats)
+        return
     inputs = make_inputs(args.images)
     dev = args.device
     table = Table(
-        title=f"harmonizers at 800x600, {args.images} images, device {dev}, "
+        title=f"harmonizers at 800x600, {args.images} images, device {dev}, batch {args.batch}, "
         f"torch threads {torch.get_num_threads()}"
     )
-    for col in ("harmonizer", "images/s", "ms/image", "network ms", "network share", "vs none"):
-        table.add_column(col, justify="left" if col == "harmonizer" else "right")
+    cols = ("harmonizer", "params (M)", "images/s", "ms/image", "network ms", "network share")
+    for col in (*cols, "vs none"):
+        table.add_column(col, justify="left" if col == "harmonizer" else "right", no_wrap=True)
     floor = None
     for name in args.models.split(","):
         r = bench(name, inputs, dev, args.batch)
@@ -96,13 +180,14 @@ def main() -> None:
         share = r["net"] / r["total"] if r["net"] else 0.0
         table.add_row(
             name,
+            f"{r['params'] / 1e6:.2f}" if r["params"] else "-",
             f"{r['ips']:.2f}",
             f"{1000 * r['total'] / args.images:.0f}",
             f"{1000 * r['net'] / args.images:.0f}" if r["net"] else "-",
             f"{100 * share:.0f}%" if r["net"] else "-",
             f"{r['ips'] / floor:.2f}x",
         )
-    Console().print(table)
+    Console(width=140).print(table)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 * ``reinhard``: colour-statistics transfer in CIE Lab from a ring of background around the
   foreground to the foreground (Reinhard et al., "Color Transfer between Images", 2001),
   blended by ``strength``.  No weights, fast, robust; the default.
-* a network (``idih256``, ``issam256``, ``dih256``, ``rainnet``, ``rainnet512``): runs at
+* a network (``idih256``, ``issam256``, ``dih256``, ``rainnet``, ``rainnet512``, and the
+  backboned ``hrnet18s_idih256``, ``hrnet18_idih256``, ``hrnet18_v2p_idih256``,
+  ``hrnet32_idih256``, ``deeplab_r34_idih256``): runs at
   the network's resolution and carries the *correction* back to full resolution
   (:func:`paste_back`), so the composite keeps its detail and the background its pixels.
 

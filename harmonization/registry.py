@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from harmonization.networks import dih256, idih256, issam256, rainnet
+from harmonization.networks.backboned import (
+    deeplab_r34_idih256,
+    hrnet18_idih256,
+    hrnet18_v2p_idih256,
+    hrnet18s_idih256,
+    hrnet32_idih256,
+)
 from matdata.checkpoints import FilterFn, StateDict
 from matdata.errors import ConfigError
 
@@ -84,6 +91,22 @@ REGISTRY: dict[str, NetworkConfig] = {
         NetworkConfig(
             "rainnet512", rainnet, "tanh", 512, 256, 256, ("the 512 RainNet model",), _RAIN,
             _RAIN_ORIGIN, autocast=False, filter_fn=_RAIN_FILTER,
+        ),
+        # The backboned iDIH models (same paper): sides multiples of 128, at least 256; the
+        # released inference resizes to 256x256 and never pads.  float32 only: the deep
+        # HRNets' activations reach ~6e3 and the fusion gate amplifies rounding.
+        *(
+            NetworkConfig(
+                name, builder, "imagenet", 256, 128, 256, (released,), _IHARM, _IHARM_ORIGIN,
+                autocast=False, filter_fn=_IHARM_FILTER,
+            )
+            for name, builder, released in (
+                ("hrnet18s_idih256", hrnet18s_idih256, "hrnet18s_idih256.pth"),
+                ("hrnet18_idih256", hrnet18_idih256, "hrnet18_idih256.pth"),
+                ("hrnet18_v2p_idih256", hrnet18_v2p_idih256, "hrnet18_v2p_idih256.pth"),
+                ("hrnet32_idih256", hrnet32_idih256, "hrnet32_idih256.pth"),
+                ("deeplab_r34_idih256", deeplab_r34_idih256, "deeplab_idih256.pth"),
+            )
         ),
     )
 }  # fmt: skip

@@ -12,6 +12,8 @@ space.  With image fusion ``out = a * image + (1 - a) * to_rgb(f)``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -34,11 +36,24 @@ class DeconvBlock(nn.Module):
 
 
 class DIHEncoder(nn.Module):
-    """Strided 4x4 ConvBlocks; channels double on even block indices (cap ``max_channels``)."""
+    """Strided 4x4 ConvBlocks; channels double on even block indices (cap ``max_channels``).
 
-    def __init__(self, depth: int, ch: int, batchnorm_from: int, max_channels: int) -> None:
+    ``backbone_channels`` (backboned iDIH): widths of the backbone maps that are
+    concatenated, encoder feature first, onto the inputs of blocks 2, 3, ... in list order
+    (the original's ``'cat'`` connector: no parameters, only those blocks' convs widen).
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        ch: int,
+        batchnorm_from: int,
+        max_channels: int,
+        backbone_channels: Sequence[int] = (),
+    ) -> None:
         super().__init__()
         self.depth = depth
+        self.backbone_channels = tuple(backbone_channels)
 
         def norm_for(i: int):
             return nn.BatchNorm2d if 0 <= batchnorm_from <= i else None
@@ -53,17 +68,28 @@ class DIHEncoder(nn.Module):
                 cin = cout
             else:
                 cin, cout = cout, min(2 * cout, max_channels)
+            extra = self.backbone_channels[i - 2] if i - 2 < len(self.backbone_channels) else 0
             self.blocks_connected[f"block{i}"] = ConvBlock(
-                cin, cout, norm=norm_for(i), padding=int(i < depth - 1)
+                cin + extra, cout, norm=norm_for(i), padding=int(i < depth - 1)
             )
             self.channels.append(cout)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Return the block outputs deepest first."""
+    def forward(
+        self, x: torch.Tensor, backbone_features: Sequence[torch.Tensor] = ()
+    ) -> list[torch.Tensor]:
+        """Return the block outputs deepest first; ``backbone_features`` enter blocks 2, 3, ..."""
+        if len(backbone_features) != len(self.backbone_channels):
+            raise ValueError(
+                f"expected {len(self.backbone_channels)} backbone maps, "
+                f"got {len(backbone_features)}"
+            )
         outs = [self.block0(x)]
         outs.append(self.block1(outs[-1]))
         for i in range(2, self.depth):
-            outs.append(self.blocks_connected[f"block{i}"](outs[-1]))
+            h = outs[-1]
+            if i - 2 < len(backbone_features):
+                h = torch.cat([h, backbone_features[i - 2]], dim=1)
+            outs.append(self.blocks_connected[f"block{i}"](h))
         return outs[::-1]
 
 
@@ -108,14 +134,20 @@ class DeepImageHarmonization(nn.Module):
         image_fusion: bool = False,
         ch: int = 64,
         max_channels: int = 512,
+        backbone_channels: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.depth = depth
-        self.encoder = DIHEncoder(depth, ch, batchnorm_from, max_channels)
+        self.encoder = DIHEncoder(depth, ch, batchnorm_from, max_channels, backbone_channels)
         self.decoder = DIHDecoder(depth, self.encoder.channels, image_fusion)
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        feats = self.encoder(torch.cat([image, mask], dim=1))
+    def forward(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        backbone_features: Sequence[torch.Tensor] = (),
+    ) -> torch.Tensor:
+        feats = self.encoder(torch.cat([image, mask], dim=1), backbone_features)
         return self.decoder(feats, image)
 
 

@@ -23,7 +23,9 @@ HarmModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="reinhard (no weights) | none | idih256 | issam256 | dih256 | rainnet | rainnet512.",
+        help="reinhard (no weights) | none | idih256 | issam256 | dih256 | rainnet | rainnet512"
+        " | hrnet18s_idih256 | hrnet18_idih256 | hrnet18_v2p_idih256 | hrnet32_idih256"
+        " | deeplab_r34_idih256.",
     ),
 ]
 HarmCheckpointOpt = Annotated[
