@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from matdata.errors import DatasetError
+from matdata.paths import check_split
 from matdata.schema import (
     FIELDS_BY_EXT,
     FIELDS_BY_NAME,
@@ -93,6 +94,7 @@ class ShardInfo:
 
 def shard_name(split: str, index: int, fmt: str) -> str:
     """Relative path of shard ``index`` of ``split`` in format ``fmt``."""
+    check_split(split, "shard name")
     if fmt == "parquet":
         return f"parquet/{split}-{index:05d}.parquet"
     if fmt == "webdataset":
@@ -102,6 +104,7 @@ def shard_name(split: str, index: int, fmt: str) -> str:
 
 def part_name(split: str, index: int) -> str:
     """Relative path of the completion marker of shard ``index`` of ``split``."""
+    check_split(split, "marker name")
     return f"{PARTS_DIR}/{split}-{index:05d}.json"
 
 
