@@ -7,6 +7,7 @@ place when complete, so a reader never sees a partial file, whatever kills the w
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -70,13 +71,25 @@ def atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
             if hasattr(f, "flush"):
                 f.flush()
             if hasattr(f, "fileno"):
-                with contextlib.suppress(OSError, ValueError, AttributeError):
-                    os.fsync(f.fileno())
+                _fsync(f)
         fs.mv(tmp, p)
     except BaseException:
         with contextlib.suppress(Exception):
             fs.rm(tmp)
         raise
+
+
+def _fsync(f: Any) -> None:
+    """fsync where the file supports it; a real write error (disk full, I/O) is raised."""
+    try:
+        fd = f.fileno()
+    except (OSError, ValueError, AttributeError):
+        return  # not a real file (in-memory, remote): nothing to sync
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EROFS, errno.EBADF):
+            raise
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
