@@ -40,7 +40,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from matdata.errors import ConfigError, DatasetError
+from matdata.errors import ConfigError, DatasetError, MatdataError
 from matdata.locks import LOCK_NAME, output_lock
 from matdata.shards import FORMATS, INDEX_NAME, PARTS_DIR, REJECTS_NAME, list_temporaries
 from matdata.storage import atomic_write_text, get_fs, join
@@ -141,9 +141,23 @@ class Reporter:
             self.last = time.monotonic()
 
 
+@dataclass(frozen=True)
+class TaskFailure:
+    """A task that stopped on a :class:`MatdataError` (bad input, not a bug): returned as a
+    value, so the worker does not log a traceback for an error the client reports."""
+
+    message: str
+
+    def one_line(self) -> str:
+        return self.message
+
+
 def _call(fn: TaskFn, task: Any, topic: str | None) -> Any:
     """What a worker runs: the pipeline's task function with a progress reporter."""
-    return fn(task, Reporter(topic, task.name) if topic else None)
+    try:
+        return fn(task, Reporter(topic, task.name) if topic else None)
+    except MatdataError as exc:
+        return TaskFailure(exc.one_line())
 
 
 # ------------------------------------------------------------------------- the Dask loop
@@ -178,7 +192,7 @@ def run_shards(
     console = console or Console(stderr=True)
     stats = stats if stats is not None else RunStats()
     results: dict[int, Any] = {}
-    failures: list[tuple[str, BaseException]] = []
+    failures: list[tuple[str, Any]] = []
     columns = (
         TextColumn(label),
         BarColumn(),
@@ -225,6 +239,9 @@ def run_shards(
                 continue
             finally:
                 fut.release()
+            if isinstance(res, TaskFailure):
+                failures.append((task.name, res))
+                continue
             results[i] = res
             with lock:
                 finished.add(task.name)

@@ -29,7 +29,7 @@ from matdata.shards import ShardWriter, write_index
 CLI = [sys.executable, "-c", "from matdata.cli import main; main()"]
 TRAIN = [
     "--backbone", "mobilenetv2", "--hr-channels", "8", "--batch-size", "2", "--image-size",
-    "32", "--device", "cpu", "--warmup", "0", "--val-every", "0", "--workers", "0",
+    "64", "--device", "cpu", "--warmup", "0", "--val-every", "0", "--workers", "0",
     "--log-every", "1",
 ]  # fmt: skip
 
