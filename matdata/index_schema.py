@@ -52,7 +52,12 @@ INDEX_SCHEMA: dict[str, Any] = {
         },
         "samples": _COUNT,
         "shards": {"type": "array", "items": SHARD_SCHEMA},
-        "config": {"type": "object"},
+        "config": {
+            "type": "object",
+            "properties": {
+                "jpeg_quality": {"type": ["integer", "null"], "minimum": 1, "maximum": 100}
+            },
+        },
         "sources": {"type": "object"},
         "rejects": {"type": "object"},
         "harmonization": {"type": "object"},

@@ -122,6 +122,7 @@ MALFORMED = {
     "traversal_split": (lambda ix: ix["shards"][0].update(split="../../../x"), "split"),
     "absolute_path": (lambda ix: ix["shards"][0].update(path="/etc/hostname"), "path"),
     "dotdot_path": (lambda ix: ix["shards"][1].update(path="../outside/evil.tar"), "path"),
+    "quality_text": (lambda ix: ix["config"].update(jpeg_quality="abc"), "config.jpeg_quality"),
 }
 
 
@@ -149,6 +150,14 @@ def test_malformed_index_is_one_line_everywhere(sandbox: Path, case: str) -> Non
     for args in (["verify", str(ds)], other):
         _one_error(_run(args, sandbox), "dataset.json", field)
     assert _outside(sandbox, before, "report", "h") == []
+
+
+def test_garbage_rejects_table_is_one_line(sandbox: Path) -> None:
+    ds = sandbox / "a" / "b" / "ds"
+    (ds / "rejects.parquet").write_bytes(b"PAR1 not really")
+    proc = _run(["qa", str(ds), "--out", str(sandbox / "r"), "--in-process", "--no-progress"],
+                sandbox)  # fmt: skip
+    _one_error(proc, "rejects.parquet", "not a readable rejects table")
 
 
 def test_train_refuses_malformed_index(sandbox: Path) -> None:
