@@ -87,14 +87,14 @@ def run_harmonize(
         from harmonization.device import resolve_device
 
         resolve_device(device)
-    index = read_index(dataset)  # a damaged dataset fails before any model is loaded
-    shards = list_shards(dataset)
-    if not shards:
-        raise DatasetError(f"{dataset} has no shards")
     if model not in ("none", "reinhard"):
         params.setdefault("batch_size", batch_size)
     probe = load_harmonizer(model, checkpoint, "cpu", **params)
     ckpt_sha = probe.checkpoint_sha256
+    index = read_index(dataset)
+    shards = list_shards(dataset)
+    if not shards:
+        raise DatasetError(f"{dataset} has no shards")
     quality = int((index.get("config") or {}).get("jpeg_quality") or 95)
     formats = tuple(index.get("formats") or (shards[0].format,))
     tasks = [
