@@ -38,7 +38,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from matdata.errors import CheckpointError, ConfigError, DeviceError
+from matdata.errors import CheckpointError, ConfigError, DatasetError, DeviceError
 
 CKPT_FORMAT = "matdata-modnet-train"
 CKPT_VERSION = 1
@@ -481,7 +481,14 @@ class Trainer:
             from modnet.checkpointing import note_bad_records
 
             note_bad_records(self.cfg.out, bad, self._bad_seen, self.cfg.max_bad_records)
-        return len(batch["key"]) == 0
+        empty = len(batch["key"]) == 0
+        if empty and self.dist.world > 1:  # skipping a step on one rank would stall the others
+            raise DatasetError(
+                f"rank {self.dist.rank} got a batch of undecodable records only "
+                f"(listed in {self.cfg.out}/bad_records.jsonl)",
+                hint="repair or rebuild the dataset",
+            )
+        return empty
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         from modnet.data import prepare_batch
