@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -45,6 +46,11 @@ class HarmonizeTask:
     batch_size: int
     formats: tuple[str, ...]
     jpeg_quality: int
+    verify: bool = True  # refuse an input shard whose bytes do not match its sha256
+
+    @property
+    def samples(self) -> int:
+        return int(self.shard.samples)
 
     @property
     def digest(self) -> str:
@@ -74,13 +80,15 @@ class HarmonizeResult:
     rejects: list[Reject] = field(default_factory=list)
     seconds: float = 0.0
     skipped: bool = False
+    #: sha256 of the input bytes actually read; None: equal to the planned input's sha256
+    input_sha256: str | None = None
 
     @property
     def samples(self) -> int:
         return sum(self.counts.get(k, 0) for k in STATUSES)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "split": self.split,
             "index": self.index,
             "digest": self.digest,
@@ -88,6 +96,9 @@ class HarmonizeResult:
             "counts": dict(sorted(self.counts.items())),
             "rejects": [r.to_dict() for r in self.rejects],
         }
+        if self.input_sha256 is not None:  # only with --no-verify: the input had changed
+            d["input_sha256"] = self.input_sha256
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], skipped: bool = False) -> HarmonizeResult:
@@ -101,6 +112,7 @@ class HarmonizeResult:
             counts={k: int(v) for k, v in d["counts"].items()},
             rejects=[Reject(**r) for r in d["rejects"]],
             skipped=skipped,
+            input_sha256=str(d["input_sha256"]) if "input_sha256" in d else None,
         )
 
 
@@ -154,11 +166,16 @@ def harmonize_records(
     return new, counts, rejects
 
 
-def harmonize_shard(task: HarmonizeTask) -> HarmonizeResult:
-    """Harmonize one input shard into the output dataset (atomic), then write its marker."""
+def harmonize_shard(
+    task: HarmonizeTask, progress: Callable[[int], None] | None = None
+) -> HarmonizeResult:
+    """Harmonize one input shard into the output dataset (atomic), then write its marker.
+
+    The input is hashed while it streams (:class:`matdata.shards.ShardReader`): with
+    ``task.verify`` a shard whose bytes differ from its recorded sha256 fails the task
+    before its output is committed; the hash of the bytes read is kept in the result."""
     from harmonization.harmonizers import load_harmonizer
-    from matdata.shards import ShardWriter, iter_shard, part_name
-    from matdata.storage import atomic_write_text, join
+    from matdata.shards import ShardReader, ShardWriter, write_marker
 
     t0 = time.perf_counter()
     harmonizer = load_harmonizer(task.model, task.checkpoint, task.device, **task.params)
@@ -170,6 +187,7 @@ def harmonize_shard(task: HarmonizeTask) -> HarmonizeResult:
     counts = dict.fromkeys((*STATUSES, "rejected"), 0)
     rejects: list[Reject] = []
     batch: list[Any] = []
+    reader = ShardReader(task.src, task.shard, verify=task.verify)
     with ShardWriter(task.out, task.shard.split, task.shard.index, task.formats) as writer:
 
         def flush() -> None:
@@ -179,43 +197,41 @@ def harmonize_shard(task: HarmonizeTask) -> HarmonizeResult:
             for k, v in c.items():
                 counts[k] += v
             rejects.extend(r)
+            if progress is not None:
+                progress(len(new))
             batch.clear()
 
-        for rec in iter_shard(task.src, task.shard):
+        for rec in reader:
             batch.append(rec)
             if len(batch) >= task.batch_size:
                 flush()
         if batch:
             flush()
+        read_sha = reader.finish()  # raises on a mismatch (verify): nothing is committed
         infos = writer.close()
     res = HarmonizeResult(
         task.shard.split, task.shard.index, task.digest, infos, counts, rejects,
         seconds=time.perf_counter() - t0,
+        input_sha256=None if read_sha == task.shard.sha256 else read_sha,
     )  # fmt: skip
-    atomic_write_text(
-        join(task.out, part_name(task.shard.split, task.shard.index)),
-        json.dumps(res.to_dict(), sort_keys=True, indent=1) + "\n",
-    )
+    write_marker(task.out, task.shard.split, task.shard.index, res.to_dict())
     return res
 
 
 def completed_shard(task: HarmonizeTask) -> HarmonizeResult | None:
-    """The recorded result if the marker matches ``task`` and its files re-hash; else None."""
-    from matdata.shards import part_name, shard_ok
-    from matdata.storage import join, open_input
+    """The recorded result if the marker matches ``task`` and its files re-hash; else None
+    (:func:`matdata.shards.read_marker`)."""
+    from matdata.shards import read_marker
 
+    d = read_marker(task.out, task.shard.split, task.shard.index, task.digest, task.formats)
+    if d is None:
+        return None
     try:
-        with open_input(join(task.out, part_name(task.shard.split, task.shard.index))) as f:
-            res = HarmonizeResult.from_dict(json.loads(f.read()), skipped=True)
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return HarmonizeResult.from_dict(d, skipped=True)
+    except (ValueError, KeyError, TypeError, MatdataError):
         return None
-    if res.digest != task.digest or sorted(s.format for s in res.shards) != sorted(task.formats):
-        return None
-    if any(shard_ok(task.out, s) is not None for s in res.shards):
-        return None
-    return res
 
 
-def run_task(task: HarmonizeTask) -> HarmonizeResult:
-    """The Dask task: reuse a complete shard from a previous run, else harmonize it."""
-    return completed_shard(task) or harmonize_shard(task)
+def run_task(task: HarmonizeTask, progress: Callable[[int], None] | None = None) -> HarmonizeResult:
+    """The per-shard function: reuse a complete shard from a previous run, else harmonize."""
+    return completed_shard(task) or harmonize_shard(task, progress)

@@ -700,8 +700,7 @@ def run_shard(task: ShardTask, progress: Callable[[int], None] | None = None) ->
     """
     import cv2
 
-    from matdata.shards import ShardWriter, part_name
-    from matdata.storage import atomic_write_text, join
+    from matdata.shards import ShardWriter, write_marker
 
     # parallelism comes from worker processes (one core each); OpenCV's own thread pool
     # would oversubscribe the cores. Results do not depend on it.
@@ -730,10 +729,7 @@ def run_shard(task: ShardTask, progress: Callable[[int], None] | None = None) ->
     )
     marker = res.to_dict()
     marker["seconds"] = 0.0  # markers are deterministic too
-    atomic_write_text(
-        join(task.out, part_name(task.split, task.index)),
-        json.dumps(marker, sort_keys=True, indent=1) + "\n",
-    )
+    write_marker(task.out, task.split, task.index, marker)
     return res
 
 
@@ -758,21 +754,16 @@ def _peak_rss_mb() -> float:
     return kb / 1024.0  # Linux reports KiB
 
 
-def completed_shard(task: ShardTask, *, hash_check: bool = True) -> ShardResult | None:
+def completed_shard(task: ShardTask) -> ShardResult | None:
     """The result recorded by a previous run if its marker matches ``task`` and every file
-    it lists is on disk with the recorded size and sha256; else None."""
-    from matdata.shards import part_name, shard_ok
-    from matdata.storage import join, open_input
+    it lists is on disk with the recorded size and sha256 (:func:`matdata.shards.read_marker`);
+    else None."""
+    from matdata.shards import read_marker
 
+    d = read_marker(task.out, task.split, task.index, task.digest, task.formats)
+    if d is None:
+        return None
     try:
-        with open_input(join(task.out, part_name(task.split, task.index)), "rb") as f:
-            d = json.loads(f.read())
-        res = ShardResult.from_dict(d, skipped=True)
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return ShardResult.from_dict(d, skipped=True)
+    except (ValueError, KeyError, TypeError, MatdataError):
         return None
-    if res.digest != task.digest or sorted(s.format for s in res.shards) != sorted(task.formats):
-        return None
-    for s in res.shards:
-        if shard_ok(task.out, s, hash_check=hash_check) is not None:
-            return None
-    return res

@@ -177,6 +177,42 @@ def _for_role(
     )
 
 
+def confine_items(res: ResolvedSource) -> ResolvedSource:
+    """Refuse a manifest whose items escape their source: every split must be a valid split
+    name, every role fg/bg, every id an id, and every image/matte path must lie inside the
+    source root (lexically: symbolic links inside a user's dataset are the user's choice).
+    Demo items (no root) must be ``demo://`` names."""
+    from matdata.paths import check_split, is_safe_relative
+    from matdata.sources.base import ID_RE
+
+    where = f"manifest {res.manifest or res.name}"
+    root = res.root or ""
+    prefix = root if root.endswith("/") else root + "/"
+    for it in res.items:
+        here = f"{where}: item {str(it.id)[:60]!r}"
+        check_split(it.split, here, SourceError)
+        if it.role not in ROLES or not isinstance(it.id, str) or not ID_RE.match(it.id):
+            raise SourceError(f"{here}: malformed item (role {str(it.role)[:20]!r})",
+                              hint="re-run `matdata ingest` to rewrite the manifest")  # fmt: skip
+        for path in (it.image, it.alpha):
+            if path is None:
+                continue
+            if not root:
+                ok = isinstance(path, str) and path.startswith("demo://") and ".." not in path
+            else:
+                ok = (
+                    isinstance(path, str)
+                    and path.startswith(prefix)
+                    and is_safe_relative(path[len(prefix) :])
+                )
+            if not ok:
+                raise SourceError(
+                    f"{here}: path {str(path)[:120]!r} is outside the source root {root!r}",
+                    hint="re-run `matdata ingest` to rewrite the manifest",
+                )
+    return res
+
+
 def _from_manifest(name: str, manifest: str, role: str, rejects_file: str | None) -> ResolvedSource:
     from matdata.rejects import read_rejects
     from matdata.storage import exists
@@ -224,16 +260,26 @@ def resolve_source(spec: str, role: str, options: dict[str, Any] | None = None) 
         )
     entry = lookup(spec)
     if entry is not None:
+        if not isinstance(entry, dict):
+            raise SourceError(f"catalog entry {spec!r} is not a JSON object",
+                              hint="re-run `matdata ingest` to register it again")  # fmt: skip
         manifest = entry.get("manifest")
         if not manifest:
             raise SourceError(
                 f"catalog entry {spec!r} has no manifest", hint="re-run `matdata ingest`"
             )
+        bad = [k for k in ("manifest", "rejects", "kind", "root") if k in entry
+               and entry[k] is not None and not isinstance(entry[k], str)]  # fmt: skip
+        if bad or not isinstance(manifest, str) or not isinstance(entry.get("options", {}), dict):
+            raise SourceError(
+                f"catalog entry {spec!r} is malformed ({', '.join(bad) or 'options'})",
+                hint="re-run `matdata ingest` to register it again",
+            )
         res = _from_manifest(spec, manifest, role, entry.get("rejects"))
         res.kind = entry.get("kind", res.kind)
         res.root = entry.get("root", res.root)
         res.options = dict(entry.get("options") or res.options)
-        return res
+        return confine_items(res)
     opts = dict(options or {})
     if spec == "demo":
         items, rejects = scan_source("demo", "", opts)
@@ -249,7 +295,7 @@ def resolve_source(spec: str, role: str, options: dict[str, Any] | None = None) 
         items, rejects = scan_source(kind, root, opts)
         return _for_role(spec, kind, root, opts, items, rejects, None, role)
     if spec.endswith(".parquet"):
-        return _from_manifest(spec, spec, role, None)
+        return confine_items(_from_manifest(spec, spec, role, None))
     names = sorted(load_catalog())
     known = f"registered: {', '.join(names)}" if names else "the catalog is empty"
     raise SourceError(

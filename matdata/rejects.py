@@ -47,13 +47,23 @@ def write_rejects(path: str, rejects: Iterable[Reject]) -> None:
 
 
 def read_rejects(path: str) -> list[Reject]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from matdata.errors import DatasetError
     from matdata.storage import open_input
 
-    with open_input(path) as f:
-        table = pq.read_table(f)
-    return [Reject(**{k: str(v) for k, v in row.items()}) for row in table.to_pylist()]
+    try:
+        with open_input(path) as f:
+            table = pq.read_table(f, columns=list(REJECT_COLUMNS))
+        rows = table.to_pylist()
+    except (pa.ArrowException, ValueError, KeyError) as exc:  # not a rejects table
+        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DatasetError(
+            f"{path} is not a readable rejects table: {msg}",
+            hint="delete it and re-run the command that wrote it",
+        ) from None
+    return [Reject(**{k: "" if v is None else str(v) for k, v in row.items()}) for row in rows]
 
 
 class RejectRateError(MatdataError):

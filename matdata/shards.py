@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from matdata.errors import DatasetError
+from matdata.paths import check_split
 from matdata.schema import (
     FIELDS_BY_EXT,
     FIELDS_BY_NAME,
@@ -74,7 +75,12 @@ class ShardInfo:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ShardInfo:
+    def from_dict(cls, d: dict[str, Any], where: str = INDEX_NAME) -> ShardInfo:
+        """A shard entry read off disk; :class:`DatasetError` naming ``where`` if it is not
+        well formed (types, split name, a path that stays inside the dataset)."""
+        from matdata.index_schema import validate_shard
+
+        validate_shard(d, where)
         return cls(
             path=str(d["path"]),
             split=str(d["split"]),
@@ -88,6 +94,7 @@ class ShardInfo:
 
 def shard_name(split: str, index: int, fmt: str) -> str:
     """Relative path of shard ``index`` of ``split`` in format ``fmt``."""
+    check_split(split, "shard name")
     if fmt == "parquet":
         return f"parquet/{split}-{index:05d}.parquet"
     if fmt == "webdataset":
@@ -97,7 +104,41 @@ def shard_name(split: str, index: int, fmt: str) -> str:
 
 def part_name(split: str, index: int) -> str:
     """Relative path of the completion marker of shard ``index`` of ``split``."""
+    check_split(split, "marker name")
     return f"{PARTS_DIR}/{split}-{index:05d}.json"
+
+
+def write_marker(dataset_dir: str, split: str, index: int, marker: dict[str, Any]) -> None:
+    """Write the completion marker of a shard (after its files are in place), atomically."""
+    from matdata.storage import atomic_write_text
+
+    text = json.dumps(marker, sort_keys=True, indent=1) + "\n"
+    atomic_write_text(join(dataset_dir, part_name(split, index)), text)
+
+
+def read_marker(
+    dataset_dir: str, split: str, index: int, digest: str, formats: tuple[str, ...] | list[str]
+) -> dict[str, Any] | None:
+    """The completion marker of shard ``(split, index)`` if it records ``digest``, exactly
+    ``formats``, shard entries naming this very shard (confined paths), and every file it
+    lists is on disk with the recorded size and sha256; else None (the shard is redone)."""
+    try:
+        with open_input(join(dataset_dir, part_name(split, index)), "rb") as f:
+            d = json.loads(f.read())
+        if not isinstance(d, dict) or d.get("digest") != digest:
+            return None
+        entries = d["shards"]
+        infos = [ShardInfo.from_dict(e, where=part_name(split, index)) for e in entries]
+    except (FileNotFoundError, ValueError, KeyError, TypeError, DatasetError):
+        return None
+    if sorted(s.format for s in infos) != sorted(formats):
+        return None
+    for s in infos:
+        if (s.split, s.index, s.path) != (split, index, shard_name(split, index, s.format)):
+            return None
+        if shard_ok(dataset_dir, s) is not None:
+            return None
+    return d
 
 
 def check_formats(formats: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
@@ -412,11 +453,14 @@ def read_index(dataset_dir: str) -> dict[str, Any]:
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
         raise DatasetError(f"{path} is not a matdata dataset index")
     version = index.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if isinstance(version, int) and version > SCHEMA_VERSION:
         raise DatasetError(
             f"{path} has schema version {version}, this matdata reads <= {SCHEMA_VERSION}",
             hint="upgrade matdata",
         )
+    from matdata.index_schema import validate_index
+
+    validate_index(index, path)
     return index
 
 
@@ -448,14 +492,13 @@ def list_shards(
 # ----------------------------------------------------------------------------- reading
 
 
-def _iter_parquet(path: str) -> Iterator[Record]:
+def _iter_parquet(f: Any) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
-    with open_input(path) as f:
-        pf = pq.ParquetFile(f)
-        for i in range(pf.num_row_groups):
-            for row in pf.read_row_group(i).to_pylist():
-                yield from_parquet_row(row)
+    pf = pq.ParquetFile(f)
+    for i in range(pf.num_row_groups):
+        for row in pf.read_row_group(i).to_pylist():
+            yield from_parquet_row(row)
 
 
 def _split_member(name: str) -> tuple[str, str]:
@@ -464,8 +507,8 @@ def _split_member(name: str) -> tuple[str, str]:
     return key, ext
 
 
-def _iter_tar(path: str) -> Iterator[Record]:
-    with open_input(path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+def _iter_tar(f: Any) -> Iterator[Record]:
+    with tarfile.open(fileobj=f, mode="r|") as tar:
         current: dict[str, Any] | None = None
         for member in tar:
             if not member.isfile():
@@ -485,21 +528,97 @@ def _iter_tar(path: str) -> Iterator[Record]:
             yield from_wds_sample(current)
 
 
-def iter_shard(dataset_dir: str, shard: ShardInfo) -> Iterator[Record]:
-    """Stream the records of one shard (one row group / one sample at a time)."""
-    path = join(dataset_dir, shard.path)
-    try:
-        if shard.format == "parquet":
-            yield from _iter_parquet(path)
-        else:
-            yield from _iter_tar(path)
-    except FileNotFoundError:
-        raise DatasetError(
-            f"shard {shard.path} listed in {INDEX_NAME} is missing",
-            hint="re-run the build command to finish or repair it",
-        ) from None
-    except (tarfile.TarError, OSError) as exc:
-        raise DatasetError(f"shard {shard.path} is corrupt: {exc}") from exc
+def _read_errors() -> tuple[type[BaseException], ...]:
+    import pyarrow as pa
+
+    # what a damaged file raises while parsing: tar/Arrow errors, bad meta JSON (ValueError),
+    # rows without the expected columns (KeyError/TypeError/AttributeError)
+    return (tarfile.TarError, OSError, pa.ArrowException, ValueError, KeyError, TypeError,
+            AttributeError, EOFError)  # fmt: skip
+
+
+class ShardReader:
+    """Stream the records of one shard, hashing its bytes as they are read.
+
+    Iterating yields records one row group / one sample at a time.  When iteration ends
+    (or :meth:`finish` is called after leaving early, which hashes the unread rest without
+    decoding it) the sha256 of the bytes read is in :attr:`sha256`; with ``verify`` a
+    mismatch with ``dataset.json`` raises one :class:`DatasetError` naming the shard.
+    A file that cannot be parsed raises :class:`DatasetError` naming the shard, too.
+    """
+
+    def __init__(self, dataset_dir: str, shard: ShardInfo, *, verify: bool = False):
+        from matdata.paths import confine
+
+        self.shard = shard
+        self.verify = verify
+        self.path = confine(dataset_dir, shard.path, INDEX_NAME)
+        self.sha256: str | None = None
+        self.bytes: int | None = None
+        self._file: Any = None
+        self._hasher: Any = None
+
+    def _open(self) -> Any:
+        from matdata.storage import HashingReader
+
+        try:
+            fs, p = get_fs(self.path)
+            self._file = fs.open(p, "rb")
+        except FileNotFoundError:
+            raise DatasetError(
+                f"shard {self.shard.path} listed in {INDEX_NAME} is missing",
+                hint="re-run the build command to finish or repair it",
+            ) from None
+        self._hasher = HashingReader(self._file)
+        return self._hasher
+
+    def __iter__(self) -> Iterator[Record]:
+        f = self._open()
+        try:
+            try:
+                if self.shard.format == "parquet":
+                    yield from _iter_parquet(f)
+                else:
+                    yield from _iter_tar(f)
+            except DatasetError as exc:
+                raise DatasetError(f"shard {self.shard.path}: {exc}") from exc
+            except _read_errors() as exc:
+                self.finish()  # a flipped byte is better reported as such than as garbage
+                raise DatasetError(f"shard {self.shard.path} is corrupt: {exc}") from exc
+            self.finish()
+        finally:
+            self.close()
+
+    def finish(self) -> str:
+        """Hash what was not read yet; check it when verifying; return the sha256."""
+        if self.sha256 is None:
+            if self._hasher is None:
+                self._open()
+            try:
+                self.sha256, self.bytes = self._hasher.finish()
+            except OSError as exc:
+                raise DatasetError(f"shard {self.shard.path} is unreadable: {exc}") from exc
+            finally:
+                self.close()
+        if self.verify and (self.sha256 != self.shard.sha256 or self.bytes != self.shard.bytes):
+            raise DatasetError(
+                f"shard {self.shard.path} does not match {INDEX_NAME} "
+                f"(sha256 {self.sha256[:12]}... of {self.bytes} bytes read, "
+                f"{self.shard.sha256[:12]}... of {self.shard.bytes} recorded)",
+                hint="the file changed after it was written: rebuild it, "
+                "or pass --no-verify to use it anyway",
+            )
+        return self.sha256
+
+    def close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+
+
+def iter_shard(dataset_dir: str, shard: ShardInfo, *, verify: bool = False) -> Iterator[Record]:
+    """Stream the records of one shard (see :class:`ShardReader`)."""
+    return iter(ShardReader(dataset_dir, shard, verify=verify))
 
 
 def iter_records(
@@ -515,9 +634,10 @@ def iter_records(
 
 def shard_ok(dataset_dir: str, shard: ShardInfo, *, hash_check: bool = True) -> str | None:
     """``None`` if the shard file exists with the recorded size (and sha256), else why not."""
+    from matdata.paths import confine
     from matdata.storage import sha256_file
 
-    path = join(dataset_dir, shard.path)
+    path = confine(dataset_dir, shard.path, INDEX_NAME)
     fs, p = get_fs(path)
     try:
         size = fs.size(p)
@@ -542,10 +662,15 @@ def verify(dataset_dir: str) -> list[str]:
         if problem:
             problems.append(problem)
         elif shard.format == "parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            with open_input(join(dataset_dir, shard.path)) as f:
-                rows = pq.ParquetFile(f).metadata.num_rows
+            try:
+                with open_input(join(dataset_dir, shard.path)) as f:
+                    rows = pq.ParquetFile(f).metadata.num_rows
+            except (pa.ArrowException, OSError) as exc:
+                problems.append(f"{shard.path}: not a readable Parquet file ({exc})")
+                continue
             if rows != shard.samples:
                 problems.append(f"{shard.path}: {rows} rows, expected {shard.samples}")
     return problems

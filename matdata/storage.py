@@ -7,7 +7,9 @@ place when complete, so a reader never sees a partial file, whatever kills the w
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import os
 import uuid
 from collections.abc import Iterator
@@ -69,13 +71,25 @@ def atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
             if hasattr(f, "flush"):
                 f.flush()
             if hasattr(f, "fileno"):
-                with contextlib.suppress(OSError, ValueError, AttributeError):
-                    os.fsync(f.fileno())
+                _fsync(f)
         fs.mv(tmp, p)
     except BaseException:
         with contextlib.suppress(Exception):
             fs.rm(tmp)
         raise
+
+
+def _fsync(f: Any) -> None:
+    """fsync where the file supports it; a real write error (disk full, I/O) is raised."""
+    try:
+        fd = f.fileno()
+    except (OSError, ValueError, AttributeError):
+        return  # not a real file (in-memory, remote): nothing to sync
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EROFS, errno.EBADF):
+            raise
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
@@ -111,3 +125,87 @@ def sha256_file(path: str, chunk: int = 1 << 20) -> tuple[str, int]:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+class HashingReader(io.RawIOBase):
+    """A seekable read-only file wrapper that hashes the file's bytes in file order while
+    they are read, so a reader verifies a file without reading it twice.
+
+    Reads may jump around (a Parquet reader reads the footer first): bytes read ahead of
+    the hashed position are kept (up to ``keep`` bytes) and folded into the hash when it
+    reaches them.  :meth:`finish` reads whatever the consumer did not (the rest of a file
+    left early, tar padding) and returns ``(hex sha256, size)``.
+    """
+
+    def __init__(self, f: IO[bytes], keep: int = 16 << 20):
+        super().__init__()
+        self._f = f
+        self._pos = 0
+        self._hashed = 0
+        self._sha = hashlib.sha256()
+        self._ahead: dict[int, bytes] = {}
+        self._ahead_bytes = 0
+        self._keep = keep
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = self._f.seek(offset, whence)
+        return self._pos
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        data = self._f.read(len(view))
+        n = len(data)
+        view[:n] = data
+        self._absorb(self._pos, data)
+        self._pos += n
+        return n
+
+    def _absorb(self, start: int, data: bytes) -> None:
+        end = start + len(data)
+        if start <= self._hashed < end:
+            self._sha.update(memoryview(data)[self._hashed - start :])
+            self._hashed = end
+            self._drain_ahead()
+        elif start > self._hashed and self._ahead_bytes + len(data) <= self._keep and data:
+            self._ahead[start] = bytes(data)
+            self._ahead_bytes += len(data)
+
+    def _drain_ahead(self) -> None:
+        progressed = True
+        while progressed and self._ahead:
+            progressed = False
+            for start in sorted(self._ahead):
+                chunk = self._ahead[start]
+                if start > self._hashed:
+                    break
+                del self._ahead[start]
+                self._ahead_bytes -= len(chunk)
+                if start + len(chunk) > self._hashed:
+                    self._sha.update(memoryview(chunk)[self._hashed - start :])
+                    self._hashed = start + len(chunk)
+                    progressed = True
+
+    def finish(self, chunk: int = 1 << 20) -> tuple[str, int]:
+        """Hash the bytes not read yet (without decoding them); ``(hex sha256, size)``."""
+        self._drain_ahead()
+        while True:
+            nxt = min(self._ahead, default=None)
+            self._f.seek(self._hashed)
+            want = chunk if nxt is None else min(chunk, nxt - self._hashed)
+            data = self._f.read(want)
+            if not data:
+                break
+            self._sha.update(data)
+            self._hashed += len(data)
+            self._drain_ahead()
+        self._f.seek(self._pos)
+        return self._sha.hexdigest(), self._hashed

@@ -40,6 +40,7 @@ one resize with flip and jitter at the smaller of crop and output size
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -48,8 +49,10 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from matdata.errors import DatasetError
+from matdata.errors import DatasetError, MatdataError
 from modnet.augment import AugmentConfig, binarize, crop_into, recompose
+
+_log = logging.getLogger("matdata.modnet")
 
 T = TypeVar("T")
 
@@ -186,8 +189,10 @@ class MattingStream:
         world: int | None = None,
         shard_counts: Sequence[int] | None = None,
         open_shard: RecordOpener | None = None,
+        verify: bool = True,
     ):
         self.data_dir = data_dir
+        self.verify = verify
         self.cfg = cfg
         self.epochs = epochs
         self.start_batch = int(start_batch)
@@ -214,26 +219,36 @@ class MattingStream:
 
     # ------------------------------------------------------------------ records
 
-    def _open_shard(self, s: int) -> Iterator[Any]:
+    def _open_shard(self, s: int) -> Any:
         if self._open is not None:
             return self._open(s)
-        from matdata.shards import iter_shard
+        from matdata.shards import ShardReader
 
         assert self.data_dir is not None
-        return iter_shard(self.data_dir, self._shards[s])
+        return ShardReader(self.data_dir, self._shards[s], verify=self.verify)
 
     def epoch_records(self, epoch: int) -> Iterator[Any]:
-        """The records of this rank's block in epoch ``epoch``, before shuffling."""
+        """The records of this rank's block in epoch ``epoch``, before shuffling.
+
+        On-disk shards are hashed while they stream; a shard left early (the block ends
+        inside it) has its unread rest hashed without decoding, and with ``verify`` a
+        mismatch raises one :class:`DatasetError` naming the shard."""
         order = shard_order(len(self.counts), self.cfg.seed, epoch, self.cfg.train)
         start, stop = rank_block(self.total, self.rank, self.world)
         for s, lo, hi in block_slices(order, self.counts, start, stop):
-            it = self._open_shard(s)
+            reader = self._open_shard(s)
+            where = getattr(getattr(reader, "shard", None), "path", f"shard {s}")
+            it = iter(reader)
             try:
                 for i, rec in enumerate(it):
                     if i >= hi:
                         break
                     if i >= lo:
+                        setattr(rec, _SHARD_ATTR, where)  # for bad-record reports
                         yield rec
+                finish = getattr(reader, "finish", None)
+                if finish is not None:
+                    finish()
             finally:
                 close = getattr(it, "close", None)
                 if close is not None:
@@ -272,7 +287,10 @@ class MattingStream:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker, workers = _worker_info()
         for epoch, p, rec, partner in self._owned(worker, workers):
-            yield self.make_sample(rec, epoch, p, partner=partner)
+            try:
+                yield self.make_sample(rec, epoch, p, partner=partner)
+            except MatdataError as exc:
+                _log.warning("skipping undecodable record: %s", bad_record(rec, exc))
 
     def iter_batches(self) -> Iterator[dict[str, Any]]:
         """Collated batches of this loader worker (what :func:`make_loader` yields): the
@@ -286,8 +304,11 @@ class MattingStream:
             g = epoch * n + p
             if batch is None:
                 batch = _Batch(b, self.cfg.image_size)
-            self._fill(rec, epoch, p, partner, batch.slot(g % b))
-            batch.add(rec.key, p, is_coarse(rec.meta))
+            try:  # an undecodable record is left out of its batch and reported with it
+                self._fill(rec, epoch, p, partner, batch.slot(len(batch.keys)))
+                batch.add(rec.key, p, is_coarse(rec.meta))
+            except MatdataError as exc:
+                batch.bad.append(bad_record(rec, exc))
             if g % b == b - 1:
                 yield batch.result()
                 batch = None
@@ -385,6 +406,7 @@ class _Batch:
         self.keys: list[str] = []
         self.positions: list[int] = []
         self.coarse: list[bool] = []
+        self.bad: list[dict[str, str]] = []
 
     def slot(self, i: int) -> _Slot:
         a = self.arrays
@@ -401,7 +423,23 @@ class _Batch:
         out["coarse"] = torch.tensor(self.coarse, dtype=torch.bool)
         out["key"] = list(self.keys)
         out["position"] = torch.tensor(self.positions, dtype=torch.int64)
+        if self.bad:  # undecodable records left out: {key, shard, reason, detail}
+            out["bad"] = list(self.bad)
         return out
+
+
+#: Attribute set on streamed records: the shard they came from (for bad-record reports).
+_SHARD_ATTR = "_matdata_shard"
+
+
+def bad_record(rec: Any, exc: BaseException) -> dict[str, str]:
+    """``{key, shard, reason, detail}`` of a record that could not be decoded."""
+    return {
+        "key": str(getattr(rec, "key", "?")),
+        "shard": str(getattr(rec, _SHARD_ATTR, "?")),
+        "reason": str(getattr(exc, "reason", type(exc).__name__)),
+        "detail": str(exc)[:300],
+    }
 
 
 def _empty(shape: tuple[int, ...], shared: bool) -> torch.Tensor:

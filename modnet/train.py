@@ -38,7 +38,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from matdata.errors import CheckpointError, ConfigError, DeviceError
+from matdata.errors import CheckpointError, ConfigError, DatasetError, DeviceError
 
 CKPT_FORMAT = "matdata-modnet-train"
 CKPT_VERSION = 1
@@ -92,6 +92,8 @@ class TrainConfig:
     recompose: float = 0.0
     loss_weights: tuple[float, float, float] = (10.0, 10.0, 1.0)
     record_keys: bool = False
+    verify: bool = True  # hash shards while streaming; refuse a mismatch
+    max_bad_records: int = 10  # undecodable records skipped before training stops
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -121,6 +123,8 @@ class TrainConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}", hint="adamw or sgd")
         if self.schedule not in ("cosine", "step", "constant"):
             raise ConfigError(f"unknown schedule {self.schedule!r}", hint="cosine, step, constant")
+        if self.max_bad_records < 0:
+            raise ConfigError(f"--max-bad-records must be >= 0, got {self.max_bad_records}")
 
     @property
     def base_lr(self) -> float:
@@ -368,6 +372,7 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
         self.step = 0
+        self._bad_seen: set[tuple[str, str]] = set()
         if ckpt is not None:
             self._restore(ckpt)
         self._val_split = self._has_split("val")
@@ -427,15 +432,15 @@ class Trainer:
         """Write ``checkpoints/step-N.pt`` and ``last.pt`` (rank 0), prune old ones."""
         if not self.dist.is_main:
             return None
-        from matdata.storage import atomic_open, join, makedirs
+        from matdata.storage import join, makedirs
+        from modnet.checkpointing import save_state
 
         cdir = join(self.cfg.out, "checkpoints")
         makedirs(cdir)
         state = self.state()
         path = join(cdir, f"step-{self.step:07d}.pt")
         for target in (path, join(self.cfg.out, "last.pt")):
-            with atomic_open(target, "wb") as f:
-                torch.save(state, f)
+            save_state(state, target)
         if self.cfg.keep_checkpoints > 0:
             old = sorted(p for p in os.listdir(cdir) if p.startswith("step-"))
             for name in old[: -self.cfg.keep_checkpoints]:
@@ -465,7 +470,25 @@ class Trainer:
             start_batch=start_batch,
             rank=self.dist.rank,
             world=self.dist.world,
+            verify=cfg.verify,
         )
+
+    def _note_bad(self, batch: dict[str, Any]) -> bool:
+        """Record the undecodable records a batch left out (``RUN/bad_records.jsonl``, once
+        each); raise past ``max_bad_records``.  True if the batch has no sample left."""
+        bad = batch.get("bad") or []
+        if bad:
+            from modnet.checkpointing import note_bad_records
+
+            note_bad_records(self.cfg.out, bad, self._bad_seen, self.cfg.max_bad_records)
+        empty = len(batch["key"]) == 0
+        if empty and self.dist.world > 1:  # skipping a step on one rank would stall the others
+            raise DatasetError(
+                f"rank {self.dist.rank} got a batch of undecodable records only "
+                f"(listed in {self.cfg.out}/bad_records.jsonl)",
+                hint="repair or rebuild the dataset",
+            )
+        return empty
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         from modnet.data import prepare_batch
@@ -523,6 +546,8 @@ class Trainer:
         for i, batch in enumerate(loader):
             if self.cfg.val_batches and i >= self.cfg.val_batches:
                 break
+            if self._note_bad(batch):
+                continue
             batch = self._to_device(batch)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
                 losses, matte = compute_losses(model, batch, self.cfg.loss_weights)
@@ -570,6 +595,8 @@ class Trainer:
                         if interrupt.requested:
                             break
                         raise
+                    if self._note_bad(batch):
+                        continue
                     if cfg.record_keys:
                         log.keys(self.step, batch["key"])
                     train = self.train_step(self._to_device(batch))

@@ -8,25 +8,12 @@ writes ``dataset.json`` last.  No image logic here: that is :mod:`matdata.builde
 
 from __future__ import annotations
 
-import contextlib
-import json
-import threading
 import time
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
 from matdata.builder import (
     BuildConfig,
@@ -37,21 +24,14 @@ from matdata.builder import (
     prepare_build,
     run_shard,
 )
-from matdata.errors import ConfigError, DatasetError
 from matdata.rejects import Reject, check_reject_rate, count_by_reason, write_rejects
-from matdata.shards import (
-    FORMATS,
-    INDEX_NAME,
-    PARTS_DIR,
-    REJECTS_NAME,
-    list_temporaries,
-    write_index,
-)
-from matdata.storage import atomic_write_text, get_fs, join
+from matdata.shards import PARTS_DIR, REJECTS_NAME, write_index
+from matdata.storage import join
+from pipelines.runner import OWNED, ShardJob, run_job
+from pipelines.runner import prepare_output as runner_prepare_output
 
 PLAN_NAME = f"{PARTS_DIR}/plan.json"
-#: Names a build owns inside its output directory (``--overwrite`` removes only these).
-OWNED = (INDEX_NAME, REJECTS_NAME, PARTS_DIR, *FORMATS)
+__all__ = ["OWNED", "PLAN_NAME", "BuildSummary", "build_job", "prepare_output", "run_build"]
 
 
 @dataclass
@@ -79,42 +59,12 @@ class BuildSummary:
         return self.samples_written / self.seconds if self.seconds > 0 else 0.0
 
 
-class _RateColumn(ProgressColumn):
-    def render(self, task: Any) -> Text:
-        # completed / elapsed: shards finish in bursts, rich's windowed speed is too jumpy
-        elapsed = task.finished_time if task.finished else task.elapsed
-        if not elapsed or not task.completed:
-            return Text("- samples/s", style="cyan")
-        return Text(f"{task.completed / elapsed:,.1f} samples/s", style="cyan")
-
-
-class _Reporter:
-    """Progress callback run on a worker: sends ``{"shard", "n"}`` events to the client's
-    topic at most every ``interval`` seconds (no-op outside a Dask worker)."""
-
-    def __init__(self, topic: str, shard: str, interval: float = 0.5):
-        self.topic, self.shard, self.interval = topic, shard, interval
-        self.pending = 0
-        self.last = time.monotonic()
-
-    def __call__(self, n: int) -> None:
-        self.pending += n
-        if time.monotonic() - self.last >= self.interval:
-            from distributed import get_worker
-
-            with contextlib.suppress(ValueError):  # ValueError: not running on a worker
-                get_worker().log_event(self.topic, {"shard": self.shard, "n": self.pending})
-            self.pending = 0
-            self.last = time.monotonic()
-
-
-def build_shard(task: ShardTask, topic: str | None = None) -> ShardResult:
-    """The Dask task: reuse a complete shard from a previous run, else write it
-    (reporting progress to ``topic`` when given)."""
+def build_shard(task: ShardTask, progress: Callable[[int], None] | None = None) -> ShardResult:
+    """The per-shard function: reuse a complete shard from a previous run, else write it."""
     done = completed_shard(task)
     if done is not None:
         return done
-    return run_shard(task, progress=_Reporter(topic, task.name) if topic else None)
+    return run_shard(task, progress=progress)
 
 
 # ----------------------------------------------------------------------- output folder
@@ -132,50 +82,42 @@ def _diff_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
-def prepare_output(plan: BuildPlan, *, overwrite: bool = False) -> None:
-    """Check ``--out`` holds nothing or this same build, clean temporaries, record the plan.
+def _same_build(old: dict[str, Any] | None, mine: dict[str, Any]) -> bool:
+    return (
+        old is not None
+        and old.get("plan_sha256") == mine["plan_sha256"]
+        and old.get("config") == mine["config"]
+    )
 
-    A directory holding a different build is refused unless ``overwrite``; then only the
-    files a build owns (:data:`OWNED`) are deleted.  Unknown files are never deleted.
-    """
-    out = plan.config.out
-    fs, root = get_fs(out)
-    fs.makedirs(root, exist_ok=True)
-    names = {n.rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(root, detail=False)}
-    foreign = sorted(n for n in names if n not in OWNED)
-    if foreign:
-        raise ConfigError(
-            f"{out} holds files that are not a matdata build ({', '.join(foreign[:3])}...)",
-            hint="choose an empty or new --out directory",
-        )
-    mine = _plan_record(plan)
-    if names:
-        old = None
-        try:
-            with fs.open(join(root, PLAN_NAME), "rb") as f:
-                old = json.loads(f.read())
-        except (FileNotFoundError, ValueError):
-            old = None
-        same = old is not None and old.get("plan_sha256") == mine["plan_sha256"]
-        same = same and old.get("config") == mine["config"]
-        if not same and not overwrite:
-            what = (
-                "options differ: " + ", ".join(_diff_keys(old["config"], mine["config"]))
-                if old and old.get("config") != mine["config"]
-                else "its inputs or plan differ"
-            )
-            raise ConfigError(
-                f"{out} holds a different build ({what})",
-                hint="use --overwrite to replace it, or another --out",
-            )
-        if not same:
-            for n in OWNED:
-                p = join(root, n)
-                if fs.exists(p):
-                    fs.rm(p, recursive=True)
-    for tmp in list_temporaries(out):
-        fs.rm(tmp)
-    atomic_write_text(join(out, PLAN_NAME), json.dumps(mine, sort_keys=True, indent=1) + "\n")
+
+def _build_differs(old: dict[str, Any] | None, mine: dict[str, Any]) -> str:
+    if old and isinstance(old.get("config"), dict) and old["config"] != mine["config"]:
+        return "options differ: " + ", ".join(_diff_keys(old["config"], mine["config"]))
+    return "its inputs or plan differ"
+
+
+def build_job(plan: BuildPlan) -> ShardJob:
+    """The build as a :class:`~pipelines.runner.ShardJob` over ``plan``'s shard tasks."""
+    return ShardJob(
+        kind="build",
+        out=plan.config.out,
+        plan_name=PLAN_NAME,
+        plan=_plan_record(plan),
+        tasks=plan.tasks,
+        fn=build_shard,
+        same=_same_build,
+        differs=_build_differs,
+    )
+
+
+def prepare_output(plan: BuildPlan, *, overwrite: bool = False) -> None:
+    """Check ``--out`` holds nothing or this same build, clean temporaries, record the plan
+    (:func:`pipelines.runner.prepare_output`; run without the lock, for benchmarks)."""
+    job = build_job(plan)
+    runner_prepare_output(
+        job.out, job.plan_name, job.plan, overwrite=overwrite, kind="build",
+        same=job.same, differs=job.differs,
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- build
@@ -224,84 +166,28 @@ def run_build(
     others are kept; rerunning resumes), and :class:`~matdata.rejects.RejectRateError`
     (``rejects.parquet`` written, no ``dataset.json``) when the build-stage rejects of a
     source exceed ``max_reject_rate`` of the inputs it found."""
-    from distributed import as_completed
-
-    from pipelines.cluster import dask_client
-
     console = console or Console(stderr=True)
     t0 = time.perf_counter()
     plan = prepare_build(cfg)
     for w in plan.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
-    prepare_output(plan, overwrite=overwrite)
-
-    results: list[ShardResult] = []
-    failures: list[tuple[str, BaseException]] = []
-    columns = (
-        TextColumn("[bold]build[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+    job = build_job(plan)
+    return run_job(
+        job,
+        lambda results: _finish(plan, job, results, t0, max_reject_rate),
+        workers=workers,
+        scheduler=scheduler,
+        overwrite=overwrite,
+        console=console,
+        progress=progress,
     )
-    with (
-        dask_client(workers, scheduler) as client,
-        Progress(*columns, console=console, disable=not progress, transient=False) as bar,
-    ):
-        n_workers = len(client.scheduler_info().get("workers", {}))
-        job = bar.add_task("samples", total=plan.samples)
-        # workers report samples as they go (events, throttled); a shard's completion then
-        # settles its count exactly, whatever events arrived or were lost
-        topic = f"matdata-build-{uuid.uuid4().hex[:12]}"
-        lock = threading.Lock()
-        reported: dict[str, int] = {}
-        finished: set[str] = set()
 
-        def _on_event(event: tuple[float, dict[str, Any]]) -> None:
-            msg = event[1]
-            with lock:
-                if msg["shard"] in finished:
-                    return
-                reported[msg["shard"]] = reported.get(msg["shard"], 0) + int(msg["n"])
-            bar.advance(job, int(msg["n"]))
 
-        client.subscribe_topic(topic, _on_event)
-        t_shards = time.perf_counter()
-        futures = {
-            client.submit(build_shard, t, topic, pure=False, priority=-i): t
-            for i, t in enumerate(plan.tasks)
-        }
-        for fut in as_completed(futures):
-            task = futures[fut]
-            name = task.name
-            try:
-                res = fut.result()
-            except Exception as exc:  # recorded; the build reports them all at the end
-                failures.append((name, exc))
-                continue
-            finally:
-                fut.release()
-            results.append(res)
-            with lock:
-                finished.add(name)
-                seen = reported.pop(name, 0)
-            total = bar.tasks[0].total or 0
-            if res.skipped:  # resumed shards do not count towards the speed
-                bar.update(job, total=total - res.samples)
-            else:  # samples lost to build rejects leave the total too
-                bar.update(job, total=total - (task.samples - res.samples))
-                bar.advance(job, res.samples - seen)
-        t_shards = time.perf_counter() - t_shards
-        client.unsubscribe_topic(topic)
-    if failures:
-        name, exc = sorted(failures, key=lambda f: f[0])[0]
-        raise DatasetError(
-            f"{len(failures)} of {len(plan.tasks)} shards failed (first: {name}: {exc})",
-            hint="complete shards are kept; fix the cause and re-run the same command",
-        )
-
+def _finish(
+    plan: BuildPlan, job: ShardJob, results: list[ShardResult], t0: float, max_reject_rate: float
+) -> BuildSummary:
+    """Rejects, ``dataset.json`` and the summary of a build whose shards are all done."""
+    cfg = plan.config
     results.sort(key=lambda r: (r.split, r.index))
     build_rejects = _build_rejects(results)
     all_rejects = plan.rejects + build_rejects
@@ -348,8 +234,8 @@ def run_build(
         accounting=acct,
         rejects_by_reason=count_by_reason(all_rejects),
         warnings=plan.warnings,
-        workers=n_workers,
-        shard_seconds=t_shards,
+        workers=job.stats.workers,
+        shard_seconds=job.stats.seconds,
         task_seconds=sum(r.seconds for r in written),
         peak_rss_mb=max((r.peak_rss_mb for r in written), default=0.0),
     )

@@ -17,24 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from matdata.errors import ConfigError, DatasetError
 from matdata.rejects import Reject, count_by_reason, read_rejects, write_rejects
-from matdata.shards import (
-    FORMATS,
-    INDEX_NAME,
-    PARTS_DIR,
-    REJECTS_NAME,
-    list_shards,
-    list_temporaries,
-    read_index,
-    write_index,
-)
-from matdata.storage import atomic_write_text, exists, get_fs, join
+from matdata.shards import PARTS_DIR, REJECTS_NAME, list_shards, read_index, write_index
+from matdata.storage import exists, get_fs, join
+from pipelines.runner import ShardJob, run_job
 
 PLAN_NAME = f"{PARTS_DIR}/harmonize.json"
-OWNED = (INDEX_NAME, REJECTS_NAME, PARTS_DIR, *FORMATS)
 #: dataset.json fields written by ``write_index`` itself (the rest is carried over).
 _INDEX_FIELDS = ("format", "schema_version", "formats", "splits", "samples", "shards")
 _INDEX_FIELDS += ("config", "sources", "rejects")
@@ -61,37 +51,6 @@ def _same_dir(a: str, b: str) -> bool:
     return type(fa) is type(fb) and pa.rstrip("/") == pb.rstrip("/")
 
 
-def prepare_output(out: str, plan: dict[str, Any], *, overwrite: bool = False) -> None:
-    """Refuse foreign files and a different harmonization in ``out`` (unless overwrite)."""
-    fs, root = get_fs(out)
-    fs.makedirs(root, exist_ok=True)
-    names = {n.rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(root, detail=False)}
-    foreign = sorted(n for n in names if n not in OWNED)
-    if foreign:
-        raise ConfigError(
-            f"{out} holds files that are not a matdata dataset ({', '.join(foreign[:3])})",
-            hint="choose an empty or new --out directory",
-        )
-    if names:
-        try:
-            with fs.open(join(root, PLAN_NAME), "rb") as f:
-                old = json.loads(f.read())
-        except (FileNotFoundError, ValueError):
-            old = None
-        if old != plan:
-            if not overwrite:
-                raise ConfigError(
-                    f"{out} holds a different dataset or harmonization",
-                    hint="use --overwrite to replace it, or another --out",
-                )
-            for n in OWNED:
-                if fs.exists(join(root, n)):
-                    fs.rm(join(root, n), recursive=True)
-    for tmp in list_temporaries(out):
-        fs.rm(tmp)
-    atomic_write_text(join(out, PLAN_NAME), json.dumps(plan, sort_keys=True, indent=1) + "\n")
-
-
 def run_harmonize(
     dataset: str,
     out: str,
@@ -104,15 +63,17 @@ def run_harmonize(
     workers: int | None = None,
     scheduler: str | None = None,
     overwrite: bool = False,
+    verify: bool = True,
     console: Console | None = None,
     progress: bool = True,
 ) -> HarmonizeSummary:
-    """Harmonize every composite of ``dataset`` into a new dataset ``out``."""
-    from distributed import as_completed
+    """Harmonize every composite of ``dataset`` into a new dataset ``out``.
 
+    Each input shard is hashed while it is read; with ``verify`` (default) a shard whose
+    bytes differ from ``dataset.json`` fails its task with one line naming it.  The hashes
+    of the bytes actually read are recorded in ``harmonization.source_dataset.shards``."""
     from harmonization.dataset import HarmonizeTask, run_task
     from harmonization.harmonizers import load_harmonizer
-    from pipelines.cluster import dask_client
 
     console = console or Console(stderr=True)
     t0 = time.perf_counter()
@@ -140,7 +101,7 @@ def run_harmonize(
         HarmonizeTask(
             src=dataset, out=out, shard=s, model=model, checkpoint=checkpoint,
             checkpoint_sha256=ckpt_sha, params=params, device=device, batch_size=batch_size,
-            formats=formats, jpeg_quality=quality,
+            formats=formats, jpeg_quality=quality, verify=verify,
         )
         for s in shards
     ]  # fmt: skip
@@ -153,41 +114,44 @@ def run_harmonize(
         "jpeg_quality": quality,
     }
     plan["plan_sha256"] = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
-    prepare_output(out, plan, overwrite=overwrite)
+    job = ShardJob(
+        kind="harmonize",
+        out=out,
+        plan_name=PLAN_NAME,
+        plan=plan,
+        tasks=tasks,
+        fn=run_task,
+        label=f"[bold]harmonize[/] {model}",
+    )
 
-    results = []
-    failures: list[tuple[str, BaseException]] = []
-    with dask_client(workers, scheduler) as client:
-        n_workers = len(client.scheduler_info().get("workers", {}))
-        futures = {
-            client.submit(run_task, t, pure=False, priority=-i): t.name for i, t in enumerate(tasks)
-        }
-        columns = (
-            TextColumn(f"[bold]harmonize[/] {model}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console, disable=not progress) as bar:
-            job = bar.add_task("samples", total=sum(s.samples for s in shards))
-            for fut in as_completed(futures):
-                try:
-                    res = fut.result()
-                except Exception as exc:  # reported together below; other shards are kept
-                    failures.append((futures[fut], exc))
-                    continue
-                finally:
-                    fut.release()
-                results.append(res)
-                bar.advance(job, res.samples + res.counts.get("rejected", 0))
-    if failures:
-        name, exc = sorted(failures, key=lambda f: f[0])[0]
-        msg = exc.one_line() if hasattr(exc, "one_line") else str(exc)
-        raise DatasetError(
-            f"{len(failures)} of {len(tasks)} shards failed (first: {name}: {msg})",
-            hint="complete shards are kept; fix the cause and re-run the same command",
-        )
+    def finish(results: list[Any]) -> HarmonizeSummary:
+        return _finish(dataset, out, index, plan, probe, job, results, t0)
 
+    return run_job(
+        job,
+        finish,
+        workers=workers,
+        scheduler=scheduler,
+        overwrite=overwrite,
+        console=console,
+        progress=progress,
+    )
+
+
+def _finish(
+    dataset: str,
+    out: str,
+    index: dict[str, Any],
+    plan: dict[str, Any],
+    probe: Any,
+    job: ShardJob,
+    results: list[Any],
+    t0: float,
+) -> HarmonizeSummary:
+    """Rejects, ``dataset.json`` and the summary once every shard is harmonized."""
+    model, ckpt_sha = plan["model"], plan["checkpoint_sha256"]
+    # the hash of the bytes each task read (equal to the planned one unless --no-verify)
+    read = [r.input_sha256 or planned for r, planned in zip(results, plan["input"], strict=True)]
     results.sort(key=lambda r: (r.split, r.index))
     new_rejects: list[Reject] = [rj for r in results for rj in r.rejects]
     old_rejects: list[Reject] = []
@@ -201,7 +165,7 @@ def run_harmonize(
         "checkpoint_sha256": ckpt_sha,
         "params": probe.params(),
         "counts": counts,
-        "source_dataset": {"path": dataset, "shards": plan["input"]},
+        "source_dataset": {"path": dataset, "shards": read},
         "plan_sha256": plan["plan_sha256"],
     }
     extra = {k: v for k, v in index.items() if k not in _INDEX_FIELDS and k != "harmonization"}
@@ -232,6 +196,6 @@ def run_harmonize(
         written=len(written),
         skipped=len(results) - len(written),
         seconds=time.perf_counter() - t0,
-        workers=n_workers,
+        workers=job.stats.workers,
         rejects_by_reason=count_by_reason(new_rejects),
     )

@@ -70,6 +70,17 @@ def _fail(message: str) -> None:
     raise ConfigError(message)
 
 
+def hold_output_lock(ctx: typer.Context, directory: str, job: str) -> None:
+    """Take the exclusive lock of an output directory (:func:`matdata.locks.output_lock`)
+    for the rest of the running command (released when its context ``ctx`` closes)."""
+    from matdata.locks import output_lock
+
+    def warn(msg: str) -> None:
+        console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
+
+    ctx.with_resource(output_lock(directory, job, warn=warn))
+
+
 def main() -> None:
     """Console entry point: run the app, turning known errors into one line."""
     try:

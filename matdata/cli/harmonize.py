@@ -77,6 +77,13 @@ def harmonize_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a different dataset in --out.")
     ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Refuse an input shard whose bytes differ from its sha256 (hashed as read).",
+        ),
+    ] = True,
     progress_bar: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
     ] = True,
@@ -98,6 +105,7 @@ def harmonize_cmd(
         workers=workers,
         scheduler=scheduler,
         overwrite=overwrite,
+        verify=verify,
         console=console,
         progress=progress_bar,
     )

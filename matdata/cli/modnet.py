@@ -99,6 +99,22 @@ def train_cmd(
         str | None, typer.Option("--resume", help="Checkpoint (or run dir) to continue exactly.")
     ] = None,
     record_keys: Annotated[bool | None, typer.Option("--record-keys", hidden=True)] = None,
+    verify: Annotated[
+        bool | None,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Refuse a shard whose bytes differ from its sha256 (hashed as read).  "
+            "\\[default: verify]",
+        ),
+    ] = None,
+    max_bad_records: Annotated[
+        int | None,
+        typer.Option(
+            "--max-bad-records",
+            help="Undecodable records skipped (listed in RUN/bad_records.jsonl) before "
+            "training stops.  \\[default: 10]",
+        ),
+    ] = None,
 ) -> None:
     """Train MODNet on a built dataset (CPU, one GPU, or several with torchrun)."""
     from modnet.train import resolve_config, train
@@ -109,7 +125,7 @@ def train_cmd(
         schedule=schedule, warmup=warmup, clip_grad=clip_grad, amp=amp, val_every=val_every,
         val_batches=val_batches, ckpt_every=ckpt_every, log_every=log_every, workers=workers,
         seed=seed, fmt=fmt, shuffle_buffer=shuffle_buffer, recompose=recompose, init=init,
-        record_keys=record_keys,
+        record_keys=record_keys, verify=verify, max_bad_records=max_bad_records,
     )  # fmt: skip
     if resume and not out_dir:
         overrides["out"] = None  # keep the checkpoint's run directory

@@ -13,6 +13,7 @@ from matdata.cli.app import (
     _fail,
     app,
     console,
+    hold_output_lock,
     out,
 )
 
@@ -21,6 +22,7 @@ from matdata.cli.app import (
 
 @app.command("qa")
 def qa_cmd(
+    ctx: typer.Context,
     dataset: Annotated[str, typer.Argument(help="A built (or harmonized) dataset directory.")],
     report_dir: Annotated[
         str, typer.Option("--out", "-o", help="Folder for report.html + summary.json.")
@@ -69,6 +71,7 @@ def qa_cmd(
     if sample < 0:
         _fail(f"--sample must be >= 0, got {sample}")
     total = int(read_index(dataset).get("samples", 0))
+    hold_output_lock(ctx, report_dir, "qa")  # one writer per report folder, until the command ends
     with Progress(
         TextColumn("[bold]qa[/]"),
         BarColumn(),
