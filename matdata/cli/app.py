@@ -52,7 +52,9 @@ def _root(
 # Shared option aliases ---------------------------------------------------------------
 WorkersOpt = Annotated[
     int | None,
-    typer.Option("--workers", "-w", help="Local Dask workers (default: one per core)."),
+    typer.Option(
+        "--workers", "-w", min=1, max=512, help="Local Dask workers (default: one per core)."
+    ),
 ]
 SchedulerOpt = Annotated[
     str | None,
@@ -62,7 +64,7 @@ SchedulerOpt = Annotated[
         help="Address of an existing Dask cluster (tcp://HOST:PORT); default: a local one.",
     ),
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed for every random choice.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 
 

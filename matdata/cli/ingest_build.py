@@ -131,9 +131,11 @@ def build_cmd(
         str, typer.Option("--bg", help="Backgrounds: catalog NAME | demo | KIND:PATH | manifest.")
     ],
     out_dir: Annotated[str, typer.Option("--out", help="Output dataset dir (path or URL).")],
-    per_fg: Annotated[int, typer.Option("--per-fg", help="Backgrounds per foreground (K).")] = 10,
+    per_fg: Annotated[
+        int, typer.Option("--per-fg", min=1, max=1000, help="Backgrounds per foreground (K).")
+    ] = 10,
     size: Annotated[
-        str, typer.Option("--size", help="Output size: 512 (square) | WxH | native.")
+        str, typer.Option("--size", help="Output size: 512 (square) | WxH | native (16..8192).")
     ] = "512",
     augment: Annotated[
         bool,
@@ -143,7 +145,8 @@ def build_cmd(
     ] = True,
     trimap: Annotated[bool, typer.Option("--trimap", help="Store a trimap per sample.")] = False,
     trimap_rel_width: Annotated[
-        float, typer.Option("--trimap-width", help="Trimap band radius / sqrt(H*W).")
+        float,
+        typer.Option("--trimap-width", min=0.0, max=0.5, help="Trimap band radius / sqrt(H*W)."),
     ] = 0.01,
     keep_layers: Annotated[
         bool, typer.Option("--keep-layers", help="Store fg colours and bg crop too.")
@@ -154,24 +157,37 @@ def build_cmd(
     ] = "256MB",
     samples_per_shard: Annotated[
         int | None,
-        typer.Option("--samples-per-shard", help="Exact samples per shard (overrides size)."),
+        typer.Option(
+            "--samples-per-shard",
+            min=1,
+            max=1_000_000,
+            help="Exact samples per shard (overrides size).",
+        ),
     ] = None,
     seed: SeedOpt = 0,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     jpeg_quality: Annotated[
-        int, typer.Option("--jpeg-quality", help="JPEG quality of stored images.")
+        int, typer.Option("--jpeg-quality", min=1, max=100, help="JPEG quality of stored images.")
     ] = 95,
     bg_crop: Annotated[str, typer.Option("--bg-crop", help="random | center.")] = "random",
     bg_blur: Annotated[
-        float, typer.Option("--bg-blur", help="Probability of background blur.")
+        float, typer.Option("--bg-blur", min=0.0, max=1.0, help="Probability of background blur.")
     ] = 0.0,
-    noise: Annotated[float, typer.Option("--noise", help="Probability of Gaussian noise.")] = 0.0,
+    noise: Annotated[
+        float, typer.Option("--noise", min=0.0, max=1.0, help="Probability of Gaussian noise.")
+    ] = 0.0,
     jpeg_match: Annotated[
-        float, typer.Option("--jpeg-match", help="Probability of matched fg/bg JPEG artefacts.")
+        float,
+        typer.Option(
+            "--jpeg-match", min=0.0, max=1.0, help="Probability of matched fg/bg JPEG artefacts."
+        ),
     ] = 0.0,
     color_jitter: Annotated[
-        float, typer.Option("--color-jitter", help="Probability of fg/bg colour jitter.")
+        float,
+        typer.Option(
+            "--color-jitter", min=0.0, max=1.0, help="Probability of fg/bg colour jitter."
+        ),
     ] = 0.0,
     fg_estimator: Annotated[
         str,

@@ -73,7 +73,7 @@ def is_abort(exc: BaseException) -> bool:
 
 def is_exit(exc: BaseException) -> bool:
     """click's ``Exit`` (typer.Exit is one) of any click in play."""
-    return isinstance(exc, _classes("Exit")) or isinstance(exc, typer.Exit)
+    return isinstance(exc, (*_classes("Exit"), typer.Exit))
 
 
 def prog_name() -> str:
@@ -156,7 +156,7 @@ def find_repeat(root: Any, args: Sequence[str]) -> tuple[list[str], Any, str] | 
             rest = rest[positional[0] + 1 :]
             command = sub
             continue
-        for name, used in seen.items():
+        for used in seen.values():
             if len(used) > 1:
                 spelled = " and ".join(dict.fromkeys(used))
                 return (
