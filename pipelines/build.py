@@ -20,7 +20,6 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -38,6 +37,7 @@ from matdata.builder import (
     run_shard,
 )
 from matdata.errors import ConfigError, DatasetError
+from matdata.progress import make_progress
 from matdata.rejects import Reject, count_by_reason, write_rejects
 from matdata.shards import (
     FORMATS,
@@ -227,6 +227,8 @@ def run_build(
 
     console = console or Console(stderr=True)
     t0 = time.perf_counter()
+    if workers is not None and workers < 1:  # checked before anything is written
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
     plan = prepare_build(cfg)
     for w in plan.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
@@ -245,7 +247,9 @@ def run_build(
     )
     with (
         dask_client(workers, scheduler) as client,
-        Progress(*columns, console=console, disable=not progress, transient=False) as bar,
+        make_progress(
+            *columns, console=console, disable=not progress, label="build", unit="samples"
+        ) as bar,
     ):
         n_workers = len(client.scheduler_info().get("workers", {}))
         job = bar.add_task("samples", total=plan.samples)

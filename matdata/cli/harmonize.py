@@ -31,7 +31,10 @@ HarmCheckpointOpt = Annotated[
     typer.Option("--checkpoint", help="The network's released state_dict (e.g. idih256.pth)."),
 ]
 HarmStrengthOpt = Annotated[
-    float | None, typer.Option("--strength", help="reinhard only: 0 (off) .. 1 (full transfer).")
+    float | None,
+    typer.Option(
+        "--strength", min=0.0, max=1.0, help="reinhard only: 0 (off) .. 1 (full transfer)."
+    ),
 ]
 HarmNetSizeOpt = Annotated[
     str | None,
@@ -66,7 +69,7 @@ def harmonize_cmd(
     checkpoint: HarmCheckpointOpt = None,
     device: DeviceOpt = "auto",
     batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Composites per network batch.")
+        int, typer.Option("--batch-size", min=1, max=4096, help="Composites per network batch.")
     ] = 8,
     strength: HarmStrengthOpt = None,
     net_size: HarmNetSizeOpt = None,
@@ -123,9 +126,16 @@ def harmonize_eval_cmd(
     split: Annotated[str, typer.Option("--split", help="Which list: SUBSET_{split}.txt.")] = "test",
     size: Annotated[
         int | None,
-        typer.Option("--size", help="Resize to SIZE x SIZE first (256: the papers' protocol)."),
+        typer.Option(
+            "--size",
+            min=16,
+            max=8192,
+            help="Resize to SIZE x SIZE first (256: the papers' protocol).",
+        ),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate the first N.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Evaluate the first N.")
+    ] = None,
     strength: HarmStrengthOpt = None,
     net_size: HarmNetSizeOpt = None,
     json_out: Annotated[

@@ -58,6 +58,13 @@ def ingest_cmd(
             help="Source option KEY=VALUE, repeatable (e.g. -o io=outdoor -o verify=probe).",
         ),
     ] = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty",
+            help="Register the result even with no usable item or mostly unexpected files.",
+        ),
+    ] = False,
     progress_bar: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
     ] = True,
@@ -66,7 +73,6 @@ def ingest_cmd(
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         SpinnerColumn,
         TextColumn,
         TimeElapsedColumn,
@@ -75,11 +81,12 @@ def ingest_cmd(
     from rich.table import Table
 
     from matdata.ingest import ingest
+    from matdata.progress import make_progress
 
     if not root and kind != "demo":
         _fail(f"ingest {kind} needs a ROOT path")
     opts = _parse_source_options(option)
-    with Progress(
+    with make_progress(
         SpinnerColumn(),
         TextColumn(f"[bold]ingest {kind}[/]"),
         BarColumn(),
@@ -89,13 +96,23 @@ def ingest_cmd(
         console=console,
         transient=True,
         disable=not progress_bar,
+        label=f"ingest {kind}",
+        unit="files",
     ) as bar:
         task = bar.add_task("scan", total=None)
 
         def _update(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        res = ingest(kind, root, name=name, out=out_dir, options=opts, progress=_update)
+        res = ingest(
+            kind,
+            root,
+            name=name,
+            out=out_dir,
+            options=opts,
+            progress=_update,
+            allow_empty=allow_empty,
+        )
 
     table = Table(
         title=f"ingest {res.name} ({res.kind})", caption=res.root or None, title_justify="left"
@@ -272,14 +289,22 @@ def build_cmd(
         fg_options=parse_options(fg_option),
         bg_options=parse_options(bg_option),
     )
-    s = run_build(
-        cfg,
-        workers=workers,
-        scheduler=scheduler,
-        overwrite=overwrite,
-        console=console,
-        progress=progress_bar,
-    )
+    try:
+        s = run_build(
+            cfg,
+            workers=workers,
+            scheduler=scheduler,
+            overwrite=overwrite,
+            console=console,
+            progress=progress_bar,
+        )
+    except KeyboardInterrupt:
+        from matdata.errors import Interrupted
+
+        raise Interrupted(
+            f"build stopped; the shards completed so far are kept in {out_dir}",
+            hint="run the same command again to resume",
+        ) from None
     inputs = Table(title="inputs", title_justify="left")
     for col in ("source", "found", "used", "rejected", "ingest", "filtered", "build"):
         inputs.add_column(col, justify="left" if col == "source" else "right")
