@@ -179,7 +179,7 @@ class BuildConfig:
 
         if self.fg_estimator not in METHODS:
             raise ConfigError(
-                f"unknown --fg-estimator {self.fg_estimator!r}", hint=f"one of {METHODS}"
+                f"unknown --fg-estimator {self.fg_estimator!r}", hint=f"one of {', '.join(METHODS)}"
             )
         try:
             self.formats = check_formats(self.formats)

@@ -208,6 +208,13 @@ def _modnet_progress(label: str, enabled: bool = True):
     )
 
 
+def _apply_threads(n: int | None) -> None:
+    """torch/OpenCV thread pools of a one-process torch command (:mod:`matdata.threads`)."""
+    from matdata import threads
+
+    threads.apply(threads.plan(n, loader_workers=0))
+
+
 def _nan_to_none(obj):
     """JSON has no NaN: undefined metrics (an empty region) are written as null."""
     if isinstance(obj, float) and obj != obj:
@@ -249,6 +256,7 @@ def predict_cmd(
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 4,
     ref_size: RefSizeOpt = 512,
+    n_threads: ThreadsOpt = None,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Predict alpha mattes (PNG, the input's resolution) with a MODNet checkpoint."""
@@ -274,10 +282,18 @@ def predict_cmd(
     files = list_images(images)
     if not files:
         _fail("no image files found in " + ", ".join(images))
-    stems = Counter(_Path(f).stem for f in files)
-    dupes = sorted(s for s, n in stems.items() if n > 1)
-    if dupes:
-        _fail(f"several inputs are named {dupes[0]!r} (outputs would collide); predict them apart")
+    by_stem: dict[str, list[str]] = {}
+    for f in files:
+        by_stem.setdefault(_Path(f).stem, []).append(f)
+    clash = sorted((s, fs) for s, fs in by_stem.items() if len(fs) > 1)
+    if clash:
+        stem, paths = clash[0]
+        more = f" (and {len(clash) - 1} more names)" if len(clash) > 1 else ""
+        _fail(
+            f"{' and '.join(paths)} would both be written as {join(out_dir, stem + '.png')}"
+            f"{more}; predict them in separate runs or rename one"
+        )
+    _apply_threads(n_threads)
     loaded = load_checkpoint_model(checkpoint, device)
     makedirs(out_dir)
     skipped: Counter[str] = Counter()
@@ -340,6 +356,7 @@ def evaluate_cmd(
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 4,
     ref_size: RefSizeOpt = 512,
+    n_threads: ThreadsOpt = None,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """SAD / MSE / MAD / Gradient / Connectivity errors of a checkpoint (unknown region of
@@ -404,6 +421,7 @@ def evaluate_cmd(
                     continue
                 yield im, rgb, gt
 
+    _apply_threads(n_threads)
     loaded = load_checkpoint_model(checkpoint, device)
     samples = _samples()
     if limit > 0:
@@ -420,7 +438,8 @@ def evaluate_cmd(
         )
     result.skipped = dict(skipped)
     if not result.images:
-        raise ConfigError(f"nothing to evaluate in {source}", hint=f"skipped: {dict(skipped)}")
+        why = ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) or "no samples"
+        raise ConfigError(f"nothing to evaluate in {source}", hint=f"skipped: {why}")
     metrics = result.sums.result()
     table = Table(title=f"evaluate {loaded.config['backbone']} on {source}")
     table.add_column("metric")
@@ -462,6 +481,7 @@ def adapt_cmd(
     ] = 1e-5,
     device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    n_threads: ThreadsOpt = None,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """SOC: adapt a trained MODNet to unlabelled images of a new domain (MODNet Sec. 4)."""
@@ -469,6 +489,7 @@ def adapt_cmd(
 
     from modnet.soc import SOCConfig, adapt
 
+    _apply_threads(n_threads)
     cfg = SOCConfig(
         checkpoint=checkpoint, images=tuple(images), out=out_dir, steps=steps,
         batch_size=batch_size, image_size=image_size, lr=lr, device=device, seed=seed,
