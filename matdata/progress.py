@@ -89,8 +89,8 @@ class LineProgress(Progress):
         if task is None or task.started is False:
             return
         state = (float(task.completed), task.total)
-        if force and self._printed.get(task_id) == state:
-            return
+        if force and (self._printed.get(task_id) == state or not task.completed):
+            return  # nothing new since the last line (or nothing done at all)
         self._last[task_id] = now
         self._printed[task_id] = state
         self.console.file.write(self.line(task_id) + "\n")

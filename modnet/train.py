@@ -643,15 +643,16 @@ class Trainer:
         from modnet.data import make_loader
 
         cfg = self.cfg
-        log = _RunLog(cfg, self.dist, self.step)
         summary: dict[str, Any] = {"start_step": self.step}
         val: dict[str, float] | None = None
         train: dict[str, float] = {}
         interrupt = self.interrupt
         alone = self.dist.world == 1  # with several ranks, all stop together at a step
         it = None
+        log: _RunLog | None = None
         try:
             with interrupt:
+                log = _RunLog(cfg, self.dist, self.step)
                 if self._val_split and cfg.val_at_start and self.step == 0:
                     val = self.validate(log)
                     if not (interrupt.requested and alone):
@@ -666,7 +667,8 @@ class Trainer:
                     train = self._loop(it, log)
         finally:
             it = None
-            log.close()
+            if log is not None:
+                log.close()
         if self.step < cfg.steps:  # stopped by Ctrl-C between two steps: keep the progress
             path = self.save()
             where = f"checkpoint {path} written" if path else "rank 0 wrote the checkpoint"

@@ -182,7 +182,13 @@ def usage_error(root: Any, path: list[str], message: str) -> Exception:
 
 def tidy_help(command: Any) -> None:
     """Drop the ``<bool>`` type placeholder some typer versions print beside a flag."""
-    for p in getattr(command, "params", []):
+    params = list(getattr(command, "params", []))
+    try:  # the help option is made on demand (and cached) by newer click
+        ctx = command_click().Context(command, help_option_names=["-h", "--help"])
+        params.append(command.get_help_option(ctx))
+    except Exception:  # pragma: no cover - an older click without it: nothing to tidy
+        pass
+    for p in params:
         if getattr(p, "is_flag", False) and getattr(p, "metavar", None) is None:
             p.metavar = ""
     for sub in getattr(command, "commands", {}).values():
