@@ -9,9 +9,13 @@ processes that ``torchrun`` started on the node):
 * each DataLoader worker is one thread (torch and OpenCV set to 1 in the worker);
 * the default number of loader workers is at most ``cores - 1`` (one core is left for the
   model), so 0 on a single core;
-* the process's torch gets the remaining cores (``--threads`` overrides it), at least 1;
+* the process's torch gets the remaining cores, at least 1; ``--threads`` overrides it,
+  and so does ``OMP_NUM_THREADS`` when set (the user's explicit choice);
 * OpenCV in the main process runs single-threaded (its work there is small);
 * torch's inter-op pool gets 1 thread (the models run one op at a time).
+
+Floating-point sums depend on the torch thread count, so a resumed run repeats an
+uninterrupted one bit for bit only with the same count (give ``--threads`` to pin it).
 
 torch is imported only inside :func:`apply`.
 """
@@ -39,6 +43,14 @@ def local_processes() -> int:
         return 1
 
 
+def _env_threads() -> int | None:
+    try:
+        n = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return None
+    return n if n >= 1 else None
+
+
 @dataclass(frozen=True)
 class ThreadPlan:
     """How many threads each part of one process gets."""
@@ -60,7 +72,8 @@ def plan(threads: int | None = None, loader_workers: int | None = None) -> Threa
     share = max(1, usable_cores() // local_processes())
     workers = min(2, share - 1) if loader_workers is None else loader_workers
     workers = max(0, workers)
-    torch_threads = threads if threads else max(1, share - workers)
+    env = _env_threads()
+    torch_threads = threads or env or max(1, share - workers)
     return ThreadPlan(cores=share, torch=torch_threads, loader_workers=workers)
 
 

@@ -276,6 +276,7 @@ def test_thread_plan_does_not_oversubscribe(monkeypatch) -> None:
 
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     p = threads.plan()
     assert (p.torch, p.loader_workers) == (1, 1)
     assert threads.plan(threads=3).torch == 3
@@ -287,6 +288,8 @@ def test_thread_plan_does_not_oversubscribe(monkeypatch) -> None:
     monkeypatch.setattr(threads, "usable_cores", lambda: 1)
     monkeypatch.delenv("LOCAL_WORLD_SIZE")
     assert threads.plan() == threads.ThreadPlan(cores=1, torch=1, loader_workers=0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's explicit choice is kept
+    assert threads.plan().torch == 3 and threads.plan(threads=2).torch == 2
 
 
 def test_catalog_is_found_upwards(tmp_path, monkeypatch) -> None:
