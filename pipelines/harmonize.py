@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from matdata.errors import ConfigError, DatasetError
+from matdata.progress import make_progress
 from matdata.rejects import Reject, count_by_reason, read_rejects, write_rejects
 from matdata.shards import (
     FORMATS,
@@ -168,7 +169,9 @@ def run_harmonize(
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, console=console, disable=not progress) as bar:
+        with make_progress(
+            *columns, console=console, disable=not progress, label="harmonize", unit="samples"
+        ) as bar:
             job = bar.add_task("samples", total=sum(s.samples for s in shards))
             for fut in as_completed(futures):
                 try:

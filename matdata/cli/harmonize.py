@@ -88,20 +88,28 @@ def harmonize_cmd(
 
     from pipelines.harmonize import run_harmonize
 
-    s = run_harmonize(
-        dataset,
-        out_dir,
-        model,
-        checkpoint=checkpoint,
-        device=device,
-        batch_size=batch_size,
-        params=_harmonizer_params(model, strength, net_size),
-        workers=workers,
-        scheduler=scheduler,
-        overwrite=overwrite,
-        console=console,
-        progress=progress_bar,
-    )
+    try:
+        s = run_harmonize(
+            dataset,
+            out_dir,
+            model,
+            checkpoint=checkpoint,
+            device=device,
+            batch_size=batch_size,
+            params=_harmonizer_params(model, strength, net_size),
+            workers=workers,
+            scheduler=scheduler,
+            overwrite=overwrite,
+            console=console,
+            progress=progress_bar,
+        )
+    except KeyboardInterrupt:
+        from matdata.errors import Interrupted
+
+        raise Interrupted(
+            f"harmonize stopped; the shards completed so far are kept in {out_dir}",
+            hint="run the same command again to resume",
+        ) from None
     table = Table(title=f"harmonize {s.out} ({s.model})", title_justify="left")
     table.add_column("", style="bold")
     table.add_column("value", justify="right")

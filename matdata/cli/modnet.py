@@ -110,7 +110,7 @@ def train_cmd(
             "-w",
             min=0,
             max=64,
-            help="DataLoader workers per process.  \\[default: 2, at most the cores]",
+            help="DataLoader workers per process.  \\[default: min(2, cores - 1)]",
         ),
     ] = None,
     threads: Annotated[
@@ -120,7 +120,7 @@ def train_cmd(
             min=1,
             max=1024,
             help="torch threads of this process (OpenCV and loader workers use 1 each).  "
-            "\\[default: cores / processes - loader workers, at least 1]",
+            "\\[default: $OMP_NUM_THREADS, else cores - loader workers]",
         ),
     ] = None,
     seed: Annotated[

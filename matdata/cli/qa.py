@@ -52,13 +52,13 @@ def qa_cmd(
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
     from rich.table import Table
 
+    from matdata.progress import make_progress
     from matdata.qa import HTML_NAME, SUMMARY_NAME, check_fail_on, parse_rule, write_report
     from matdata.shards import read_index
     from matdata.storage import join
@@ -71,7 +71,7 @@ def qa_cmd(
     if sample < 0:
         _fail(f"--sample must be >= 0, got {sample}")
     total = int(read_index(dataset).get("samples", 0))
-    with Progress(
+    with make_progress(
         TextColumn("[bold]qa[/]"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -81,6 +81,8 @@ def qa_cmd(
         console=console,
         transient=True,
         disable=not progress_bar,
+        label="qa",
+        unit="samples",
     ) as bar:
         task = bar.add_task("scan", total=total or None, shards=0)
 
