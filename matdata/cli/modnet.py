@@ -188,14 +188,15 @@ def _modnet_progress(label: str, enabled: bool = True):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         SpinnerColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    return Progress(
+    from matdata.progress import make_progress
+
+    return make_progress(
         SpinnerColumn(),
         TextColumn(f"[bold]{label}[/]"),
         BarColumn(),
@@ -205,6 +206,8 @@ def _modnet_progress(label: str, enabled: bool = True):
         console=console,
         transient=True,
         disable=not enabled,
+        label=label,
+        unit="images" if label in ("predict", "evaluate") else "steps",
     )
 
 
