@@ -231,7 +231,7 @@ def run_build(
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     plan = prepare_build(cfg)
     for w in plan.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     prepare_output(plan, overwrite=overwrite)
 
     results: list[ShardResult] = []

@@ -337,4 +337,4 @@ def build_cmd(
         table.add_row("peak worker memory", f"{s.peak_rss_mb:.0f} MiB")
     out.print(table)
     for w in s.warnings:
-        out.print(f"[yellow]note:[/] {w}", highlight=False)
+        out.print(f"[yellow]note:[/] {w}", highlight=False, soft_wrap=True)
