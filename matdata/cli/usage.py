@@ -125,8 +125,8 @@ def _scan(command: Any, args: Sequence[str]) -> tuple[dict[str, list[str]], list
             continue
         param = table.get(name)
         if param is not None and _takes_value(param):
-            if not attached:
-                i += 1  # the value, whatever it looks like (`--lr -1`)
+            if not attached:  # the value(s), whatever they look like (`--lr -1`)
+                i += max(1, int(getattr(param, "nargs", 1) or 1))
             if not getattr(param, "multiple", False):
                 seen.setdefault(param.name, []).append(name)
         i += 1
@@ -205,7 +205,8 @@ def invoke(app: typer.Typer, argv: Sequence[str] | None = None) -> Any:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         args = ["--help"]
-    found = find_repeat(root, args)
+    asks_help = any(a in ("-h", "--help") for a in args)
+    found = None if asks_help else find_repeat(root, args)
     if found is not None:
         path, _command, message = found
         raise usage_error(root, path, message)
