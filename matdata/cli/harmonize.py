@@ -154,7 +154,6 @@ def harmonize_eval_cmd(
     import json
     import math
 
-    from rich.progress import Progress
     from rich.table import Table
 
     from harmonization import load_harmonizer
@@ -162,7 +161,15 @@ def harmonize_eval_cmd(
     from matdata.storage import atomic_write_text
 
     h = load_harmonizer(model, checkpoint, device, **_harmonizer_params(model, strength, net_size))
-    with Progress(console=console, transient=True) as bar:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from matdata.progress import make_progress
+
+    columns = (TextColumn("[bold]harmonize-eval"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    with make_progress(
+        *columns, console=console, transient=True, label="harmonize-eval", unit="images"
+    ) as bar:
         res = evaluate(root, h, split=split, size=size, limit=limit, progress=bar)
     table = Table(title=f"harmonize-eval {root} ({model}, {split})", title_justify="left")
     for col in ("subset", "images", "MSE", "fMSE", "PSNR", "composite MSE"):
