@@ -190,7 +190,7 @@ def check_usable(res: IngestResult) -> None:
         return
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(res.by_reason.items(), key=lambda x: -x[1]))
     if res.usable:
-        what = f"{unexpected} of {res.found} files do not fit a {res.kind} layout"
+        what = f"{unexpected} of {res.found} files do not fit the {res.kind} layout"
     else:
         what = f"no usable item among {res.found} files" + (f" ({reasons})" if reasons else "")
     layout = LAYOUT_HINTS.get(res.kind)

@@ -454,3 +454,33 @@ def test_ctrl_c_in_the_first_validation_saves_and_names_the_resume(tiny: Path, t
     assert last.startswith("interrupted: training stopped at step 0 of 50"), err
     assert str(run_dir / "checkpoints") in last and "matdata train --resume" in last, err
     assert (run_dir / "last.pt").exists()
+
+
+def test_an_ingest_of_mostly_unexpected_files_fails() -> None:
+    from matdata.errors import SourceError
+    from matdata.ingest import IngestResult, check_usable
+
+    def result(usable: int, unexpected: int, other: int = 0) -> IngestResult:
+        reasons = {"unexpected_file": unexpected, "truncated": other}
+        return IngestResult(
+            name="x", kind="aisegment", root="/r", options={}, manifest="m", rejects_path="r",
+            found=usable + unexpected + other, usable=usable, rejected=unexpected + other,
+            by_reason={k: v for k, v in reasons.items() if v},
+        )  # fmt: skip
+
+    check_usable(result(10, 2, 5))  # a few strays: fine
+    with pytest.raises(SourceError, match="30 of 40 files do not fit the aisegment layout"):
+        check_usable(result(10, 30))
+    with pytest.raises(SourceError, match="no usable item among 3 files") as info:
+        check_usable(result(0, 0, 3))
+    assert "clip_img" in info.value.one_line() and "--allow-empty" in info.value.one_line()
+
+
+def test_resume_notes_name_each_change() -> None:
+    from modnet.train import TrainConfig, _resume_notes
+
+    base = TrainConfig(data="d", out="o", steps=10, lr=1e-3)
+    notes = _resume_notes(base, {"steps": 20, "lr": 1e-3, "workers": 1, "out": "o"}, 10)
+    assert notes[0].startswith("steps: 10 -> 20 (extends the run from step 10")
+    assert notes[1] == "workers: None -> 1"
+    assert len(notes) == 2  # unchanged values are not reported
