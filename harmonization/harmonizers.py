@@ -483,7 +483,9 @@ def load_harmonizer(
             raise ConfigError(f"harmonizer {name!r} takes no checkpoint")
         if name == "none":
             if params:
-                raise ConfigError(f"harmonizer 'none' takes no parameters, got {sorted(params)}")
+                raise ConfigError(
+                    f"harmonizer 'none' takes no parameters, got {', '.join(sorted(params))}"
+                )
             return NoneHarmonizer()
         try:
             return ReinhardHarmonizer(**params)
@@ -502,7 +504,7 @@ def load_harmonizer(
         )
     unknown = set(params) - {"size", "batch_size", "autocast", "on_device"}
     if unknown:
-        raise ConfigError(f"{name}: unknown parameters {sorted(unknown)}")
+        raise ConfigError(f"{name}: unknown parameters {', '.join(sorted(unknown))}")
     from harmonization.device import resolve_device
 
     dev = resolve_device(device)

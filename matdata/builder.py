@@ -72,8 +72,15 @@ _UNITS = {
 # ------------------------------------------------------------------------------ options
 
 
+#: Bounds of ``--size`` sides and ``--per-fg`` (the CLI shows and checks the same ones).
+SIZE_RANGE = (16, 8192)
+MAX_PER_FG = 1000
+
+
 def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``"512"`` -> (512, 512); ``"640x480"`` -> (640, 480) (W x H); ``"native"`` -> None."""
+    """``"512"`` -> (512, 512); ``"640x480"`` -> (640, 480) (W x H); ``"native"`` -> None.
+
+    Each side must lie in :data:`SIZE_RANGE`."""
     if text is None:
         return None
     t = str(text).strip().lower()
@@ -86,6 +93,12 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
         )
     w = int(m.group(1))
     h = int(m.group(2)) if m.group(2) else w
+    lo, hi = SIZE_RANGE
+    if not (lo <= w <= hi and lo <= h <= hi):
+        raise ConfigError(
+            f"--size {text} is out of range: each side must be in {lo}..{hi}",
+            hint="use a side like 512, WxH like 640x480, or native",
+        )
     return w, h
 
 
@@ -154,8 +167,8 @@ class BuildConfig:
     def __post_init__(self) -> None:
         from matdata.shards import check_formats
 
-        if self.per_fg < 1:
-            raise ConfigError(f"--per-fg must be >= 1, got {self.per_fg}")
+        if not 1 <= self.per_fg <= MAX_PER_FG:
+            raise ConfigError(f"--per-fg must be in 1..{MAX_PER_FG}, got {self.per_fg}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"--jpeg-quality must be in 1..100, got {self.jpeg_quality}")
         if self.samples_per_shard is not None and self.samples_per_shard < 1:
@@ -166,7 +179,7 @@ class BuildConfig:
 
         if self.fg_estimator not in METHODS:
             raise ConfigError(
-                f"unknown --fg-estimator {self.fg_estimator!r}", hint=f"one of {METHODS}"
+                f"unknown --fg-estimator {self.fg_estimator!r}", hint=f"one of {', '.join(METHODS)}"
             )
         try:
             self.formats = check_formats(self.formats)

@@ -1,7 +1,8 @@
 """The source catalog: names registered by ``matdata ingest`` and how ``--fg`` / ``--bg`` resolve.
 
-The catalog is a directory (default ``./.matdata`` in the current directory, or
-``$MATDATA_CATALOG``) holding ``catalog.json``::
+The catalog is a directory holding ``catalog.json``: ``$MATDATA_CATALOG`` when set, else
+the nearest ``.matdata/`` in the current directory or one of its parents (as git finds
+``.git``), else ``./.matdata`` (where ``matdata ingest`` then creates it)::
 
     {"aisegment": {"kind": "aisegment", "root": "/data/AISegment", "options": {},
                    "manifest": ".../aisegment.manifest.parquet",
@@ -44,12 +45,26 @@ CATALOG_FILE = "catalog.json"
 ROLES = ("fg", "bg")
 
 
+#: Name of the catalog directory looked for in the current directory and its parents.
+CATALOG_DIRNAME = ".matdata"
+
+
 def catalog_dir() -> str:
-    """The catalog directory: ``$MATDATA_CATALOG`` or ``./.matdata`` (absolute)."""
+    """The catalog directory (absolute): ``$MATDATA_CATALOG``, else the nearest
+    ``.matdata/`` holding a catalog in the current directory or a parent, else
+    ``./.matdata``."""
     env = os.environ.get(CATALOG_ENV)
     if env:
         return env if "://" in env else os.path.abspath(env)
-    return os.path.abspath(".matdata")
+    here = os.path.abspath(os.getcwd())
+    while True:
+        candidate = os.path.join(here, CATALOG_DIRNAME)
+        if os.path.isfile(os.path.join(candidate, CATALOG_FILE)):
+            return candidate
+        parent = os.path.dirname(here)
+        if parent == here:
+            return os.path.abspath(CATALOG_DIRNAME)
+        here = parent
 
 
 def _catalog_path() -> str:
@@ -300,6 +315,7 @@ def resolve_source(spec: str, role: str, options: dict[str, Any] | None = None) 
     known = f"registered: {', '.join(names)}" if names else "the catalog is empty"
     raise SourceError(
         f"unknown source {spec!r} ({known}; catalog {catalog_dir()})",
-        hint=f"run `matdata ingest KIND ROOT --name {spec}` first, or use demo, KIND:PATH "
-        f"or a manifest .parquet (kinds: {', '.join(sorted(REGISTRY))})",
+        hint=f"run `matdata ingest KIND ROOT --name {spec}` first (the catalog is the nearest "
+        f".matdata/ here or above, or ${CATALOG_ENV}), or use demo, KIND:PATH or a manifest "
+        f".parquet (kinds: {', '.join(sorted(REGISTRY))})",
     )

@@ -30,6 +30,31 @@ def file_sha256(path: str) -> str:
     return sha256_file(path)[0]
 
 
+def is_torch_file(head: bytes) -> bool:
+    """Whether ``head`` (a file's first bytes) can start a ``torch.save`` file: a zip
+    archive (torch >= 1.6) or a pickle of protocol 2+ (the legacy format)."""
+    return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80)
+
+
+def check_torch_file(path: str) -> None:
+    """Raise :class:`CheckpointError` "not a checkpoint" unless ``path`` starts like a
+    ``torch.save`` file (random bytes, an image, a text file...)."""
+    from matdata.storage import open_input
+
+    try:
+        with open_input(path) as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file") from None
+    if not is_torch_file(head):
+        raise CheckpointError(
+            f"{path} is not a checkpoint (not a file written by torch.save)",
+            hint="pass a .pt/.pth/.ckpt weights file",
+        )
+
+
 def read_state_dict(path: str) -> StateDict:
     """Read a checkpoint file safely and return its flat ``{name: tensor}`` state_dict."""
     import pickle
@@ -38,6 +63,7 @@ def read_state_dict(path: str) -> StateDict:
 
     from matdata.storage import open_input
 
+    check_torch_file(path)
     try:
         with open_input(path) as f:
             obj = torch.load(f, map_location="cpu", weights_only=True)

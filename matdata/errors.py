@@ -14,6 +14,8 @@ class MatdataError(Exception):
 
     #: A short, stable, snake_case reason code (used in reject tables and QA flags).
     reason: str = "error"
+    #: The CLI's exit status for this error.
+    exit_code: int = 1
 
     def __init__(self, message: str, *, reason: str | None = None, hint: str | None = None):
         super().__init__(message)
@@ -78,3 +80,14 @@ class DeviceError(MatdataError):
     """A compute device was asked for that this machine does not have."""
 
     reason = "device"
+
+
+class Interrupted(MatdataError):
+    """The user stopped a command (Ctrl-C); the message says what was kept and how to go on.
+
+    The CLI prints it as one ``interrupted:`` line and exits 130 (the shell's code for
+    SIGINT).
+    """
+
+    reason = "interrupted"
+    exit_code = 130

@@ -22,6 +22,22 @@ from matdata.sources.base import Item, ManifestWriter, is_utf8, make_source, pri
 #: Progress callback of :func:`ingest`: ``(inputs examined so far, total or None)``.
 IngestProgress = Callable[[int, "int | None"], None]
 
+#: The layout each kind expects, for the hint of an ingest that finds (almost) nothing.
+LAYOUT_HINTS = {
+    "aisegment": "ROOT/clip_img/<group>/clip_N/*.jpg with ROOT/matting/<group>/matting_N/*.png",
+    "supervisely": "ROOT/<dataset>/img/<image> with ROOT/<dataset>/ann/<image>.json",
+    "places365": "a Places365 layout such as ROOT/data_256/<letter>/<category>/*.jpg or "
+    "ROOT/val_256/*.jpg",
+    "folder": "ROOT/images/** with ROOT/alphas/** of the same stems, RGBA cut-outs, or "
+    "-o role=bg for backgrounds",
+}
+
+#: Reject reasons that mean "this file does not belong to this kind's layout".
+LAYOUT_REASONS = ("unexpected_file",)
+
+#: Share of found files with a :data:`LAYOUT_REASONS` reject above which an ingest fails.
+MAX_UNEXPECTED_SHARE = 0.5
+
 
 @dataclass
 class IngestResult:
@@ -69,6 +85,7 @@ def ingest(
     options: dict[str, Any] | None = None,
     progress: IngestProgress | None = None,
     register: bool = True,
+    allow_empty: bool = False,
 ) -> IngestResult:
     """Scan ``kind`` at ``root``, write ``NAME.manifest.parquet`` + ``NAME.rejects.parquet``.
 
@@ -76,6 +93,11 @@ def ingest(
     catalog under ``name`` (default: ``kind``).  Raises :class:`SourceError` when the root
     is missing; per-input problems become rejects.  An item id seen twice is a source bug
     and is recorded as a ``duplicate_id`` reject rather than written twice.
+
+    An ingest with no usable item, or where most files do not fit the kind's layout, is
+    a wrong ROOT or KIND: it raises :class:`SourceError` with the expected layout and
+    registers nothing (the manifest and rejects are still written, to look at), unless
+    ``allow_empty``.
     """
     from matdata import catalog
     from matdata.storage import join
@@ -145,6 +167,8 @@ def ingest(
         filtered=int(getattr(src, "filtered", 0) or 0),
         manifest_sha256=writer.content_hash,
     )
+    if not allow_empty:
+        check_usable(res)
     if register:
         catalog.register(
             name,
@@ -183,6 +207,24 @@ def _printable_reject(rej: Reject) -> Reject:
     if is_utf8(rej.path) and is_utf8(rej.detail):
         return rej
     return Reject(rej.source, printable(rej.path), rej.reason, printable(rej.detail), rej.stage)
+def check_usable(res: IngestResult) -> None:
+    """Raise :class:`SourceError` when ``res`` has no usable item or mostly files that do
+    not belong to the kind's layout (see :func:`ingest`)."""
+    unexpected = sum(n for r, n in res.by_reason.items() if r in LAYOUT_REASONS)
+    mostly = res.found > 0 and unexpected > MAX_UNEXPECTED_SHARE * res.found
+    if res.usable and not mostly:
+        return
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(res.by_reason.items(), key=lambda x: -x[1]))
+    if res.usable:
+        what = f"{unexpected} of {res.found} files do not fit the {res.kind} layout"
+    else:
+        what = f"no usable item among {res.found} files" + (f" ({reasons})" if reasons else "")
+    layout = LAYOUT_HINTS.get(res.kind)
+    hint = f"expected {layout}; " if layout else ""
+    raise SourceError(
+        f"ingest {res.kind} {res.root}: {what}; nothing was registered",
+        hint=f"{hint}check ROOT and KIND, see {res.rejects_path}, or pass --allow-empty",
+    )
 
 
 def check_root(kind: str, root: str) -> None:

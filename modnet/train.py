@@ -38,9 +38,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from matdata.errors import CheckpointError, ConfigError, DatasetError, DeviceError
+from matdata.errors import CheckpointError, ConfigError, DatasetError, DeviceError, Interrupted
 
 CKPT_FORMAT = "matdata-modnet-train"
+#: Largest training crop side (``--image-size``).
+MAX_IMAGE_SIZE = 4096
 CKPT_VERSION = 1
 
 #: Fields that fix what a run computes: a resumed run may not change them.
@@ -84,7 +86,7 @@ class TrainConfig:
     ckpt_every: int = 1000  # 0 = only at the end
     keep_checkpoints: int = 3
     log_every: int = 10
-    workers: int = 2
+    workers: int | None = None  # DataLoader workers; None: matdata.threads.plan decides
     seed: int = 0
     init: str | None = None
     fmt: str | None = None
@@ -94,6 +96,8 @@ class TrainConfig:
     record_keys: bool = False
     verify: bool = True  # hash shards while streaming; refuse a mismatch
     max_bad_records: int = 10  # undecodable records skipped before training stops
+    val_limit: int = 128  # samples per validation pass (0 = the whole val split)
+    threads: int | None = None  # torch threads of each process; None: matdata.threads.plan
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -117,8 +121,25 @@ class TrainConfig:
             raise ConfigError("no run directory given", hint="pass --out RUN")
         if self.image_size % 32 or self.image_size < 32:
             raise ConfigError(f"--image-size {self.image_size} is not a multiple of 32")
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise ConfigError(f"--image-size {self.image_size} is above {MAX_IMAGE_SIZE}")
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError("--steps and --batch-size must be >= 1")
+        if self.lr is not None and not 0 < self.lr <= 10:
+            raise ConfigError(f"--lr must be in (0, 10], got {self.lr:g}")
+        if self.warmup is not None and self.warmup < 0:
+            raise ConfigError(f"--warmup must be >= 0, got {self.warmup}")
+        if not 0.0 <= self.recompose <= 1.0:
+            raise ConfigError(f"--recompose is a probability in [0, 1], got {self.recompose:g}")
+        for name in ("val_every", "val_batches", "val_limit", "ckpt_every", "shuffle_buffer"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
+        if self.log_every < 1:
+            raise ConfigError(f"--log-every must be >= 1, got {self.log_every}")
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"--workers must be >= 0, got {self.workers}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}", hint="adamw or sgd")
         if self.schedule not in ("cosine", "step", "constant"):
@@ -137,18 +158,31 @@ class TrainConfig:
         return self.warmup if self.warmup is not None else min(500, self.steps // 20)
 
 
-def resolve_config(overrides: dict[str, Any], resume: str | None = None) -> TrainConfig:
+def resolve_config(
+    overrides: dict[str, Any], resume: str | None = None, notes: list[str] | None = None
+) -> TrainConfig:
     """Defaults (or the resumed checkpoint's config) updated with the non-None overrides.
 
     A resumed run may change e.g. ``steps``, ``device``, ``workers``, ``out``, ``data`` and
     the logging cadence, but not the fields in :data:`LOCKED` (that would not continue the
-    same run): those raise :class:`ConfigError`.
+    same run): those raise :class:`ConfigError`, and so does ``steps`` below the
+    checkpoint's step.  Each change that is allowed is described in ``notes`` (when given),
+    so the CLI can say what differs from the run being resumed.
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if resume is None:
         cfg = TrainConfig(**overrides)
     else:
-        base = TrainConfig.from_json(read_checkpoint(resume)["config"])
+        ckpt = read_checkpoint(resume)
+        base = TrainConfig.from_json(ckpt["config"])
+        at = int(ckpt.get("step", 0))
+        if "steps" in overrides and overrides["steps"] < at:
+            raise ConfigError(
+                f"--steps {overrides['steps']} is below the checkpoint's step {at}",
+                hint=f"give --steps {at} or more, or drop --steps",
+            )
+        if notes is not None:
+            notes.extend(_resume_notes(base, overrides, at))
         clash = [
             k for k in LOCKED if k in overrides and _norm(overrides[k]) != _norm(getattr(base, k))
         ]
@@ -164,6 +198,26 @@ def resolve_config(overrides: dict[str, Any], resume: str | None = None) -> Trai
 
 def _norm(v: Any) -> Any:
     return list(v) if isinstance(v, tuple | list) else v
+
+
+def _resume_notes(base: TrainConfig, overrides: dict[str, Any], at: int) -> list[str]:
+    """One line per option a resumed run changes (the locked ones are refused before)."""
+    notes = []
+    for key, new in sorted(overrides.items()):
+        old = getattr(base, key, None)
+        if key in LOCKED or _norm(new) == _norm(old):
+            continue
+        text = f"{key}: {old} -> {new}"
+        if key == "steps":
+            what = "extends" if new > old else "shortens"
+            text += (
+                f" ({what} the run from step {at}; the {base.schedule} learning-rate schedule"
+                f" is recomputed for {new} steps)"
+            )
+        elif key in ("lr", "warmup", "schedule", "clip_grad"):
+            text += " (the optimisation differs from an uninterrupted run)"
+        notes.append(text)
+    return notes
 
 
 # --------------------------------------------------------------------- schedule
@@ -241,10 +295,12 @@ def read_checkpoint(path: str) -> dict[str, Any]:
     """Read a training checkpoint (a file, or a run directory -> its ``last.pt``) safely."""
     import pickle
 
+    from matdata.checkpoints import check_torch_file
     from matdata.storage import exists, join, open_input
 
     if exists(join(path, "last.pt")):
         path = join(path, "last.pt")
+    check_torch_file(path)
     try:
         with open_input(path) as f:
             ckpt = torch.load(f, map_location="cpu", weights_only=True)
@@ -330,9 +386,14 @@ class Trainer:
     """Set up model, optimizer, data and logging from a :class:`TrainConfig`; :meth:`fit`."""
 
     def __init__(self, cfg: TrainConfig, resume: str | None = None):
+        from matdata import threads
         from modnet import build_modnet, load_modnet_weights
 
         self.cfg = cfg
+        self.threads = threads.plan(cfg.threads, cfg.workers)
+        threads.apply(self.threads)
+        self.loader_workers = self.threads.loader_workers
+        self.interrupt = _Interrupt()
         kind = "cuda" if pick_device(cfg.device).type == "cuda" else "cpu"
         self.dist = setup_distributed(kind)
         self.device = pick_device(cfg.device, self.dist.local_rank)
@@ -531,9 +592,22 @@ class Trainer:
         out["grad_norm"] = grad_norm
         return out
 
+    def val_batches(self) -> int:
+        """Batches of one validation pass per rank (0: the whole split): ``val_batches``
+        or ``val_limit`` samples, whichever is smaller."""
+        cfg = self.cfg
+        limits = [cfg.val_batches] if cfg.val_batches else []
+        if cfg.val_limit:
+            per_batch = cfg.batch_size * self.dist.world
+            limits.append(max(1, -(-cfg.val_limit // per_batch)))
+        return min(limits) if limits else 0
+
     @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        """Loss and matting metrics on the ``val`` split (fixed trimaps), all ranks reduced."""
+    def validate(self, log: _RunLog | None = None) -> dict[str, float]:
+        """Loss and matting metrics on the ``val`` split (fixed trimaps), all ranks reduced.
+
+        At most :meth:`val_batches` batches, shown on ``log``'s display; a Ctrl-C ends the
+        pass early (single process; the run then stops and saves)."""
         from modnet.data import make_loader
 
         model = self.model  # unwrapped: no collectives inside the loop
@@ -542,18 +616,35 @@ class Trainer:
         stream = self._stream("val", train=False)
         sums = torch.zeros(2, dtype=torch.float64)  # loss * n, n
         acc = _MetricAccumulator(self.device)
-        loader = make_loader(stream, workers=min(self.cfg.workers, 2))
-        for i, batch in enumerate(loader):
-            if self.cfg.val_batches and i >= self.cfg.val_batches:
-                break
-            if self._note_bad(batch):
-                continue
-            batch = self._to_device(batch)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                losses, matte = compute_losses(model, batch, self.cfg.loss_weights)
-            n = batch["image"].shape[0]
-            sums += torch.tensor([float(losses["total"]) * n, n], dtype=torch.float64)
-            acc.add(matte, batch["alpha"], batch["trimap"])
+        loader = make_loader(stream, workers=min(self.loader_workers, 2))
+        limit = self.val_batches()
+        batches = -(-stream.per_rank // self.cfg.batch_size) if stream.per_rank else 0
+        total = min(limit, batches) if limit and batches else (limit or batches)
+        with _null_progress() if log is None else log.val_progress(total or None) as tick:
+            it = iter(loader)
+            i = 0
+            while not limit or i < limit:
+                if self.interrupt.requested and self.dist.world == 1:
+                    break
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    break
+                except RuntimeError:  # loader workers killed by the same Ctrl-C
+                    if self.interrupt.requested:
+                        break
+                    raise
+                i += 1
+                if self._note_bad(batch):
+                    continue
+                batch = self._to_device(batch)
+                with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                    losses, matte = compute_losses(model, batch, self.cfg.loss_weights)
+                n = batch["image"].shape[0]
+                sums += torch.tensor([float(losses["total"]) * n, n], dtype=torch.float64)
+                acc.add(matte, batch["alpha"], batch["trimap"])
+                tick(1)
+            del it
         if self.dist.world > 1:
             import torch.distributed as dist
 
@@ -569,63 +660,88 @@ class Trainer:
     # -------------------------------------------------------------- loop
 
     def fit(self) -> dict[str, Any]:
-        """Train until ``cfg.steps``; returns a summary (last train and val metrics)."""
+        """Train until ``cfg.steps``; returns a summary (last train and val metrics).
+
+        A Ctrl-C stops after the current step (or ends a validation pass early), writes a
+        checkpoint and raises :class:`~matdata.errors.Interrupted` naming it and the
+        ``--resume`` command."""
         from modnet.data import make_loader
 
         cfg = self.cfg
-        log = _RunLog(cfg, self.dist, self.step)
         summary: dict[str, Any] = {"start_step": self.step}
         val: dict[str, float] | None = None
-        if self._val_split and cfg.val_at_start and self.step == 0:
-            val = self.validate()
-            log.write({"kind": "val", "step": self.step, **val})
-        stream = self._stream("train", train=True, start_batch=self.step)
-        self._per_rank = stream.per_rank
-        loader = make_loader(stream, cfg.workers, pin_memory=self.device.type == "cuda")
-        it = iter(loader)
         train: dict[str, float] = {}
-        t0 = time.perf_counter()
-        interrupt = _Interrupt()
+        interrupt = self.interrupt
+        alone = self.dist.world == 1  # with several ranks, all stop together at a step
+        it = None
+        log: _RunLog | None = None
         try:
-            with interrupt, log.progress(cfg.steps, self.step) as advance:
-                while self.step < cfg.steps:
-                    try:
-                        batch = next(it)
-                    except RuntimeError:  # loader workers killed by the same Ctrl-C
-                        if interrupt.requested:
-                            break
-                        raise
-                    if self._note_bad(batch):
-                        continue
-                    if cfg.record_keys:
-                        log.keys(self.step, batch["key"])
-                    train = self.train_step(self._to_device(batch))
-                    stop = interrupt.requested
-                    if self.dist.world > 1:
-                        train["total"], stop = _reduce_step(train["total"], stop, self.device)
-                    dt = time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    last = self.step == cfg.steps
-                    if self.step % cfg.log_every == 0 or last or stop:
-                        log.write({"kind": "train", "step": self.step, **train, "step_time": dt})
-                    advance(train)
-                    if stop:
-                        break
-                    if self._val_split and (
-                        (cfg.val_every and self.step % cfg.val_every == 0) or last
-                    ):
-                        val = self.validate()
+            with interrupt:
+                log = _RunLog(cfg, self.dist, self.step)
+                if self._val_split and cfg.val_at_start and self.step == 0:
+                    val = self.validate(log)
+                    if not (interrupt.requested and alone):
                         log.write({"kind": "val", "step": self.step, **val})
-                    if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last:
-                        self.save()
+                if not (interrupt.requested and alone):
+                    stream = self._stream("train", train=True, start_batch=self.step)
+                    self._per_rank = stream.per_rank
+                    loader = make_loader(
+                        stream, self.loader_workers, pin_memory=self.device.type == "cuda"
+                    )
+                    it = iter(loader)
+                    train = self._loop(it, log)
         finally:
-            del it
-            log.close()
+            it = None
+            if log is not None:
+                log.close()
         if self.step < cfg.steps:  # stopped by Ctrl-C between two steps: keep the progress
-            self.save()
-            raise KeyboardInterrupt
+            path = self.save()
+            where = f"checkpoint {path} written" if path else "rank 0 wrote the checkpoint"
+            raise Interrupted(
+                f"training stopped at step {self.step} of {cfg.steps}; {where}",
+                hint=f"continue with: matdata train --resume {cfg.out}",
+            )
         summary.update(step=self.step, train=train, val=val)
         return summary
+
+    def _loop(self, it: Any, log: _RunLog) -> dict[str, float]:
+        """The training steps (until ``cfg.steps`` or a Ctrl-C); the last step's metrics."""
+        cfg = self.cfg
+        interrupt = self.interrupt
+        train: dict[str, float] = {}
+        t0 = time.perf_counter()
+        with log.progress(cfg.steps, self.step) as advance:
+            while self.step < cfg.steps:
+                try:
+                    batch = next(it)
+                except RuntimeError:  # loader workers killed by the same Ctrl-C
+                    if interrupt.requested:
+                        break
+                    raise
+                if self._note_bad(batch):
+                    continue
+                if cfg.record_keys:
+                    log.keys(self.step, batch["key"])
+                train = self.train_step(self._to_device(batch))
+                stop = interrupt.requested
+                if self.dist.world > 1:
+                    train["total"], stop = _reduce_step(train["total"], stop, self.device)
+                dt = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                last = self.step == cfg.steps
+                if self.step % cfg.log_every == 0 or last or stop:
+                    log.write({"kind": "train", "step": self.step, **train, "step_time": dt})
+                advance(train)
+                if stop:
+                    break
+                if self._val_split and ((cfg.val_every and self.step % cfg.val_every == 0) or last):
+                    val = self.validate(log)
+                    log.write({"kind": "val", "step": self.step, **val})
+                    if interrupt.requested and self.dist.world == 1 and not last:
+                        break
+                if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last:
+                    self.save()
+        return train
 
     def close(self) -> None:
         import torch.distributed as dist
@@ -672,6 +788,12 @@ class _Interrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def _null_progress() -> Any:
+    from contextlib import nullcontext
+
+    return nullcontext(lambda _n: None)
+
+
 class _MetricAccumulator:
     """Matting metrics (:mod:`matdata.metrics`) over validation batches, summed per rank
     and all-reduced across ranks (sums and counts add up exactly)."""
@@ -712,6 +834,7 @@ class _RunLog:
         self.cfg = cfg
         self.main = dist.is_main
         self.rank = dist.rank
+        self.world = dist.world
         self._keys = None
         makedirs(cfg.out)
         if cfg.record_keys:
@@ -749,43 +872,80 @@ class _RunLog:
             self._keys.flush()
 
     def progress(self, total: int, start: int) -> Any:
+        """The training display (rank 0): a rich bar on a terminal, plain lines otherwise
+        (step, loss, samples/s, ETA); yields ``advance(metrics)``."""
         from contextlib import contextmanager
+
+        samples_per_step = self.cfg.batch_size * self.world
 
         @contextmanager
         def ctx():
             if not self.main:
                 yield lambda _m: None
                 return
-            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
-                Progress,
                 TextColumn,
                 TimeElapsedColumn,
                 TimeRemainingColumn,
             )
 
-            with Progress(
+            from matdata.progress import make_progress
+
+            with make_progress(
                 TextColumn("[bold]train"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[info]}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=_stderr_console(),
                 transient=False,
+                label="train step",
+                unit="steps",
             ) as prog:
                 task = prog.add_task("train", total=total, completed=start, info="")
+                t0, done = time.perf_counter(), 0
 
                 def advance(m: dict[str, float]) -> None:
+                    nonlocal done
+                    done += 1
+                    rate = done * samples_per_step / max(time.perf_counter() - t0, 1e-9)
                     info = (
                         f"loss {m['total']:.4f} (s {m['semantic']:.3f} d {m['detail']:.3f} "
-                        f"m {m['matte']:.3f}) lr {m['lr']:.2e}"
+                        f"m {m['matte']:.3f}) lr {m['lr']:.2e} {rate:.1f} samples/s"
                     )
                     prog.update(task, advance=1, info=info)
 
                 yield advance
+
+        return ctx()
+
+    def val_progress(self, total: int | None) -> Any:
+        """The display of one validation pass (rank 0); yields ``tick(batches)``."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def ctx():
+            if not self.main:
+                yield lambda _n: None
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+
+            from matdata.progress import make_progress
+
+            with make_progress(
+                TextColumn("[bold]validate"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=_stderr_console(),
+                transient=True,
+                label="validate batch",
+                unit="batches",
+            ) as prog:
+                task = prog.add_task("validate", total=total)
+                yield lambda n: prog.advance(task, n)
 
         return ctx()
 
@@ -796,6 +956,12 @@ class _RunLog:
             self.f.close()
             if self.tb is not None:
                 self.tb.close()
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def _truncate_log(path: str, start_step: int) -> None:

@@ -24,6 +24,7 @@ from matdata.builder import (
     prepare_build,
     run_shard,
 )
+from matdata.errors import ConfigError
 from matdata.rejects import Reject, check_reject_rate, count_by_reason, write_rejects
 from matdata.shards import PARTS_DIR, REJECTS_NAME, write_index
 from matdata.storage import join
@@ -168,9 +169,11 @@ def run_build(
     source exceed ``max_reject_rate`` of the inputs it found."""
     console = console or Console(stderr=True)
     t0 = time.perf_counter()
+    if workers is not None and workers < 1:  # checked before anything is written
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
     plan = prepare_build(cfg)
     for w in plan.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     job = build_job(plan)
     return run_job(
         job,

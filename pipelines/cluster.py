@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from matdata.errors import ConfigError
 
@@ -65,8 +65,11 @@ def dask_client(
         # stalling tasks that release and re-take it around each OpenCV/numpy call
         "distributed.worker.profile.enabled": False,
     }
-    with dask.config.set(settings):
+    with dask.config.set(settings), _deferred_sigint() as interrupted:
         cluster = _local_cluster(LocalCluster, n, threads_per_worker, env)
+    if interrupted():  # Ctrl-C while the cluster started: stop now, cleanly
+        cluster.close()
+        raise KeyboardInterrupt
     try:
         client = Client(cluster)
         try:
@@ -97,7 +100,26 @@ PRELOAD = (
     "matdata.sources.base",
     "matdata.sources.folder",
     "matdata.sources.demo",
+    "pipelines._ignore_sigint",  # workers leave Ctrl-C to the client (see the module)
 )
+
+
+@contextlib.contextmanager
+def _deferred_sigint() -> Iterator[Callable[[], bool]]:
+    """Hold a Ctrl-C back while the block runs (a cluster half-way through its start-up
+    cannot be shut down cleanly); yields a function telling whether one came."""
+    import signal
+    import threading
+
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    try:
+        yield lambda: bool(got)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _start_method() -> str:

@@ -32,7 +32,6 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -42,6 +41,7 @@ from rich.text import Text
 
 from matdata.errors import ConfigError, DatasetError, MatdataError
 from matdata.locks import LOCK_NAME, output_lock
+from matdata.progress import make_progress
 from matdata.shards import FORMATS, INDEX_NAME, PARTS_DIR, REJECTS_NAME, list_temporaries
 from matdata.storage import atomic_write_text, get_fs, join
 
@@ -204,7 +204,13 @@ def run_shards(
     )
     with (
         dask_client(workers, scheduler) as client,
-        Progress(*columns, console=console, disable=not progress, transient=False) as bar,
+        make_progress(
+            *columns,
+            console=console,
+            disable=not progress,
+            label=Text.from_markup(label).plain,
+            unit="samples",
+        ) as bar,
     ):
         stats.workers = len(client.scheduler_info().get("workers", {}))
         job = bar.add_task("samples", total=sum(t.samples for t in tasks))

@@ -175,6 +175,9 @@ def test_ctrl_c_saves_a_consistent_checkpoint(runs: dict[str, Path], tmp_path) -
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err
+    # the message names the checkpoint written and the command that continues the run
+    assert str(run / "checkpoints" / "step-") in err and f"--resume {run}" in err, err
+    assert "completed shards" not in err and "Traceback" not in err
     stopped = torch.load(run / "last.pt", weights_only=True)["step"]
     assert 1 <= stopped < STEPS
     assert max(d["step"] for d in map(json.loads, log.read_text().splitlines())) == stopped

@@ -52,7 +52,9 @@ def _root(
 # Shared option aliases ---------------------------------------------------------------
 WorkersOpt = Annotated[
     int | None,
-    typer.Option("--workers", "-w", help="Local Dask workers (default: one per core)."),
+    typer.Option(
+        "--workers", "-w", min=1, max=512, help="Local Dask workers (default: one per core)."
+    ),
 ]
 SchedulerOpt = Annotated[
     str | None,
@@ -62,7 +64,7 @@ SchedulerOpt = Annotated[
         help="Address of an existing Dask cluster (tcp://HOST:PORT); default: a local one.",
     ),
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed for every random choice.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 
 
@@ -82,24 +84,37 @@ def hold_output_lock(ctx: typer.Context, directory: str, job: str) -> None:
 
 
 def main() -> None:
-    """Console entry point: run the app, turning known errors into one line."""
+    """Console entry point: run the app, turning known errors into one line.
+
+    Usage errors print click's short usage and one ``Error:`` line (exit 2) whatever typer
+    and click versions are installed (:mod:`matdata.cli.usage`); a :class:`MatdataError`
+    prints one red line (exit 1, 130 for :class:`~matdata.errors.Interrupted`).
+    """
+    from matdata.cli import usage
+    from matdata.errors import Interrupted
+
+    debug = bool(os.environ.get("MATDATA_DEBUG"))
     try:
-        rc = app(standalone_mode=False)
+        rc = usage.invoke(app)
         # Typer (non-standalone) *returns* the code of typer.Exit, and turns Ctrl-C into 130.
         if isinstance(rc, int) and not isinstance(rc, bool) and rc != 0:
             if rc == 130:
                 raise KeyboardInterrupt
             sys.exit(rc)
+    except Interrupted as exc:
+        console.print(f"[yellow]interrupted:[/] {exc.one_line()}", highlight=False,
+                      soft_wrap=True)  # fmt: skip
+        sys.exit(exc.exit_code)
     except MatdataError as exc:
-        if os.environ.get("MATDATA_DEBUG"):
+        if debug:
             raise
         console.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: completed shards are kept; rerun to resume.")
+        console.print("[yellow]interrupted[/]", highlight=False)
         sys.exit(130)
     except OSError as exc:  # a path that cannot be read or written (permissions, disk full)
-        if os.environ.get("MATDATA_DEBUG"):
+        if debug:
             raise
         where = f" {exc.filename}" if exc.filename else ""
         console.print(
@@ -109,14 +124,16 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # click's own exceptions, from whichever click typer uses
+        if usage.is_exit(exc):
+            sys.exit(getattr(exc, "exit_code", 0))
+        if usage.is_click_exception(exc):
             exc.show()
             sys.exit(exc.exit_code)
+        if usage.is_abort(exc):
+            # older click turns Ctrl-C into Abort (non-standalone)
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                console.print("[yellow]interrupted[/]", highlight=False)
+                sys.exit(130)
+            sys.exit(1)
         raise

@@ -33,7 +33,10 @@ HarmCheckpointOpt = Annotated[
     typer.Option("--checkpoint", help="The network's released state_dict (e.g. idih256.pth)."),
 ]
 HarmStrengthOpt = Annotated[
-    float | None, typer.Option("--strength", help="reinhard only: 0 (off) .. 1 (full transfer).")
+    float | None,
+    typer.Option(
+        "--strength", min=0.0, max=1.0, help="reinhard only: 0 (off) .. 1 (full transfer)."
+    ),
 ]
 HarmNetSizeOpt = Annotated[
     str | None,
@@ -68,7 +71,7 @@ def harmonize_cmd(
     checkpoint: HarmCheckpointOpt = None,
     device: DeviceOpt = "auto",
     batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Composites per network batch.")
+        int, typer.Option("--batch-size", min=1, max=4096, help="Composites per network batch.")
     ] = 8,
     strength: HarmStrengthOpt = None,
     net_size: HarmNetSizeOpt = None,
@@ -94,21 +97,29 @@ def harmonize_cmd(
 
     from pipelines.harmonize import run_harmonize
 
-    s = run_harmonize(
-        dataset,
-        out_dir,
-        model,
-        checkpoint=checkpoint,
-        device=device,
-        batch_size=batch_size,
-        params=_harmonizer_params(model, strength, net_size),
-        workers=workers,
-        scheduler=scheduler,
-        overwrite=overwrite,
-        verify=verify,
-        console=console,
-        progress=progress_bar,
-    )
+    try:
+        s = run_harmonize(
+            dataset,
+            out_dir,
+            model,
+            checkpoint=checkpoint,
+            device=device,
+            batch_size=batch_size,
+            params=_harmonizer_params(model, strength, net_size),
+            workers=workers,
+            scheduler=scheduler,
+            overwrite=overwrite,
+            verify=verify,
+            console=console,
+            progress=progress_bar,
+        )
+    except KeyboardInterrupt:
+        from matdata.errors import Interrupted
+
+        raise Interrupted(
+            f"harmonize stopped; the shards completed so far are kept in {out_dir}",
+            hint="run the same command again to resume",
+        ) from None
     table = Table(title=f"harmonize {s.out} ({s.model})", title_justify="left")
     table.add_column("", style="bold")
     table.add_column("value", justify="right")
@@ -133,9 +144,16 @@ def harmonize_eval_cmd(
     split: Annotated[str, typer.Option("--split", help="Which list: SUBSET_{split}.txt.")] = "test",
     size: Annotated[
         int | None,
-        typer.Option("--size", help="Resize to SIZE x SIZE first (256: the papers' protocol)."),
+        typer.Option(
+            "--size",
+            min=16,
+            max=8192,
+            help="Resize to SIZE x SIZE first (256: the papers' protocol).",
+        ),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate the first N.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Evaluate the first N.")
+    ] = None,
     strength: HarmStrengthOpt = None,
     net_size: HarmNetSizeOpt = None,
     json_out: Annotated[
@@ -146,7 +164,6 @@ def harmonize_eval_cmd(
     import json
     import math
 
-    from rich.progress import Progress
     from rich.table import Table
 
     from harmonization import load_harmonizer
@@ -154,7 +171,15 @@ def harmonize_eval_cmd(
     from matdata.storage import atomic_write_text
 
     h = load_harmonizer(model, checkpoint, device, **_harmonizer_params(model, strength, net_size))
-    with Progress(console=console, transient=True) as bar:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from matdata.progress import make_progress
+
+    columns = (TextColumn("[bold]harmonize-eval"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    with make_progress(
+        *columns, console=console, transient=True, label="harmonize-eval", unit="images"
+    ) as bar:
         res = evaluate(root, h, split=split, size=size, limit=limit, progress=bar)
     table = Table(title=f"harmonize-eval {root} ({model}, {split})", title_justify="left")
     for col in ("subset", "images", "MSE", "fMSE", "PSNR", "composite MSE"):

@@ -58,6 +58,13 @@ def ingest_cmd(
             help="Source option KEY=VALUE, repeatable (e.g. -o io=outdoor -o verify=probe).",
         ),
     ] = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty",
+            help="Register the result even with no usable item or mostly unexpected files.",
+        ),
+    ] = False,
     progress_bar: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
     ] = True,
@@ -66,7 +73,6 @@ def ingest_cmd(
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         SpinnerColumn,
         TextColumn,
         TimeElapsedColumn,
@@ -75,11 +81,12 @@ def ingest_cmd(
     from rich.table import Table
 
     from matdata.ingest import ingest
+    from matdata.progress import make_progress
 
     if not root and kind != "demo":
         _fail(f"ingest {kind} needs a ROOT path")
     opts = _parse_source_options(option)
-    with Progress(
+    with make_progress(
         SpinnerColumn(),
         TextColumn(f"[bold]ingest {kind}[/]"),
         BarColumn(),
@@ -89,13 +96,23 @@ def ingest_cmd(
         console=console,
         transient=True,
         disable=not progress_bar,
+        label=f"ingest {kind}",
+        unit="files",
     ) as bar:
         task = bar.add_task("scan", total=None)
 
         def _update(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        res = ingest(kind, root, name=name, out=out_dir, options=opts, progress=_update)
+        res = ingest(
+            kind,
+            root,
+            name=name,
+            out=out_dir,
+            options=opts,
+            progress=_update,
+            allow_empty=allow_empty,
+        )
 
     table = Table(
         title=f"ingest {res.name} ({res.kind})", caption=res.root or None, title_justify="left"
@@ -131,9 +148,11 @@ def build_cmd(
         str, typer.Option("--bg", help="Backgrounds: catalog NAME | demo | KIND:PATH | manifest.")
     ],
     out_dir: Annotated[str, typer.Option("--out", help="Output dataset dir (path or URL).")],
-    per_fg: Annotated[int, typer.Option("--per-fg", help="Backgrounds per foreground (K).")] = 10,
+    per_fg: Annotated[
+        int, typer.Option("--per-fg", min=1, max=1000, help="Backgrounds per foreground (K).")
+    ] = 10,
     size: Annotated[
-        str, typer.Option("--size", help="Output size: 512 (square) | WxH | native.")
+        str, typer.Option("--size", help="Output size: 512 (square) | WxH | native (16..8192).")
     ] = "512",
     augment: Annotated[
         bool,
@@ -143,7 +162,8 @@ def build_cmd(
     ] = True,
     trimap: Annotated[bool, typer.Option("--trimap", help="Store a trimap per sample.")] = False,
     trimap_rel_width: Annotated[
-        float, typer.Option("--trimap-width", help="Trimap band radius / sqrt(H*W).")
+        float,
+        typer.Option("--trimap-width", min=0.0, max=0.5, help="Trimap band radius / sqrt(H*W)."),
     ] = 0.01,
     keep_layers: Annotated[
         bool, typer.Option("--keep-layers", help="Store fg colours and bg crop too.")
@@ -154,24 +174,37 @@ def build_cmd(
     ] = "256MB",
     samples_per_shard: Annotated[
         int | None,
-        typer.Option("--samples-per-shard", help="Exact samples per shard (overrides size)."),
+        typer.Option(
+            "--samples-per-shard",
+            min=1,
+            max=1_000_000,
+            help="Exact samples per shard (overrides size).",
+        ),
     ] = None,
     seed: SeedOpt = 0,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     jpeg_quality: Annotated[
-        int, typer.Option("--jpeg-quality", help="JPEG quality of stored images.")
+        int, typer.Option("--jpeg-quality", min=1, max=100, help="JPEG quality of stored images.")
     ] = 95,
     bg_crop: Annotated[str, typer.Option("--bg-crop", help="random | center.")] = "random",
     bg_blur: Annotated[
-        float, typer.Option("--bg-blur", help="Probability of background blur.")
+        float, typer.Option("--bg-blur", min=0.0, max=1.0, help="Probability of background blur.")
     ] = 0.0,
-    noise: Annotated[float, typer.Option("--noise", help="Probability of Gaussian noise.")] = 0.0,
+    noise: Annotated[
+        float, typer.Option("--noise", min=0.0, max=1.0, help="Probability of Gaussian noise.")
+    ] = 0.0,
     jpeg_match: Annotated[
-        float, typer.Option("--jpeg-match", help="Probability of matched fg/bg JPEG artefacts.")
+        float,
+        typer.Option(
+            "--jpeg-match", min=0.0, max=1.0, help="Probability of matched fg/bg JPEG artefacts."
+        ),
     ] = 0.0,
     color_jitter: Annotated[
-        float, typer.Option("--color-jitter", help="Probability of fg/bg colour jitter.")
+        float,
+        typer.Option(
+            "--color-jitter", min=0.0, max=1.0, help="Probability of fg/bg colour jitter."
+        ),
     ] = 0.0,
     fg_estimator: Annotated[
         str,
@@ -280,6 +313,13 @@ def build_cmd(
     except RejectRateError as exc:
         _print_reject_table(exc)
         raise
+    except KeyboardInterrupt:
+        from matdata.errors import Interrupted
+
+        raise Interrupted(
+            f"build stopped; the shards completed so far are kept in {out_dir}",
+            hint="run the same command again to resume",
+        ) from None
     inputs = Table(title="inputs", title_justify="left")
     for col in ("source", "found", "used", "rejected", "ingest", "filtered", "build"):
         inputs.add_column(col, justify="left" if col == "source" else "right")
@@ -312,7 +352,7 @@ def build_cmd(
         table.add_row("peak worker memory", f"{s.peak_rss_mb:.0f} MiB")
     out.print(table)
     for w in s.warnings:
-        out.print(f"[yellow]note:[/] {w}", highlight=False)
+        out.print(f"[yellow]note:[/] {w}", highlight=False, soft_wrap=True)
 
 
 def _print_reject_table(exc) -> None:  # exc: matdata.rejects.RejectRateError

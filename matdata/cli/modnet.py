@@ -30,17 +30,25 @@ def train_cmd(
         typer.Option("--backbone", help="mobilenetv2 | resnet18 | pvt  \\[default: mobilenetv2]"),
     ] = None,
     hr_channels: Annotated[
-        int | None, typer.Option("--hr-channels", help="\\[default: 32]")
+        int | None, typer.Option("--hr-channels", min=1, max=512, help="\\[default: 32]")
     ] = None,
     steps: Annotated[
-        int | None, typer.Option("--steps", help="Optimizer steps.  \\[default: 1000]")
+        int | None, typer.Option("--steps", min=1, help="Optimizer steps.  \\[default: 1000]")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Batch size per process.  \\[default: 8]")
+        int | None,
+        typer.Option(
+            "--batch-size", min=1, max=4096, help="Batch size per process.  \\[default: 8]"
+        ),
     ] = None,
     image_size: Annotated[
         int | None,
-        typer.Option("--image-size", help="Training crop side (multiple of 32).  \\[default: 512]"),
+        typer.Option(
+            "--image-size",
+            min=32,
+            max=4096,
+            help="Training crop side (multiple of 32).  \\[default: 512]",
+        ),
     ] = None,
     device: Annotated[
         str | None, typer.Option("--device", help="auto | cpu | cuda  \\[default: auto]")
@@ -50,47 +58,89 @@ def train_cmd(
     ] = None,
     lr: Annotated[
         float | None,
-        typer.Option("--lr", help="Base learning rate.  \\[default: 1e-3 adamw, 1e-2 sgd]"),
+        typer.Option(
+            "--lr",
+            min=0.0,
+            max=10.0,
+            help="Base learning rate, > 0.  \\[default: 1e-3 adamw, 1e-2 sgd]",
+        ),
     ] = None,
     schedule: Annotated[
         str | None, typer.Option("--schedule", help="cosine | step | constant  \\[default: cosine]")
     ] = None,
     warmup: Annotated[
-        int | None, typer.Option("--warmup", help="Warm-up steps.  \\[default: min(500, steps/20)]")
+        int | None,
+        typer.Option("--warmup", min=0, help="Warm-up steps.  \\[default: min(500, steps/20)]"),
     ] = None,
     clip_grad: Annotated[
-        float | None, typer.Option("--clip-grad", help="Max grad norm, 0 = off.  \\[default: 1.0]")
+        float | None,
+        typer.Option("--clip-grad", min=0.0, help="Max grad norm, 0 = off.  \\[default: 1.0]"),
     ] = None,
     amp: Annotated[
         bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (CUDA).")
     ] = None,
     val_every: Annotated[
-        int | None, typer.Option("--val-every", help="Steps between validations.  \\[default: 500]")
+        int | None,
+        typer.Option("--val-every", min=0, help="Steps between validations.  \\[default: 500]"),
     ] = None,
-    val_batches: Annotated[int | None, typer.Option("--val-batches", help="0 = all.")] = None,
+    val_batches: Annotated[
+        int | None, typer.Option("--val-batches", min=0, help="Batches per validation, 0 = all.")
+    ] = None,
+    val_limit: Annotated[
+        int | None,
+        typer.Option(
+            "--val-limit",
+            min=0,
+            help="Samples per validation pass (the first one too), 0 = the whole val split.  "
+            "\\[default: 128]",
+        ),
+    ] = None,
     ckpt_every: Annotated[
         int | None,
-        typer.Option("--ckpt-every", help="Steps between checkpoints.  \\[default: 1000]"),
+        typer.Option("--ckpt-every", min=0, help="Steps between checkpoints.  \\[default: 1000]"),
     ] = None,
     log_every: Annotated[
-        int | None, typer.Option("--log-every", help="Steps between log lines.  \\[default: 10]")
+        int | None,
+        typer.Option("--log-every", min=1, help="Steps between log lines.  \\[default: 10]"),
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", "-w", help="DataLoader workers per process.  \\[default: 2]"),
+        typer.Option(
+            "--workers",
+            "-w",
+            min=0,
+            max=64,
+            help="DataLoader workers per process.  \\[default: min(2, cores - 1)]",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            max=1024,
+            help="torch threads of this process (OpenCV and loader workers use 1 each).  "
+            "\\[default: $OMP_NUM_THREADS, else cores - loader workers]",
+        ),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option("--seed", help="Seed of weights and data order.  \\[default: 0]")
+        int | None,
+        typer.Option("--seed", min=0, help="Seed of weights and data order.  \\[default: 0]"),
     ] = None,
     fmt: Annotated[
         str | None, typer.Option("--format", help="parquet | webdataset (default: preferred)")
     ] = None,
     shuffle_buffer: Annotated[
-        int | None, typer.Option("--shuffle-buffer", help="\\[default: 256]")
+        int | None, typer.Option("--shuffle-buffer", min=0, max=1_000_000, help="\\[default: 256]")
     ] = None,
     recompose: Annotated[
         float | None,
-        typer.Option("--recompose", help="Probability of a new background (needs fg/bg layers)."),
+        typer.Option(
+            "--recompose",
+            min=0.0,
+            max=1.0,
+            help="Probability of a new background (needs fg/bg layers).",
+        ),
     ] = None,
     init: Annotated[
         str | None, typer.Option("--init", help="Start from released or own MODNet weights.")
@@ -126,12 +176,18 @@ def train_cmd(
         val_batches=val_batches, ckpt_every=ckpt_every, log_every=log_every, workers=workers,
         seed=seed, fmt=fmt, shuffle_buffer=shuffle_buffer, recompose=recompose, init=init,
         record_keys=record_keys, verify=verify, max_bad_records=max_bad_records,
+        val_limit=val_limit, threads=threads,
     )  # fmt: skip
     if resume and not out_dir:
         overrides["out"] = None  # keep the checkpoint's run directory
-    cfg = resolve_config(overrides, resume)
+    notes: list[str] = []
+    cfg = resolve_config(overrides, resume, notes)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if main_rank:
+        for note in notes:
+            console.print(f"[yellow]resume changes[/] {note}", highlight=False, soft_wrap=True)
     summary = train(cfg, resume)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if main_rank:
         from rich.table import Table
 
         table = Table(title=f"train {cfg.out}", show_header=True)
@@ -149,14 +205,15 @@ def _modnet_progress(label: str, enabled: bool = True):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         SpinnerColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    return Progress(
+    from matdata.progress import make_progress
+
+    return make_progress(
         SpinnerColumn(),
         TextColumn(f"[bold]{label}[/]"),
         BarColumn(),
@@ -166,7 +223,16 @@ def _modnet_progress(label: str, enabled: bool = True):
         console=console,
         transient=True,
         disable=not enabled,
+        label=label,
+        unit="images" if label in ("predict", "evaluate") else "steps",
     )
+
+
+def _apply_threads(n: int | None) -> None:
+    """torch/OpenCV thread pools of a one-process torch command (:mod:`matdata.threads`)."""
+    from matdata import threads
+
+    threads.apply(threads.plan(n, loader_workers=0))
 
 
 def _nan_to_none(obj):
@@ -187,7 +253,15 @@ CheckpointOpt = Annotated[
     ),
 ]
 RefSizeOpt = Annotated[
-    int, typer.Option("--ref-size", help="MODNet's reference size (short side, then /32).")
+    int,
+    typer.Option(
+        "--ref-size", min=32, max=8192, help="MODNet's reference size (short side, then /32)."
+    ),
+]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, max=1024)]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", min=1, max=1024, help="torch threads (default: the usable cores)."),
 ]
 
 
@@ -200,8 +274,9 @@ def predict_cmd(
         bool, typer.Option("--cutout", help="Also write RGBA cut-outs (NAME.cutout.png).")
     ] = False,
     device: DeviceOpt = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 4,
+    batch_size: BatchOpt = 4,
     ref_size: RefSizeOpt = 512,
+    n_threads: ThreadsOpt = None,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Predict alpha mattes (PNG, the input's resolution) with a MODNet checkpoint."""
@@ -227,10 +302,18 @@ def predict_cmd(
     files = list_images(images)
     if not files:
         _fail("no image files found in " + ", ".join(images))
-    stems = Counter(_Path(f).stem for f in files)
-    dupes = sorted(s for s, n in stems.items() if n > 1)
-    if dupes:
-        _fail(f"several inputs are named {dupes[0]!r} (outputs would collide); predict them apart")
+    by_stem: dict[str, list[str]] = {}
+    for f in files:
+        by_stem.setdefault(_Path(f).stem, []).append(f)
+    clash = sorted((s, fs) for s, fs in by_stem.items() if len(fs) > 1)
+    if clash:
+        stem, paths = clash[0]
+        more = f" (and {len(clash) - 1} more names)" if len(clash) > 1 else ""
+        _fail(
+            f"{' and '.join(paths)} would both be written as {join(out_dir, stem + '.png')}"
+            f"{more}; predict them in separate runs or rename one"
+        )
+    _apply_threads(n_threads)
     loaded = load_checkpoint_model(checkpoint, device)
     makedirs(out_dir)
     skipped: Counter[str] = Counter()
@@ -289,10 +372,11 @@ def evaluate_cmd(
     json_out: Annotated[
         str | None, typer.Option("--json", help="Write metrics + per-image errors ('-': stdout).")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most N images (0 = all).")] = 0,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="At most N images (0 = all).")] = 0,
     device: DeviceOpt = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 4,
+    batch_size: BatchOpt = 4,
     ref_size: RefSizeOpt = 512,
+    n_threads: ThreadsOpt = None,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """SAD / MSE / MAD / Gradient / Connectivity errors of a checkpoint (unknown region of
@@ -357,6 +441,7 @@ def evaluate_cmd(
                     continue
                 yield im, rgb, gt
 
+    _apply_threads(n_threads)
     loaded = load_checkpoint_model(checkpoint, device)
     samples = _samples()
     if limit > 0:
@@ -373,7 +458,8 @@ def evaluate_cmd(
         )
     result.skipped = dict(skipped)
     if not result.images:
-        raise ConfigError(f"nothing to evaluate in {source}", hint=f"skipped: {dict(skipped)}")
+        why = ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) or "no samples"
+        raise ConfigError(f"nothing to evaluate in {source}", hint=f"skipped: {why}")
     metrics = result.sums.result()
     table = Table(title=f"evaluate {loaded.config['backbone']} on {source}")
     table.add_column("metric")
@@ -402,14 +488,20 @@ def adapt_cmd(
     images: Annotated[list[str], typer.Argument(help="Unlabelled images or folders (recursive).")],
     checkpoint: CheckpointOpt,
     out_dir: Annotated[str, typer.Option("--out", "-o", help="Run directory (soc.pt).")],
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 500,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 1,
+    steps: Annotated[
+        int, typer.Option("--steps", min=1, max=10_000_000, help="Optimizer steps.")
+    ] = 500,
+    batch_size: BatchOpt = 1,
     image_size: Annotated[
-        int, typer.Option("--image-size", help="Square side (multiple of 32).")
+        int,
+        typer.Option("--image-size", min=32, max=4096, help="Square side (multiple of 32)."),
     ] = 512,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-5,
+    lr: Annotated[
+        float, typer.Option("--lr", min=0.0, max=10.0, help="Adam learning rate, > 0.")
+    ] = 1e-5,
     device: DeviceOpt = "auto",
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    n_threads: ThreadsOpt = None,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """SOC: adapt a trained MODNet to unlabelled images of a new domain (MODNet Sec. 4)."""
@@ -417,6 +509,7 @@ def adapt_cmd(
 
     from modnet.soc import SOCConfig, adapt
 
+    _apply_threads(n_threads)
     cfg = SOCConfig(
         checkpoint=checkpoint, images=tuple(images), out=out_dir, steps=steps,
         batch_size=batch_size, image_size=image_size, lr=lr, device=device, seed=seed,

@@ -36,7 +36,8 @@ def qa_cmd(
         ),
     ] = None,
     sample: Annotated[
-        int, typer.Option("--sample", help="Random samples shown as contact sheets.")
+        int,
+        typer.Option("--sample", min=0, max=10_000, help="Random samples shown as contact sheets."),
     ] = 48,
     seed: SeedOpt = 0,
     workers: WorkersOpt = None,
@@ -53,18 +54,19 @@ def qa_cmd(
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
     from rich.table import Table
 
+    from matdata.progress import make_progress
     from matdata.qa import HTML_NAME, SUMMARY_NAME, check_fail_on, parse_rule, write_report
     from matdata.shards import read_index
     from matdata.storage import join
     from pipelines.qa import run_qa
 
+    _check_report_dir(dataset, report_dir)
     rules = list(fail_on or [])
     for rule in rules:
         parse_rule(rule)  # unknown rules fail before any work
@@ -72,7 +74,7 @@ def qa_cmd(
         _fail(f"--sample must be >= 0, got {sample}")
     total = int(read_index(dataset).get("samples", 0))
     hold_output_lock(ctx, report_dir, "qa")  # one writer per report folder, until the command ends
-    with Progress(
+    with make_progress(
         TextColumn("[bold]qa[/]"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -82,6 +84,8 @@ def qa_cmd(
         console=console,
         transient=True,
         disable=not progress_bar,
+        label="qa",
+        unit="samples",
     ) as bar:
         task = bar.add_task("scan", total=total or None, shards=0)
 
@@ -127,6 +131,23 @@ def qa_cmd(
         console.print(f"[bold red]qa failed:[/] {'; '.join(failed)}", highlight=False,
                       soft_wrap=True)  # fmt: skip
         raise typer.Exit(1)
+
+
+def _check_report_dir(dataset: str, report_dir: str) -> None:
+    """The report goes beside the dataset, never into it (it would no longer verify)."""
+    import os
+
+    if "://" in dataset or "://" in report_dir:
+        same = dataset.rstrip("/") == report_dir.rstrip("/")
+        inside = report_dir.startswith(dataset.rstrip("/") + "/")
+    else:
+        d, r = os.path.realpath(dataset), os.path.realpath(report_dir)
+        same, inside = d == r, r.startswith(d + os.sep)
+    if same or inside:
+        _fail(
+            f"qa --out {report_dir} is {'the dataset directory' if same else 'inside the dataset'}"
+            f" {dataset}; the report must go elsewhere (e.g. --out {dataset.rstrip('/')}-qa)"
+        )
 
 
 @app.command("inspect")

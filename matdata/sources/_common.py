@@ -201,6 +201,14 @@ def opt_float(options: dict[str, Any], key: str, default: float) -> float:
         raise ConfigError(f"option {key}={value!r} is not a number") from None
 
 
+def opt_fraction(options: dict[str, Any], key: str, default: float) -> float:
+    """A share in [0, 1] (a split fraction)."""
+    value = opt_float(options, key, default)
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"option {key}={value:g} is out of range: a fraction in [0, 1]")
+    return value
+
+
 def opt_choice(options: dict[str, Any], key: str, default: str, choices: Iterable[str]) -> str:
     value = str(options.get(key, default))
     allowed = tuple(choices)
@@ -232,11 +240,13 @@ def opt_workers(options: dict[str, Any]) -> int:
 
 def split_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     """The ``assign_split`` keyword arguments a source's options may override."""
-    return {
-        "val_fraction": opt_float(options, "val_fraction", 0.05),
-        "test_fraction": opt_float(options, "test_fraction", 0.0),
-        "salt": str(options.get("salt", "")),
-    }
+    val = opt_fraction(options, "val_fraction", 0.05)
+    test = opt_fraction(options, "test_fraction", 0.0)
+    if val + test > 1.0:
+        raise ConfigError(
+            f"options val_fraction={val:g} and test_fraction={test:g} add up to more than 1"
+        )
+    return {"val_fraction": val, "test_fraction": test, "salt": str(options.get("salt", ""))}
 
 
 def extra_json(**fields: Any) -> str:

@@ -55,7 +55,15 @@ from matdata.sources._common import (
     stem_ext,
     validate_image,
 )
-from matdata.sources.base import Foreground, Item, Progress, Source, assign_split, safe_id
+from matdata.sources.base import (
+    COMMON_OPTIONS,
+    Foreground,
+    Item,
+    Progress,
+    Source,
+    assign_split,
+    safe_id,
+)
 
 IMAGE_DIR = "clip_img"
 MATTE_DIR = "matting"
@@ -77,6 +85,7 @@ class AISegmentSource(Source):
     """
 
     kind = "aisegment"
+    known_options = COMMON_OPTIONS
     roles = ("fg",)
 
     def __init__(self, root: str, **options: Any):

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from matdata.errors import SourceError
+from matdata.errors import ConfigError, SourceError
 from matdata.rejects import Reject
 
 #: Manifest format version (Parquet key-value metadata ``matdata_manifest_version``).
@@ -132,14 +132,39 @@ class ScanResult:
 
 Progress = Callable[[int], None]  # called with the number of inputs just examined
 
+#: Options every file-tree source understands: verification, scan workers, splits.
+COMMON_OPTIONS = ("verify", "workers", "val_fraction", "test_fraction", "salt")
+
+
+def check_options(kind: str, options: dict[str, Any], known: Iterable[str] | None) -> None:
+    """Refuse an option ``kind`` does not understand (a typo must not be ignored), naming
+    the valid ones; ``known`` None means the source does not declare its options."""
+    if known is None:
+        return
+    valid = sorted(set(known))
+    unknown = sorted(k for k in options if k not in valid)
+    if not unknown:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(unknown[0], valid, n=1)
+    maybe = f"did you mean {close[0]}? " if close else ""
+    raise ConfigError(
+        f"unknown {kind} source option {', '.join(unknown)}",
+        hint=f"{maybe}valid options: {', '.join(valid) or 'none'}",
+    )
+
 
 class Source(ABC):
     """A dataset source.  Subclasses set ``kind`` and ``roles`` and implement the methods."""
 
     kind: str = ""
     roles: tuple[str, ...] = ("fg",)
+    #: The option keys (``-o KEY=VALUE``) this source understands; None: not checked.
+    known_options: tuple[str, ...] | None = None
 
     def __init__(self, root: str, **options: Any):
+        check_options(self.kind, options, self.known_options)
         self.root = root.rstrip("/") if root not in ("", "/") else root
         self.options = options
 

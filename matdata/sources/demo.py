@@ -36,6 +36,7 @@ import numpy as np
 
 from matdata.errors import SourceError
 from matdata.rejects import Reject
+from matdata.sources._common import opt_fraction
 from matdata.sources.base import Foreground, Item, Progress, Source, assign_split
 
 #: Bump when the generator changes: it is part of every item's hash.
@@ -310,6 +311,7 @@ class DemoSource(Source):
 
     kind = "demo"
     roles = ("fg", "bg")
+    known_options = ("n_fg", "n_bg", "size", "seed", "val_fraction")
 
     def __init__(self, root: str = "", **options: Any):
         super().__init__(root or "demo", **options)
@@ -317,11 +319,13 @@ class DemoSource(Source):
         self.n_bg = int(options.get("n_bg", 16))
         self.size = _parse_size(options.get("size"))
         self.seed = int(options.get("seed", 0))
-        self.val_fraction = float(options.get("val_fraction", 0.2))
-        if self.n_fg < 0 or self.n_bg < 0 or min(self.size) < 16:
+        self.val_fraction = opt_fraction(options, "val_fraction", 0.2)
+        bad = not (0 <= self.n_fg <= 100_000 and 0 <= self.n_bg <= 100_000)
+        if bad or min(self.size) < 16 or max(self.size) > 8192:
             raise SourceError(
-                f"bad demo options n_fg={self.n_fg} n_bg={self.n_bg} size={self.size}",
-                hint="counts >= 0, sides >= 16",
+                f"bad demo options n_fg={self.n_fg} n_bg={self.n_bg} "
+                f"size={self.size[0]}x{self.size[1]}",
+                hint="counts in 0..100000, sides in 16..8192",
             )
 
     def _item(self, role: str, index: int) -> Item:

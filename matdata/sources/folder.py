@@ -46,7 +46,15 @@ from matdata.sources._common import (
     stem_ext,
     validate_image,
 )
-from matdata.sources.base import Foreground, Item, Progress, Source, assign_split, safe_id
+from matdata.sources.base import (
+    COMMON_OPTIONS,
+    Foreground,
+    Item,
+    Progress,
+    Source,
+    assign_split,
+    safe_id,
+)
 
 ALPHA_DIRS = ("alphas", "alpha", "mattes", "matte", "masks", "mask")
 MODES = ("auto", "pairs", "rgba", "bg")
@@ -57,6 +65,7 @@ class FolderSource(Source):
     ``verify``, ``workers``, ``val_fraction``, ``test_fraction``, ``salt``."""
 
     kind = "folder"
+    known_options = (*COMMON_OPTIONS, "mode", "role", "images", "alphas", "group")
     roles = ("fg", "bg")
 
     def __init__(self, root: str, **options: Any):

@@ -52,7 +52,7 @@ from matdata.sources._common import (
     stem_ext,
     validate_image,
 )
-from matdata.sources.base import Item, Progress, Source, assign_split, safe_id
+from matdata.sources.base import COMMON_OPTIONS, Item, Progress, Source, assign_split, safe_id
 
 CATEGORIES_FILE = "categories_places365.txt"
 IO_FILE = "IO_places365.txt"
@@ -106,6 +106,7 @@ class Places365Source(Source):
     """Background scenes from Places365 (role ``bg``)."""
 
     kind = "places365"
+    known_options = (*COMMON_OPTIONS, "categories", "io")
     roles = ("bg",)
 
     def __init__(self, root: str, **options: Any):

@@ -58,7 +58,15 @@ from matdata.sources._common import (
     stem_ext,
     validate_image,
 )
-from matdata.sources.base import Foreground, Item, Progress, Source, assign_split, safe_id
+from matdata.sources.base import (
+    COMMON_OPTIONS,
+    Foreground,
+    Item,
+    Progress,
+    Source,
+    assign_split,
+    safe_id,
+)
 
 #: JSON files a project may hold at its root besides ``meta.json``.
 PROJECT_FILES = ("meta.json", "key_id_map.json", "obj_class_to_machine_color.json")
@@ -384,6 +392,7 @@ class SuperviselySource(Source):
     """
 
     kind = "supervisely"
+    known_options = (*COMMON_OPTIONS, "neutral_classes", "person_classes")
     roles = ("fg",)
 
     def __init__(self, root: str, **options: Any):
