@@ -207,6 +207,8 @@ def _printable_reject(rej: Reject) -> Reject:
     if is_utf8(rej.path) and is_utf8(rej.detail):
         return rej
     return Reject(rej.source, printable(rej.path), rej.reason, printable(rej.detail), rej.stage)
+
+
 def check_usable(res: IngestResult) -> None:
     """Raise :class:`SourceError` when ``res`` has no usable item or mostly files that do
     not belong to the kind's layout (see :func:`ingest`)."""
