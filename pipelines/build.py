@@ -308,6 +308,12 @@ def run_build(
     for r in results:
         splits[r.split] = splits.get(r.split, 0) + r.samples
     infos = [s for r in results for s in r.shards]
+    by_source: dict[str, dict[str, dict[str, int]]] = {"fg": {}, "bg": {}}
+    for r in results:  # samples written per source and split (fg and bg views)
+        for key, n in r.by_source.items():
+            role, _, name = key.partition("/")
+            d = by_source.setdefault(role, {}).setdefault(name, {})
+            d[r.split] = d.get(r.split, 0) + n
     rejects_info = {
         "file": REJECTS_NAME,
         "total": len(all_rejects),
@@ -329,6 +335,7 @@ def run_build(
                 "bg_pool_all_splits": plan.bg_pool_all,
             },
             "warnings": plan.warnings,
+            "samples_by_source": by_source,
         },
     )
     written = [r for r in results if not r.skipped]

@@ -125,10 +125,20 @@ def ingest_cmd(
 @app.command("build")
 def build_cmd(
     fg: Annotated[
-        str, typer.Option("--fg", help="Foregrounds: catalog NAME | demo | KIND:PATH | manifest.")
+        list[str],
+        typer.Option(
+            "--fg",
+            help="Foregrounds: catalog NAME | demo | KIND:PATH | manifest (repeatable: every "
+            "source's foregrounds get their K backgrounds).",
+        ),
     ],
     bg: Annotated[
-        str, typer.Option("--bg", help="Backgrounds: catalog NAME | demo | KIND:PATH | manifest.")
+        list[str],
+        typer.Option(
+            "--bg",
+            help="Backgrounds: catalog NAME | demo | KIND:PATH | manifest (repeatable: "
+            "backgrounds are drawn from all of them, pooled).",
+        ),
     ],
     out_dir: Annotated[str, typer.Option("--out", help="Output dataset dir (path or URL).")],
     per_fg: Annotated[int, typer.Option("--per-fg", help="Backgrounds per foreground (K).")] = 10,
@@ -187,6 +197,14 @@ def build_cmd(
     bg_io: Annotated[
         str | None, typer.Option("--bg-io", help="Keep only indoor | outdoor scenes.")
     ] = None,
+    bg_weights: Annotated[
+        str | None,
+        typer.Option(
+            "--bg-weights",
+            help="How backgrounds are drawn across --bg sources, e.g. places365=0.7,coco=0.3 "
+            "(default: in proportion to their sizes).",
+        ),
+    ] = None,
     exclude_tag: Annotated[
         list[str] | None,
         typer.Option(
@@ -230,8 +248,8 @@ def build_cmd(
     else:
         tags = tuple(t for t in exclude_tag if t and t.lower() != "none")
     cfg = BuildConfig(
-        fg=fg,
-        bg=bg,
+        fg=tuple(fg),
+        bg=tuple(bg),
         out=out_dir,
         per_fg=per_fg,
         size=parse_size(size),
@@ -255,6 +273,7 @@ def build_cmd(
         exclude_tags=tags,
         fg_options=parse_options(fg_option),
         bg_options=parse_options(bg_option),
+        bg_weights=bg_weights,  # type: ignore[arg-type]  # parsed by BuildConfig
     )
     s = run_build(
         cfg,
