@@ -299,9 +299,7 @@ def bg_filter(
     io_ok = np.ones(n, dtype=bool)
     if io is not None:
         want = 1 if io == "indoor" else 2
-        io_ok = pc.fill_null(pc.equal(src.cols["io"], want), False).to_numpy(
-            zero_copy_only=False
-        )
+        io_ok = pc.fill_null(pc.equal(src.cols["io"], want), False).to_numpy(zero_copy_only=False)
         keep &= io_ok
     details = []
     drop = np.flatnonzero(~keep)
@@ -447,7 +445,9 @@ def _check_unique_ids(srcs: list[SourceRows], keeps: list[np.ndarray], role: str
 
     if len(srcs) < 2:
         return
-    ids = pa.chunked_array([s.cols["id"].filter(pa.array(k)) for s, k in zip(srcs, keeps)])
+    ids = pa.chunked_array(
+        [s.cols["id"].filter(pa.array(k)) for s, k in zip(srcs, keeps, strict=True)]
+    )
     counts = pc.value_counts(ids)
     dup = counts.filter(pc.greater(counts.field("counts"), 1))
     if len(dup):
@@ -456,8 +456,7 @@ def _check_unique_ids(srcs: list[SourceRows], keeps: list[np.ndarray], role: str
         raise ConfigError(
             f"{role} id {the_id!r} is in sources {' and '.join(having)} "
             f"({len(dup)} shared id(s)): sample keys would collide",
-            hint=f"use one of these --{role} sources per build, or give their files "
-            "distinct names",
+            hint=f"use one of these --{role} sources per build, or give their files distinct names",
         )
 
 
@@ -506,7 +505,12 @@ class CompactPlan:
         self.cfg = cfg
         self.fg_names, self.fg_src, self.fg_table = fg_names, fg_src, fg_table
         self.picks, self.pool_all = picks, pool_all
-        self.bg_names, self.bg_src, self.bg_used, self.bg_table = bg_names, bg_src, bg_used, bg_table
+        self.bg_names, self.bg_src, self.bg_used, self.bg_table = (
+            bg_names,
+            bg_src,
+            bg_used,
+            bg_table,
+        )
         self._shards = shards
         self.refs = refs
         self.with_ignore = with_ignore
@@ -737,9 +741,7 @@ def plan_build(cfg: BuildConfig) -> Any:  # -> matdata.builder.BuildPlan
         for n, lo in enumerate(range(0, len(members), m)):
             shards.append((sp, n, members[lo : lo + m]))
 
-    refs = {
-        s.name: SourceRef(s.name, s.kind, s.root, dict(s.options)) for s in (*fgs, *bgs)
-    }
+    refs = {s.name: SourceRef(s.name, s.kind, s.root, dict(s.options)) for s in (*fgs, *bgs)}
     compact = CompactPlan(
         cfg,
         [s.name for s in fgs],

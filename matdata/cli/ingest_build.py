@@ -38,7 +38,7 @@ def _parse_source_options(pairs: list[str] | None) -> dict:
 @app.command("ingest")
 def ingest_cmd(
     kind: Annotated[
-        str, typer.Argument(help="aisegment | supervisely | places365 | folder | demo")
+        str, typer.Argument(help="aisegment | supervisely | places365 | coco | folder | demo")
     ],
     root: Annotated[
         str, typer.Argument(help="Dataset root: a local path or an fsspec URL (not for demo).")
@@ -109,6 +109,8 @@ def ingest_cmd(
         table.add_row(f"  {reason}", str(n))
     if res.filtered:
         table.add_row("filtered out (options)", str(res.filtered))
+        for reason, n in res.filtered_by_reason.items():
+            table.add_row(f"  {reason}", str(n))
     for split, n in res.by_split.items():
         table.add_row(f"split {split}", str(n))
     for role, n in res.by_role.items():
@@ -117,6 +119,8 @@ def ingest_cmd(
     out.print(f"manifest: {res.manifest}", soft_wrap=True, highlight=False)
     out.print(f"rejects:  {res.rejects_path}", soft_wrap=True, highlight=False)
     out.print(f"registered as [bold]{res.name}[/] (use --fg/--bg {res.name})", highlight=False)
+    for w in res.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
 
 
 # ==== build (issue 3) =================================================================

@@ -110,6 +110,8 @@ class Source(ABC):
 
     kind: str = ""
     roles: tuple[str, ...] = ("fg",)
+    #: The option that puts more of the source in ``val`` (said when val is empty/tiny).
+    split_hint: str = "re-ingest with -o val_fraction=0.1 (or more groups)"
 
     def __init__(self, root: str, **options: Any):
         self.root = root.rstrip("/") if root not in ("", "/") else root
@@ -157,6 +159,7 @@ REGISTRY: dict[str, str] = {
     "aisegment": "matdata.sources.aisegment:AISegmentSource",
     "supervisely": "matdata.sources.supervisely:SuperviselySource",
     "places365": "matdata.sources.places365:Places365Source",
+    "coco": "matdata.sources.coco:CocoSource",
     "folder": "matdata.sources.folder:FolderSource",
     "demo": "matdata.sources.demo:DemoSource",
 }
