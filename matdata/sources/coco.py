@@ -128,8 +128,9 @@ def parse_instances(path: str, set_name: str) -> CocoIndex:
     try:
         return _parse(path, set_name)
     except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
         raise SourceError(
-            f"{path} is not a valid COCO annotation file: {exc}",
+            f"{path} is not a valid COCO annotation file: {first}",
             hint="re-download or re-extract the annotations",
         ) from exc
 
@@ -178,8 +179,8 @@ def _parse(path: str, set_name: str) -> CocoIndex:
         nonlocal unknown_img
         if not batch_img:
             return
-        img = np.frombuffer(batch_img, dtype=np.int64)
-        bit = np.frombuffer(batch_bit, dtype=np.int64)
+        img = np.array(batch_img, dtype=np.int64)
+        bit = np.array(batch_bit, dtype=np.int64)
         row = np.searchsorted(id_arr, img)
         ok = (row < len(id_arr)) & (id_arr[np.minimum(row, len(id_arr) - 1)] == img)
         unknown_img += int((~ok).sum())
