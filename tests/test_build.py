@@ -83,7 +83,8 @@ def test_index_counts_provenance_and_rejects(built) -> None:
     assert summary.samples == sum(expected.values()) == 30
     assert verify(str(out)) == [] and list_temporaries(str(out)) == []
     assert index["config"]["per_fg"] == K and index["config"]["seed"] == 7
-    assert index["sources"]["fg"][0]["manifest_sha256"] and index["sources"]["bg"][0]["kind"] == "demo"
+    (fg_info,), (bg_info,) = index["sources"]["fg"], index["sources"]["bg"]
+    assert fg_info["manifest_sha256"] and bg_info["kind"] == "demo"
     # 10 fg + 6 bg inputs of the demo source, none rejected
     acct = index["rejects"]["by_source"]["demo"]
     assert acct["found"] == 16 and acct["used"] + acct["rejected"] == acct["found"]
