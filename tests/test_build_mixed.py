@@ -244,3 +244,22 @@ def test_bg_weights_and_errors(sources, monkeypatch, tmp_path: Path) -> None:
     # a foreground source without val is named, with the option that fixes it
     assert any("--fg sly: no val foregrounds" in w and "val_fraction" in w
                for w in cars.warnings)  # fmt: skip
+
+
+def test_inspect_breaks_down_by_source(mixed) -> None:
+    import subprocess
+    import sys
+
+    out, _ = mixed
+    r = subprocess.run(
+        [sys.executable, "-c", "from matdata.cli import main; main()", "inspect", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "COLUMNS": "200"},
+    )
+    assert r.returncode == 0, r.stderr
+    rows = {ln.split("│")[1].strip(): ln for ln in r.stdout.splitlines() if ln.count("│") > 3}
+    assert {"ais", "sly", "places", "coco"} <= set(rows)
+    sly = [c.strip() for c in rows["sly"].split("│")[1:-1]]
+    assert sly[:2] == ["sly", "fg"] and sly[-2:] == [str(3 * K), "0"]  # train, val samples
