@@ -332,6 +332,28 @@ def prepare_build(cfg: BuildConfig) -> BuildPlan:
 
 def task_digest(t: ShardTask) -> str:
     """sha256 of everything that determines a shard's bytes (not the output location)."""
+    rows = [
+        [
+            t.fg_names[p[0]],
+            t.bg_names[p[1]],
+            t.fg_items[p[0]].id,
+            t.fg_items[p[0]].sha256,
+            t.bg_items[p[1]].id,
+            t.bg_items[p[1]].sha256,
+            p[2],
+            p[3],
+            p[4],
+        ]
+        for p in t.pairs
+    ]
+    kinds = sorted([n, s.kind] for n, s in t.sources.items())
+    return shard_digest(t, kinds, rows)
+
+
+def shard_digest(t: Any, kinds: list[list[str]], rows: list[list[Any]]) -> str:
+    """The digest of :func:`task_digest` from its parts: ``t`` gives split, index,
+    formats, compose, build_seed and with_ignore; ``rows`` one list per pair (fg source,
+    bg source, fg id, fg sha256, bg id, bg sha256, k, seed, pool)."""
     body = {
         "schema": SCHEMA_VERSION,
         "split": t.split,
@@ -340,21 +362,8 @@ def task_digest(t: ShardTask) -> str:
         "compose": t.compose,
         "seed": t.build_seed,
         "ignore": t.with_ignore,
-        "sources": sorted([n, s.kind] for n, s in t.sources.items()),
-        "pairs": [
-            [
-                t.fg_names[p[0]],
-                t.bg_names[p[1]],
-                t.fg_items[p[0]].id,
-                t.fg_items[p[0]].sha256,
-                t.bg_items[p[1]].id,
-                t.bg_items[p[1]].sha256,
-                p[2],
-                p[3],
-                p[4],
-            ]
-            for p in t.pairs
-        ],
+        "sources": kinds,
+        "pairs": rows,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 

@@ -53,6 +53,27 @@ if TYPE_CHECKING:  # pragma: no cover
 SPLIT_ORDER = ("train", "val", "test")
 FG_COLUMNS = ("id", "role", "split", "tags", "coarse", "width", "height")
 BG_COLUMNS = ("id", "role", "split", "category", "io", "tags")
+DICT_COLUMNS = ("role", "split", "category")
+
+
+def _codes(col: Any) -> tuple[np.ndarray, list[Any]]:
+    """``(codes, values)`` of a string column (dictionary-encoded or not)."""
+    import pyarrow as pa
+
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks else pa.array([], col.type)
+    if not pa.types.is_dictionary(col.type):
+        col = col.dictionary_encode()
+    return col.indices.to_numpy(zero_copy_only=False), col.dictionary.to_pylist()
+
+
+def _plain(col: Any) -> Any:
+    """A dictionary-encoded column as plain values (for kernels without dictionary support)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(col.type):
+        return col.cast(col.type.value_type)
+    return col
 
 
 # ------------------------------------------------------------------------ source rows
@@ -150,9 +171,11 @@ def _manifest_rows(
     from matdata.rejects import read_rejects
     from matdata.storage import exists, open_input
 
+    # low-cardinality columns as dictionaries: 4 bytes a row instead of the text
+    dict_cols = [c for c in DICT_COLUMNS if c in columns]
     try:
         with open_input(manifest) as f:
-            pf = pq.ParquetFile(f)
+            pf = pq.ParquetFile(f, read_dictionary=dict_cols)
             md = pf.schema_arrow.metadata or {}
             cols = pf.read(columns=list(columns))
     except FileNotFoundError:
@@ -166,6 +189,9 @@ def _manifest_rows(
     meta = json.loads(md.get(b"matdata_source", b"{}"))
     mask = pc.equal(cols["role"], role).to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(mask).astype(np.int64)
+    roles = cols["role"]
+    if len(rows) < len(mask):  # (no copy when every row has the role)
+        cols = cols.filter(mask)
     rpath = rejects_file or rejects_path_for(manifest)
     rejects = read_rejects(rpath) if rpath and exists(rpath) else []
     src = SourceRows(
@@ -178,9 +204,9 @@ def _manifest_rows(
         manifest_sha256=_file_sha256(manifest),
         rejects=rejects,
         rows=rows,
-        cols=cols.filter(mask),
+        cols=cols,
     )
-    _check_role(src, cols["role"])
+    _check_role(src, roles)
     return src
 
 
@@ -290,7 +316,7 @@ def bg_filter(
     cat_ok = np.ones(n, dtype=bool)
     cats = [_norm_category(c) for c in categories]
     if cats:
-        col = pc.fill_null(src.cols["category"], "")
+        col = pc.fill_null(_plain(src.cols["category"]), "")
         cat_ok = _tag_hits(src.cols["tags"], cats)
         for w in cats:
             cat_ok |= pc.equal(col, w).to_numpy(zero_copy_only=False)
@@ -517,30 +543,69 @@ class CompactPlan:
         self.compose = cfg.compose_config().to_dict()
         self.digests: list[str] = []
 
-    def _task(self, i: int) -> ShardTask:
-        import pyarrow as pa
-
-        from matdata.builder import ShardTask, task_digest
-
+    def _pairs(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple]]:
+        """``(fgs, used bgs, their rows in bg_table, pairs)`` of shard ``i``."""
         split, index, fgs = self._shards[i]
-        cfg = self.cfg
-        fg_rows = self.fg_table.take(pa.array(fgs)).to_pylist()
-        fg_items = {int(g): Item.from_row(r) for g, r in zip(fgs, fg_rows, strict=True)}
         picks = self.picks[fgs]
         used = np.unique(picks)
         pos = np.searchsorted(self.bg_used, used)
-        bg_rows = self.bg_table.take(pa.array(pos)).to_pylist()
-        bg_items = {int(b): Item.from_row(r) for b, r in zip(used, bg_rows, strict=True)}
+        fids = self.fg_table.column("id").take(fgs).to_pylist()
+        seed = self.cfg.seed
         pairs = []
-        fg_names, bg_names = {}, {}
-        for g, row in zip(fgs.tolist(), picks.tolist(), strict=True):
+        for g, fid, row in zip(fgs.tolist(), fids, picks.tolist(), strict=True):
             name = self.fg_names[self.fg_src[g]]
-            fg_names[g] = name
-            fid = fg_items[g].id
             pool = "all" if self.pool_all[g] else "split"
             for k, b in enumerate(row):
-                pairs.append((g, b, k, _h64("sample", cfg.seed, name, fid, k), pool))
-                bg_names[b] = self.bg_names[self.bg_src[b]]
+                pairs.append((g, b, k, sample_seed(seed, name, fid, k), pool))
+        return fgs, used, pos, pairs
+
+    def _names(self, fgs: np.ndarray, used: np.ndarray) -> tuple[dict, dict]:
+        fg_names = {int(g): self.fg_names[self.fg_src[g]] for g in fgs.tolist()}
+        bg_names = {int(b): self.bg_names[self.bg_src[b]] for b in used.tolist()}
+        return fg_names, bg_names
+
+    def _digest(self, i: int) -> str:
+        """The shard's :func:`~matdata.builder.task_digest`, from columns (no Items)."""
+        from types import SimpleNamespace
+
+        from matdata.builder import shard_digest
+
+        split, index, _ = self._shards[i]
+        fgs, used, pos, pairs = self._pairs(i)
+        fg_names, bg_names = self._names(fgs, used)
+
+        def _col(table: Any, name: str, keys: np.ndarray, at: np.ndarray) -> dict:
+            return dict(zip(keys.tolist(), table.column(name).take(at).to_pylist(), strict=True))
+
+        f_id = _col(self.fg_table, "id", fgs, fgs)
+        f_sha = _col(self.fg_table, "sha256", fgs, fgs)
+        b_id = _col(self.bg_table, "id", used, pos)
+        b_sha = _col(self.bg_table, "sha256", used, pos)
+        rows = [
+            [fg_names[g], bg_names[b], f_id[g], f_sha[g], b_id[b], b_sha[b], k, sd, pool]
+            for g, b, k, sd, pool in pairs
+        ]
+        names = sorted({*fg_names.values(), *bg_names.values()})
+        kinds = [[n, self.refs[n].kind] for n in names]
+        head = SimpleNamespace(
+            split=split,
+            index=index,
+            formats=self.cfg.formats,
+            compose=self.compose,
+            build_seed=self.cfg.seed,
+            with_ignore=self.with_ignore,
+        )
+        return shard_digest(head, kinds, rows)
+
+    def _task(self, i: int) -> ShardTask:
+        from matdata.builder import ShardTask, task_digest
+
+        split, index, _ = self._shards[i]
+        cfg = self.cfg
+        fgs, used, pos, pairs = self._pairs(i)
+        fg_names, bg_names = self._names(fgs, used)
+        fg_items = dict(zip(fgs.tolist(), table_items(self.fg_table, fgs), strict=True))
+        bg_items = dict(zip(used.tolist(), table_items(self.bg_table, pos), strict=True))
         t = ShardTask(
             split=split,
             index=index,
@@ -558,6 +623,30 @@ class CompactPlan:
         )
         t.digest = self.digests[i] if i < len(self.digests) else task_digest(t)
         return t
+
+
+def sample_seed(seed: int, source: str, fg_id: str, k: int) -> int:
+    """Sample ``k``'s seed: ``sha256("sample/SEED/SOURCE/FG_ID/K")``, 63 bits."""
+    h = hashlib.sha256(f"sample/{seed}/{source}/{fg_id}/{k}".encode()).digest()
+    return int.from_bytes(h[:8], "big") >> 1
+
+
+def table_items(table: pa.Table, rows: np.ndarray) -> list[Item]:
+    """:class:`Item` objects of manifest ``rows`` of ``table`` (column by column)."""
+    import pyarrow as pa
+
+    from matdata.sources.base import manifest_schema
+
+    names = manifest_schema().names
+    part = table.take(pa.array(rows))
+    cols = [part.column(n).to_pylist() for n in names]
+    i_tags = names.index("tags")
+    out = []
+    for vals in zip(*cols, strict=True):
+        kw = dict(zip(names, vals, strict=True))
+        kw["tags"] = tuple(vals[i_tags] or ())
+        out.append(Item(**kw))
+    return out
 
 
 def plan_build(cfg: BuildConfig) -> Any:  # -> matdata.builder.BuildPlan
@@ -651,6 +740,8 @@ def plan_build(cfg: BuildConfig) -> Any:  # -> matdata.builder.BuildPlan
     def _order(src: SourceRows, keep: np.ndarray) -> np.ndarray:
         import pyarrow.compute as pc
 
+        if keep.all():  # (no copy of the ids)
+            return pc.sort_indices(src.cols["id"]).to_numpy().astype(np.int64)
         idx = np.flatnonzero(keep)
         ids = src.cols["id"].take(pa.array(idx))
         return idx[pc.sort_indices(ids).to_numpy()]
@@ -665,9 +756,12 @@ def plan_build(cfg: BuildConfig) -> Any:  # -> matdata.builder.BuildPlan
         bg_pos.append(order)
         bg_src_l.append(np.full(len(order), j, dtype=np.int32))
         glob = np.arange(base, base + len(order), dtype=np.int64)
-        splits = src.cols["split"].take(pa.array(order)).to_numpy(zero_copy_only=False)
-        for sp in sorted(set(splits.tolist()), key=_split_key):
-            pools_by_split.setdefault(sp, []).append((j, glob[splits == sp]))
+        codes, values = _codes(src.cols["split"])
+        codes = codes[order]
+        for c, sp in sorted(enumerate(values), key=lambda cv: _split_key(cv[1])):
+            members = glob[codes == c]
+            if len(members):
+                pools_by_split.setdefault(sp, []).append((j, members))
         every.append((j, glob))
         base += len(order)
     bg_src = np.concatenate(bg_src_l)
@@ -759,7 +853,7 @@ def plan_build(cfg: BuildConfig) -> Any:  # -> matdata.builder.BuildPlan
     )
     plan_hash = hashlib.sha256()
     for i in range(len(shards)):
-        d = compact._task(i).digest
+        d = compact._digest(i)
         compact.digests.append(d)
         plan_hash.update(d.encode())
     sources = {
