@@ -195,6 +195,13 @@ def test_mixed_build_deterministic_and_sources_independent(sources, mixed, monke
     out1 = sources["base"] / "ds1"
     run_build(_cfg(out1), workers=1, progress=False)
     assert (out1 / "dataset.json").read_bytes() == (out2 / "dataset.json").read_bytes()
+    # resume: a lost shard is rebuilt, the others are kept, the bytes are the same
+    before = (out1 / "dataset.json").read_bytes()
+    lost = sorted((out1 / "parquet").glob("train-*.parquet"))[1]
+    lost.unlink()
+    again = run_build(_cfg(out1), workers=1, progress=False)
+    assert again.written == 1 and again.skipped == len(read_index(str(out1))["shards"]) - 1
+    assert (out1 / "dataset.json").read_bytes() == before and lost.exists()
     # adding a foreground source leaves the other source's samples byte-identical
     only = sources["base"] / "ais-only"
     run_build(_cfg(only, fg=("ais",)), workers=1, progress=False)
@@ -265,3 +272,35 @@ def test_inspect_breaks_down_by_source(mixed) -> None:
     assert {"ais", "sly", "places", "coco"} <= set(rows)
     sly = [c.strip() for c in rows["sly"].split("│")[1:-1]]
     assert sly[:2] == ["sly", "fg"] and sly[-2:] == [str(3 * K), "0"]  # train, val samples
+
+
+def test_cli_mixed_build(sources, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MATDATA_CATALOG": sources["catalog"], "COLUMNS": "200"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", "from matdata.cli import main; main()", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+
+    out = tmp_path / "cli"
+    common = ["--fg", "ais", "--fg", "sly", "--bg", "places", "--bg", "coco", "--out", str(out)]
+    r = cli("build", *common, "--bg-weights", "places=1,coco", "--per-fg", "1")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "bad --bg-weights" in r.stderr
+    r = cli("build", *common, "--bg-weights", "places=1,coco=1", "--per-fg", "1",
+            "--size", "32", "-w", "1", "--no-progress")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    for name in ("ais", "sly", "places", "coco"):
+        assert f"│ {name} " in r.stdout
+    assert "--fg sly: no val foregrounds" in " ".join(r.stderr.split())
+    index = read_index(str(out))
+    assert index["config"]["bg_weights"] == {"coco": 1.0, "places": 1.0}
+    assert index["samples"] == 9
