@@ -312,6 +312,12 @@ class BuildPlan:
             return int(self.compact.picks.size)
         return sum(t.samples for t in self.tasks)
 
+    def shard_names(self) -> list[str]:
+        """``SPLIT-NNNNN`` of every shard, without materialising the tasks."""
+        if self.compact is not None:
+            return [f"{split}-{index:05d}" for split, index, _ in self.compact._shards]
+        return [t.name for t in self.tasks]
+
     def split_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         if self.compact is not None:

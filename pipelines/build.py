@@ -124,7 +124,7 @@ def _plan_record(plan: BuildPlan) -> dict[str, Any]:
     return {
         "config": plan.config.to_dict(),
         "plan_sha256": plan.plan_sha256,
-        "shards": [t.name for t in plan.tasks],
+        "shards": plan.shard_names(),
     }
 
 

@@ -170,10 +170,13 @@ def inspect_cmd(
             text = json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else str(v)
             ctable.add_row(k, text)
         out.print(ctable)
-    for role, src in (index.get("sources") or {}).items():
-        if isinstance(src, dict):
-            desc = " ".join(f"{k}={v}" for k, v in src.items() if not isinstance(v, dict | list))
-            out.print(f"[bold]source {role}[/]: {desc}", highlight=False, soft_wrap=True)
+    for role, srcs in (index.get("sources") or {}).items():
+        for src in srcs if isinstance(srcs, list) else [srcs]:  # a list per role since mixed builds
+            if isinstance(src, dict):
+                desc = " ".join(
+                    f"{k}={v}" for k, v in src.items() if not isinstance(v, dict | list)
+                )
+                out.print(f"[bold]source {role}[/]: {desc}", highlight=False, soft_wrap=True)
 
 
 def _by_source_table(index: dict):  # -> rich.table.Table | None
