@@ -360,7 +360,7 @@ def shard_digest(t: Any, kinds: list[list[str]], rows: list[list[Any]]) -> str:
     """The digest of :func:`task_digest` from its parts: ``t`` gives split, index,
     formats, compose, build_seed and with_ignore; ``rows`` one list per pair (fg source,
     bg source, fg id, fg sha256, bg id, bg sha256, k, seed, pool)."""
-    body = {
+    head = {
         "schema": SCHEMA_VERSION,
         "split": t.split,
         "index": t.index,
@@ -369,9 +369,11 @@ def shard_digest(t: Any, kinds: list[list[str]], rows: list[list[Any]]) -> str:
         "seed": t.build_seed,
         "ignore": t.with_ignore,
         "sources": kinds,
-        "pairs": rows,
     }
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    h = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
+    # one tab-separated line per pair (names and ids have no tabs or newlines)
+    h.update("".join("\t".join(map(str, r)) + "\n" for r in rows).encode())
+    return h.hexdigest()
 
 
 # -------------------------------------------------------------------------- generation

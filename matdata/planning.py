@@ -22,12 +22,12 @@ Pairing of foreground ``f`` of source ``S`` (``K = per_fg``):
   id, never by a position - so adding, removing or reordering other sources (of either
   role, as long as the background pool is the same) leaves ``f``'s pairs unchanged;
 * without ``--bg-weights`` the K backgrounds are drawn uniformly from the pooled set
-  (without replacement when ``K <= |pool|``); with weights, the number of draws from each
-  background source is multinomial with the weights (renormalised over the sources that
-  have backgrounds in the pool), then each source's draws are uniform within it;
-* sample ``k`` has the seed ``sha256("sample", seed, S, f.id, k)`` and the key
-  ``{f.id}__{b.id}__{k:03d}`` (foreground ids must be unique across ``--fg`` sources and
-  background ids across ``--bg`` sources, so keys are unique).
+  (distinct when ``K <= |pool|``, else with replacement); with weights, the number of
+  draws from each background source is multinomial with the weights (renormalised over
+  the sources that have backgrounds in the pool), then uniform within each source;
+* the same generator then draws the K samples' own seeds (63 bits each); sample ``k``
+  has the key ``{f.id}__{b.id}__{k:03d}`` (foreground ids must be unique across
+  ``--fg`` sources and background ids across ``--bg`` sources, so keys are unique).
 """
 
 from __future__ import annotations
@@ -408,6 +408,22 @@ class Pools:
     every: list[tuple[int, np.ndarray]]
 
 
+def _sample(rng: np.random.Generator, n: int, k: int) -> tuple[np.ndarray, bool]:
+    """``(k indices in [0, n), with replacement?)``: uniform, distinct when ``k <= n``."""
+    if k > n:
+        return rng.integers(0, n, size=k), True
+    if 4 * k > n:
+        return rng.permutation(n)[:k], False
+    out = rng.integers(0, n, size=k)
+    while len(set(out.tolist())) < k:  # rare for k << n: redraw the repeats
+        seen: set[int] = set()
+        for i, v in enumerate(out.tolist()):
+            if v in seen:
+                out[i] = rng.integers(0, n)
+            seen.add(int(out[i]))
+    return out, False
+
+
 def draw_backgrounds(
     fg_keys: Sequence[tuple[str, str]],
     fg_splits: Sequence[str],
@@ -415,11 +431,12 @@ def draw_backgrounds(
     weights: Sequence[float] | None,
     per_fg: int,
     seed: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(picks (n, K) int64, pool_all (n,) bool, replaced (n,) bool)`` for foregrounds
-    given by ``(source name, id)`` (see the module docstring for the rules)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(picks (n, K) int64, seeds (n, K) int64, pool_all (n,) bool, replaced (n,)
+    bool)`` for foregrounds given by ``(source name, id)`` (rules: module docstring)."""
     n = len(fg_keys)
     picks = np.empty((n, per_fg), dtype=np.int64)
+    seeds = np.empty((n, per_fg), dtype=np.int64)
     pool_all = np.zeros(n, dtype=bool)
     replaced = np.zeros(n, dtype=bool)
     cache: dict[str, tuple[list[tuple[int, np.ndarray]], np.ndarray, np.ndarray | None, bool]] = {}
@@ -446,19 +463,20 @@ def draw_backgrounds(
         pool_all[i] = is_all
         rng = np.random.default_rng(_h64("pairs", seed, src, fid))
         if p is None or len(parts) == 1:
-            replace = per_fg > len(flat)
-            picks[i] = flat[rng.choice(len(flat), size=per_fg, replace=replace)]
+            idx, replace = _sample(rng, len(flat), per_fg)
+            picks[i] = flat[idx]
         else:
             counts = rng.multinomial(per_fg, p)
             out, replace = [], False
             for (_, a), c in zip(parts, counts.tolist(), strict=True):
                 if c:
-                    r = c > len(a)
+                    idx, r = _sample(rng, len(a), c)
                     replace |= r
-                    out.append(a[rng.choice(len(a), size=c, replace=r)])
+                    out.append(a[idx])
             picks[i] = np.concatenate(out)
+        seeds[i] = rng.integers(0, 2**63, size=per_fg, dtype=np.int64)
         replaced[i] = replace
-    return picks, pool_all, replaced
+    return picks, seeds, pool_all, replaced
 
 
 def _split_key(split: str) -> tuple[int, str]:
@@ -519,6 +537,7 @@ class CompactPlan:
         fg_src: np.ndarray,  # (n_fg,) int: index into fg_names
         fg_table: pa.Table,  # full rows of the foregrounds, global order
         picks: np.ndarray,  # (n_fg, K) global background indices
+        seeds: np.ndarray,  # (n_fg, K) sample seeds
         pool_all: np.ndarray,
         bg_names: list[str],
         bg_src: np.ndarray,  # (n_bg,) int: index into bg_names
@@ -530,7 +549,7 @@ class CompactPlan:
     ):
         self.cfg = cfg
         self.fg_names, self.fg_src, self.fg_table = fg_names, fg_src, fg_table
-        self.picks, self.pool_all = picks, pool_all
+        self.picks, self.seeds, self.pool_all = picks, seeds, pool_all
         self.bg_names, self.bg_src, self.bg_used, self.bg_table = (
             bg_names,
             bg_src,
@@ -549,14 +568,13 @@ class CompactPlan:
         picks = self.picks[fgs]
         used = np.unique(picks)
         pos = np.searchsorted(self.bg_used, used)
-        fids = self.fg_table.column("id").take(fgs).to_pylist()
-        seed = self.cfg.seed
         pairs = []
-        for g, fid, row in zip(fgs.tolist(), fids, picks.tolist(), strict=True):
-            name = self.fg_names[self.fg_src[g]]
+        for g, row, srow in zip(
+            fgs.tolist(), picks.tolist(), self.seeds[fgs].tolist(), strict=True
+        ):
             pool = "all" if self.pool_all[g] else "split"
-            for k, b in enumerate(row):
-                pairs.append((g, b, k, sample_seed(seed, name, fid, k), pool))
+            for k, (b, sd) in enumerate(zip(row, srow, strict=True)):
+                pairs.append((g, b, k, sd, pool))
         return fgs, used, pos, pairs
 
     def _names(self, fgs: np.ndarray, used: np.ndarray) -> tuple[dict, dict]:
@@ -623,12 +641,6 @@ class CompactPlan:
         )
         t.digest = self.digests[i] if i < len(self.digests) else task_digest(t)
         return t
-
-
-def sample_seed(seed: int, source: str, fg_id: str, k: int) -> int:
-    """Sample ``k``'s seed: ``sha256("sample/SEED/SOURCE/FG_ID/K")``, 63 bits."""
-    h = hashlib.sha256(f"sample/{seed}/{source}/{fg_id}/{k}".encode()).digest()
-    return int.from_bytes(h[:8], "big") >> 1
 
 
 def table_items(table: pa.Table, rows: np.ndarray) -> list[Item]:
@@ -787,7 +799,7 @@ def plan_build(cfg: BuildConfig) -> Any:  # -> matdata.builder.BuildPlan
         warnings += split_warnings(f"--fg {src.name}", by_split, hint, "foregrounds")
     fg_src = np.concatenate(fg_src_l)
 
-    picks, pool_all, replaced = draw_backgrounds(
+    picks, seeds, pool_all, replaced = draw_backgrounds(
         keys, fsplits, pools, weights, cfg.per_fg, cfg.seed
     )
     n_repl, n_all = int(replaced.sum()), int(pool_all.sum())
@@ -842,6 +854,7 @@ def plan_build(cfg: BuildConfig) -> Any:  # -> matdata.builder.BuildPlan
         fg_src,
         fg_table,
         picks,
+        seeds,
         pool_all,
         [s.name for s in bgs],
         bg_src,
