@@ -142,7 +142,11 @@ class SourceRows:
                         t = pf.read_row_group(g, columns=list(schema.names))
                         parts.append(t.take(pa.array(srt[lo:hi] - start)))
                     start += n
-            got = pa.concat_tables(parts).cast(schema)
+            got = pa.concat_tables(parts)
+            if not got.schema.equals(schema, check_metadata=False):
+                got = got.cast(schema)
+        if len(srt) < 2 or bool((np.diff(rows) >= 0).all()):
+            return got  # asked in row order: no reordering copy
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         return got.take(pa.array(inverse))
@@ -542,7 +546,8 @@ class CompactPlan:
         bg_names: list[str],
         bg_src: np.ndarray,  # (n_bg,) int: index into bg_names
         bg_used: np.ndarray,  # sorted global indices of the backgrounds used
-        bg_table: pa.Table,  # full rows of bg_used, same order
+        bg_rowpos: np.ndarray,  # row in bg_table of each of bg_used
+        bg_table: pa.Table,  # full rows of bg_used
         shards: list[tuple[str, int, np.ndarray]],  # (split, index, global fg indices)
         refs: dict[str, Any],  # source name -> SourceRef
         with_ignore: bool,
@@ -550,6 +555,7 @@ class CompactPlan:
         self.cfg = cfg
         self.fg_names, self.fg_src, self.fg_table = fg_names, fg_src, fg_table
         self.picks, self.seeds, self.pool_all = picks, seeds, pool_all
+        self.bg_rowpos = bg_rowpos
         self.bg_names, self.bg_src, self.bg_used, self.bg_table = (
             bg_names,
             bg_src,
@@ -567,7 +573,7 @@ class CompactPlan:
         split, index, fgs = self._shards[i]
         picks = self.picks[fgs]
         used = np.unique(picks)
-        pos = np.searchsorted(self.bg_used, used)
+        pos = self.bg_rowpos[np.searchsorted(self.bg_used, used)]
         pairs = []
         for g, row, srow in zip(
             fgs.tolist(), picks.tolist(), self.seeds[fgs].tolist(), strict=True
@@ -821,10 +827,18 @@ def plan_build(cfg: BuildConfig) -> Any:  # -> matdata.builder.BuildPlan
     bg_used = np.unique(picks)
     offsets = np.cumsum([0] + [len(o) for o in bg_pos])
     bg_parts = []
+    bg_rowpos = np.empty(len(bg_used), dtype=np.int64)  # used bg -> its row in bg_table
+    n_rows = 0
     for j, (src, order) in enumerate(zip(bgs, bg_pos, strict=True)):
         lo, hi = np.searchsorted(bg_used, [offsets[j], offsets[j + 1]])
         if hi > lo:
-            bg_parts.append(src.fetch(src.rows[order[bg_used[lo:hi] - offsets[j]]]))
+            rows = src.rows[order[bg_used[lo:hi] - offsets[j]]]
+            by_row = np.argsort(rows, kind="stable")  # fetched in manifest order (no copy)
+            rank = np.empty_like(by_row)
+            rank[by_row] = np.arange(len(by_row))
+            bg_rowpos[lo:hi] = n_rows + rank
+            bg_parts.append(src.fetch(rows[by_row]))
+            n_rows += hi - lo
     bg_table = pa.concat_tables(bg_parts)
     with_ignore = bool(
         any(
@@ -859,6 +873,7 @@ def plan_build(cfg: BuildConfig) -> Any:  # -> matdata.builder.BuildPlan
         [s.name for s in bgs],
         bg_src,
         bg_used,
+        bg_rowpos,
         bg_table,
         shards,
         refs,
