@@ -27,7 +27,7 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -356,7 +356,7 @@ def task_digest(t: ShardTask) -> str:
     return shard_digest(t, kinds, rows)
 
 
-def shard_digest(t: Any, kinds: list[list[str]], rows: list[list[Any]]) -> str:
+def shard_digest(t: Any, kinds: list[list[str]], rows: Iterable[list[Any]]) -> str:
     """The digest of :func:`task_digest` from its parts: ``t`` gives split, index,
     formats, compose, build_seed and with_ignore; ``rows`` one list per pair (fg source,
     bg source, fg id, fg sha256, bg id, bg sha256, k, seed, pool)."""
@@ -371,8 +371,14 @@ def shard_digest(t: Any, kinds: list[list[str]], rows: list[list[Any]]) -> str:
         "sources": kinds,
     }
     h = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
-    # one tab-separated line per pair (names and ids have no tabs or newlines)
-    h.update("".join("\t".join(map(str, r)) + "\n" for r in rows).encode())
+    # one tab-separated line per pair (names and ids have no tabs or newlines), streamed
+    batch: list[str] = []
+    for r in rows:
+        batch.append("\t".join(map(str, r)) + "\n")
+        if len(batch) >= 4096:
+            h.update("".join(batch).encode())
+            batch = []
+    h.update("".join(batch).encode())
     return h.hexdigest()
 
 

@@ -594,8 +594,10 @@ class CompactPlan:
 
         from matdata.builder import shard_digest
 
-        split, index, _ = self._shards[i]
-        fgs, used, pos, pairs = self._pairs(i)
+        split, index, fgs = self._shards[i]
+        picks = self.picks[fgs]
+        used = np.unique(picks)
+        pos = self.bg_rowpos[np.searchsorted(self.bg_used, used)]
         fg_names, bg_names = self._names(fgs, used)
 
         def _col(table: Any, name: str, keys: np.ndarray, at: np.ndarray) -> dict:
@@ -605,10 +607,15 @@ class CompactPlan:
         f_sha = _col(self.fg_table, "sha256", fgs, fgs)
         b_id = _col(self.bg_table, "id", used, pos)
         b_sha = _col(self.bg_table, "sha256", used, pos)
-        rows = [
-            [fg_names[g], bg_names[b], f_id[g], f_sha[g], b_id[b], b_sha[b], k, sd, pool]
-            for g, b, k, sd, pool in pairs
-        ]
+
+        def rows() -> Iterator[list[Any]]:  # streamed: one foreground's K rows at a time
+            for g in fgs.tolist():
+                pool = "all" if self.pool_all[g] else "split"
+                head = (fg_names[g], f_id[g], f_sha[g])
+                row, srow = self.picks[g].tolist(), self.seeds[g].tolist()
+                for k, (b, sd) in enumerate(zip(row, srow, strict=True)):
+                    yield [head[0], bg_names[b], head[1], head[2], b_id[b], b_sha[b], k, sd, pool]
+
         names = sorted({*fg_names.values(), *bg_names.values()})
         kinds = [[n, self.refs[n].kind] for n in names]
         head = SimpleNamespace(
@@ -619,7 +626,7 @@ class CompactPlan:
             build_seed=self.cfg.seed,
             with_ignore=self.with_ignore,
         )
-        return shard_digest(head, kinds, rows)
+        return shard_digest(head, kinds, rows())
 
     def _task(self, i: int) -> ShardTask:
         from matdata.builder import ShardTask, task_digest
