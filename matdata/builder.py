@@ -1,10 +1,12 @@
-"""Build planning and the per-shard generator (no Dask here: see ``pipelines/build.py``).
+"""Build options, shard tasks and the per-shard generator (no Dask here: see
+``pipelines/build.py``).
 
-A build turns foreground items (with alpha) and background items into composites:
+A build turns foreground items (with alpha) of one or more ``--fg`` sources and
+background items of one or more ``--bg`` sources into composites:
 
-1. :func:`prepare_build` resolves ``--fg`` / ``--bg`` to items, applies the filters and
-   plans the samples: a deterministic list of *pairs* ``(fg, bg, k, seed)`` split into
-   shards (:class:`ShardTask`).  The plan depends only on the items, the options and
+1. :func:`prepare_build` resolves every ``--fg`` / ``--bg`` source, applies the filters
+   and plans the samples compactly (:mod:`matdata.planning`: arrays of pairs, shard
+   tasks materialised on demand).  The plan depends only on the items, the options and
    ``--seed``, never on the number of workers.
 2. :func:`run_shard` (one call per shard, on any worker) loads the items through their
    :class:`~matdata.sources.base.Source`, estimates the foreground colours once per
@@ -13,18 +15,8 @@ A build turns foreground items (with alpha) and background items into composites
    (:class:`~matdata.shards.ShardWriter`) and then its completion marker
    ``DIR/.parts/SPLIT-NNNNN.json``.
 
-Pairing (per foreground ``f``, ``K = per_fg``):
-
-* the background *pool* of ``f`` is the eligible backgrounds of ``f``'s split when the
-  background source has any in that split, else every eligible background (recorded in
-  each sample's ``meta.bg.pool`` = ``"split"`` | ``"all"``);
-* ``K`` backgrounds are drawn from the pool with a generator seeded by
-  ``sha256(seed, f.id)``: without replacement when ``K <= |pool|``, with replacement
-  otherwise (a warning, and ``with_replacement`` in the summary);
-* sample ``k`` of ``f`` gets its own seed ``sha256(seed, f.id, k)`` (63 bits), the only
-  source of randomness of its composite, and the key ``{f.id}__{b.id}__{k:03d}``.
-
-So the pairs of a foreground do not change when other foregrounds are added or removed.
+The pairing rules (pools, seeds keyed by source name and id, ``--bg-weights``) are in
+:mod:`matdata.planning`.
 """
 
 from __future__ import annotations
@@ -35,7 +27,7 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -137,8 +129,8 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
 class BuildConfig:
     """Every option of a build; :meth:`to_dict` is stored in ``dataset.json``."""
 
-    fg: str
-    bg: str
+    fg: tuple[str, ...]  # one or more --fg source specs (a single str is accepted)
+    bg: tuple[str, ...]
     out: str
     per_fg: int = 10
     size: tuple[int, int] | None = (512, 512)
@@ -163,9 +155,15 @@ class BuildConfig:
     exclude_tags: tuple[str, ...] = DEFAULT_EXCLUDE_TAGS
     fg_options: dict[str, Any] = field(default_factory=dict)
     bg_options: dict[str, Any] = field(default_factory=dict)
+    bg_weights: dict[str, float] | None = None  # --bg-weights NAME=W,...; None: by size
 
     def __post_init__(self) -> None:
+        from matdata.planning import parse_weights
         from matdata.shards import check_formats
+
+        self.fg = _specs(self.fg, "--fg")
+        self.bg = _specs(self.bg, "--bg")
+        self.bg_weights = parse_weights(self.bg_weights)
 
         if not 1 <= self.per_fg <= MAX_PER_FG:
             raise ConfigError(f"--per-fg must be in 1..{MAX_PER_FG}, got {self.per_fg}")
@@ -220,13 +218,15 @@ class BuildConfig:
         return d
 
 
+def _specs(value: str | Sequence[str], flag: str) -> tuple[str, ...]:
+    specs = (value,) if isinstance(value, str) else tuple(value)
+    specs = tuple(s for s in specs if s)
+    if not specs:
+        raise ConfigError(f"{flag} is required", hint=f"give {flag} NAME (repeatable)")
+    return specs
+
+
 # ------------------------------------------------------------------------------- plan
-
-
-def _h64(*parts: Any) -> int:
-    """A stable 63-bit integer from ``parts`` (sha256; independent of Python's hash seed)."""
-    text = "/".join(str(p) for p in parts)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
 def sample_key(fg_id: str, bg_id: str, k: int) -> str:
@@ -234,16 +234,12 @@ def sample_key(fg_id: str, bg_id: str, k: int) -> str:
     return f"{safe_id(fg_id)}__{safe_id(bg_id)}__{k:03d}"
 
 
-def bytes_per_sample(cfg: BuildConfig, fg_items: list[Item]) -> int:
+def bytes_per_sample_px(cfg: BuildConfig, fg_px: float) -> int:
     """Rough encoded size of one sample (per format) used to turn ``--shard-size`` into a
     sample count: JPEG ~0.35 B/px at quality >= 90 (0.2 at >= 75, else 0.12), PNG masks
-    ~0.06 B/px, plus 2 KB of meta and headers.  Use ``--samples-per-shard`` to be exact."""
-    if cfg.size is not None:
-        px = cfg.size[0] * cfg.size[1]
-    elif fg_items:
-        px = sum(it.width * it.height for it in fg_items) / len(fg_items)
-    else:
-        px = 512 * 512
+    ~0.06 B/px, plus 2 KB of meta and headers; ``fg_px`` (mean foreground pixels) is the
+    size of a native-size sample.  Use ``--samples-per-shard`` to be exact."""
+    px = cfg.size[0] * cfg.size[1] if cfg.size is not None else fg_px
     q = cfg.jpeg_quality
     jpeg = 0.35 if q >= 90 else 0.2 if q >= 75 else 0.12
     n_jpeg = 1 + (2 if cfg.keep_layers else 0)
@@ -262,48 +258,6 @@ def shard_samples(n: int, by_size: int) -> int:
     lowered to ``ceil(n / MIN_SHARDS)`` but not below ``MIN_SHARD_SAMPLES``.  Depends only
     on the plan, never on the number of workers (byte-identical output for any cluster)."""
     return max(1, min(by_size, max(MIN_SHARD_SAMPLES, math.ceil(n / MIN_SHARDS))))
-
-
-def cut_shards(pairs: list[Pair], per_shard: int) -> list[list[Pair]]:
-    """Cut a split's pairs into shards of whole foregrounds: a shard takes the next
-    foreground's K pairs while it stays within ``per_shard`` samples (and always takes at
-    least one foreground), so each foreground is loaded and estimated exactly once."""
-    shards: list[list[Pair]] = []
-    cur: list[Pair] = []
-    i = 0
-    while i < len(pairs):
-        j = i
-        while j < len(pairs) and pairs[j][0] == pairs[i][0]:
-            j += 1
-        if cur and len(cur) + (j - i) > per_shard:
-            shards.append(cur)
-            cur = []
-        cur.extend(pairs[i:j])
-        i = j
-    if cur:
-        shards.append(cur)
-    return shards
-
-
-def _bg_wanted(item: Item, cats: tuple[str, ...], io: str | None) -> str | None:
-    """Why a background is filtered out (None if kept)."""
-    if cats:
-        c = item.category or ""
-        if not any(c == w or c.startswith(w + "/") for w in cats):
-            return f"category {item.category!r} not in --bg-category"
-    if io is not None:
-        want = 1 if io == "indoor" else 2
-        if item.io != want:
-            got = {1: "indoor", 2: "outdoor"}.get(item.io or 0, "unknown")
-            return f"{got} scene, --bg-io {io}"
-    return None
-
-
-def _norm_category(c: str) -> str:
-    parts = [p for p in c.strip().split("/") if p]
-    if len(parts) >= 2 and len(parts[0]) == 1:  # Places' /a/airfield form
-        parts = parts[1:]
-    return "/".join(parts)
 
 
 @dataclass(frozen=True)
@@ -330,8 +284,9 @@ class ShardTask:
     pairs: list[Pair]
     fg_items: dict[int, Item]
     bg_items: dict[int, Item]
-    fg_source: SourceRef
-    bg_source: SourceRef
+    fg_names: dict[int, str]  # fg index -> source name
+    bg_names: dict[int, str]  # bg index -> source name
+    sources: dict[str, SourceRef]  # name -> source, for every source of the shard
     out: str
     formats: tuple[str, ...]
     compose: dict[str, Any]  # ComposeConfig.to_dict()
@@ -362,178 +317,63 @@ class BuildPlan:
     with_replacement: int  # foregrounds whose K backgrounds were drawn with replacement
     bg_pool_all: int  # foregrounds whose pool was the whole bg set (no bg in their split)
     plan_sha256: str
+    compact: Any = None  # matdata.planning.CompactPlan: the pairs as arrays
 
     @property
     def samples(self) -> int:
+        if self.compact is not None:
+            return int(self.compact.picks.size)
         return sum(t.samples for t in self.tasks)
+
+    def shard_names(self) -> list[str]:
+        """``SPLIT-NNNNN`` of every shard, without materialising the tasks."""
+        if self.compact is not None:
+            return [f"{split}-{index:05d}" for split, index, _ in self.compact._shards]
+        return [t.name for t in self.tasks]
 
     def split_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
+        if self.compact is not None:
+            for split, _, fgs in self.compact._shards:
+                out[split] = out.get(split, 0) + len(fgs) * self.config.per_fg
+            return out
         for t in self.tasks:
             out[t.split] = out.get(t.split, 0) + t.samples
         return out
 
 
-def _split_key(split: str) -> tuple[int, str]:
-    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
-
-
-def plan_pairs(
-    fg_items: list[Item], bg_items: list[Item], per_fg: int, seed: int
-) -> tuple[dict[str, list[Pair]], int, int]:
-    """``({split: pairs}, n_with_replacement, n_pool_all)`` for sorted item lists.
-
-    Pairs of one foreground are contiguous; foregrounds in list order within their split.
-    """
-    by_split: dict[str, list[int]] = {}
-    for j, b in enumerate(bg_items):
-        by_split.setdefault(b.split, []).append(j)
-    every = list(range(len(bg_items)))
-    out: dict[str, list[Pair]] = {}
-    n_repl = n_all = 0
-    for i, f in enumerate(fg_items):
-        pool, pool_name = by_split.get(f.split), "split"
-        if not pool:
-            pool, pool_name = every, "all"
-            n_all += 1
-        rng = np.random.default_rng(_h64("pairs", seed, f.id))
-        replace = per_fg > len(pool)
-        n_repl += int(replace)
-        picks = rng.choice(len(pool), size=per_fg, replace=replace)
-        dest = out.setdefault(f.split, [])
-        for k, p in enumerate(picks.tolist()):
-            dest.append((i, pool[p], k, _h64("sample", seed, f.id, k), pool_name))
-    return dict(sorted(out.items(), key=lambda kv: _split_key(kv[0]))), n_repl, n_all
-
-
-def _source_info(res: Any, role: str) -> dict[str, Any]:
-    return {
-        "role": role,
-        "name": res.name,
-        "kind": res.kind,
-        "root": res.root,
-        "options": res.options,
-        "manifest": res.manifest,
-        "manifest_sha256": res.manifest_sha256,
-        "items": len(res.items),
-        "ingest_rejects": len(res.rejects),
-    }
-
-
 def prepare_build(cfg: BuildConfig) -> BuildPlan:
-    """Resolve the sources, filter, pair and shard (see the module docstring)."""
-    from matdata.catalog import resolve_source
+    """Resolve the sources, filter, pair and shard (:func:`matdata.planning.plan_build`)."""
+    from matdata.planning import plan_build
 
-    fg_res = resolve_source(cfg.fg, "fg", cfg.fg_options)
-    bg_res = resolve_source(cfg.bg, "bg", cfg.bg_options)
-    warnings: list[str] = []
-    rejects: list[Reject] = []
-
-    # accounting per source name (a source may serve both roles, e.g. demo)
-    acct: dict[str, dict[str, int]] = {}
-    for res in (fg_res, bg_res):
-        a = acct.setdefault(res.name, {"found": 0, "ingest_rejected": 0, "filtered": 0})
-        a["found"] += len(res.items)
-    seen_ingest: set[str] = set()
-    for res in (fg_res, bg_res):
-        if res.name in seen_ingest:
-            continue
-        seen_ingest.add(res.name)
-        acct[res.name]["found"] += len(res.rejects)
-        acct[res.name]["ingest_rejected"] += len(res.rejects)
-        rejects += res.rejects
-
-    excl = set(cfg.exclude_tags)
-    fgs: list[Item] = []
-    for it in sorted(fg_res.items, key=lambda x: x.id):
-        bad = sorted(excl.intersection(it.tags))
-        if bad:
-            rejects.append(
-                Reject(fg_res.name, it.image, "filtered", f"fg tag {', '.join(bad)}", "build")
-            )
-            acct[fg_res.name]["filtered"] += 1
-        else:
-            fgs.append(it)
-    cats = tuple(_norm_category(c) for c in cfg.bg_categories)
-    bgs: list[Item] = []
-    for it in sorted(bg_res.items, key=lambda x: x.id):
-        why = _bg_wanted(it, cats, cfg.bg_io)
-        if why:
-            rejects.append(Reject(bg_res.name, it.image, "filtered", why, "build"))
-            acct[bg_res.name]["filtered"] += 1
-        else:
-            bgs.append(it)
-    if not fgs:
-        raise ConfigError(
-            f"no usable foregrounds in {cfg.fg!r} ({len(fg_res.items)} items, "
-            f"{acct[fg_res.name]['filtered']} filtered)",
-            hint="check --fg and --exclude-tag",
-        )
-    if not bgs:
-        raise ConfigError(
-            f"no background left in {cfg.bg!r} after filters ({len(bg_res.items)} items)",
-            hint="relax --bg-category / --bg-io",
-        )
-
-    pairs, n_repl, n_all = plan_pairs(fgs, bgs, cfg.per_fg, cfg.seed)
-    if n_repl:
-        warnings.append(
-            f"--per-fg {cfg.per_fg} is more than the backgrounds available to {n_repl} "
-            "foreground(s) in their split: their backgrounds are drawn with replacement"
-        )
-    if n_all:
-        warnings.append(
-            f"{n_all} foreground(s) have no background in their split: drawn from all splits"
-        )
-
-    by_size = max(1, math.floor(cfg.shard_size / bytes_per_sample(cfg, fgs)))
-    per_shard = {
-        split: cfg.samples_per_shard or shard_samples(len(plist), by_size)
-        for split, plist in pairs.items()
-    }
-    fg_ref = SourceRef(fg_res.name, fg_res.kind, fg_res.root, dict(fg_res.options))
-    bg_ref = SourceRef(bg_res.name, bg_res.kind, bg_res.root, dict(bg_res.options))
-    compose = cfg.compose_config().to_dict()
-    with_ignore = any(it.coarse for it in fgs)
-    tasks: list[ShardTask] = []
-    plan_hash = hashlib.sha256()
-    for split, plist in pairs.items():
-        for n, chunk in enumerate(cut_shards(plist, per_shard[split])):
-            t = ShardTask(
-                split=split,
-                index=n,
-                pairs=chunk,
-                fg_items={p[0]: fgs[p[0]] for p in chunk},
-                bg_items={p[1]: bgs[p[1]] for p in chunk},
-                fg_source=fg_ref,
-                bg_source=bg_ref,
-                out=cfg.out,
-                formats=cfg.formats,
-                compose=compose,
-                build_seed=cfg.seed,
-                with_ignore=with_ignore,
-            )
-            t.digest = task_digest(t)
-            plan_hash.update(t.digest.encode())
-            tasks.append(t)
-    sources = {"fg": _source_info(fg_res, "fg"), "bg": _source_info(bg_res, "bg")}
-    return BuildPlan(
-        config=cfg,
-        tasks=tasks,
-        sources=sources,
-        rejects=rejects,
-        accounting=acct,
-        warnings=warnings,
-        samples_per_shard=per_shard,
-        with_replacement=n_repl,
-        bg_pool_all=n_all,
-        plan_sha256=plan_hash.hexdigest(),
-    )
+    return plan_build(cfg)
 
 
 def task_digest(t: ShardTask) -> str:
     """sha256 of everything that determines a shard's bytes (not the output location)."""
-    body = {
+    rows = [
+        [
+            t.fg_names[p[0]],
+            t.bg_names[p[1]],
+            t.fg_items[p[0]].id,
+            t.fg_items[p[0]].sha256,
+            t.bg_items[p[1]].id,
+            t.bg_items[p[1]].sha256,
+            p[2],
+            p[3],
+            p[4],
+        ]
+        for p in t.pairs
+    ]
+    kinds = sorted([n, s.kind] for n, s in t.sources.items())
+    return shard_digest(t, kinds, rows)
+
+
+def shard_digest(t: Any, kinds: list[list[str]], rows: Iterable[list[Any]]) -> str:
+    """The digest of :func:`task_digest` from its parts: ``t`` gives split, index,
+    formats, compose, build_seed and with_ignore; ``rows`` one list per pair (fg source,
+    bg source, fg id, fg sha256, bg id, bg sha256, k, seed, pool)."""
+    head = {
         "schema": SCHEMA_VERSION,
         "split": t.split,
         "index": t.index,
@@ -541,30 +381,26 @@ def task_digest(t: ShardTask) -> str:
         "compose": t.compose,
         "seed": t.build_seed,
         "ignore": t.with_ignore,
-        "fg_source": [t.fg_source.name, t.fg_source.kind],
-        "bg_source": [t.bg_source.name, t.bg_source.kind],
-        "pairs": [
-            [
-                t.fg_items[p[0]].id,
-                t.fg_items[p[0]].sha256,
-                t.bg_items[p[1]].id,
-                t.bg_items[p[1]].sha256,
-                p[2],
-                p[3],
-                p[4],
-            ]
-            for p in t.pairs
-        ],
+        "sources": kinds,
     }
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    h = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
+    # one tab-separated line per pair (names and ids have no tabs or newlines), streamed
+    batch: list[str] = []
+    for r in rows:
+        batch.append("\t".join(map(str, r)) + "\n")
+        if len(batch) >= 4096:
+            h.update("".join(batch).encode())
+            batch = []
+    h.update("".join(batch).encode())
+    return h.hexdigest()
 
 
 # -------------------------------------------------------------------------- generation
 
 
-def _item_meta(item: Item, source: SourceRef) -> dict[str, Any]:
+def _item_meta(item: Item, source: str) -> dict[str, Any]:
     return {
-        "source": source.name,
+        "source": source,
         "kind": item.source,
         "id": item.id,
         "sha256": item.sha256,
@@ -575,18 +411,24 @@ def _item_meta(item: Item, source: SourceRef) -> dict[str, Any]:
 
 
 def generate_records(
-    task: ShardTask, fg_source: Any = None, bg_source: Any = None
+    task: ShardTask, sources: dict[str, Any] | None = None
 ) -> Iterator[Record | Reject]:
     """Yield a :class:`Record` per planned sample, or a :class:`Reject` for an input that
     failed to load (its samples are skipped).  Foreground colours are estimated once per
-    run of pairs sharing a foreground; the last few backgrounds are cached."""
+    run of pairs sharing a foreground; the last few backgrounds are cached.  ``sources``
+    (name -> Source object) defaults to the task's sources, built once each."""
     from matdata.compose import ComposeConfig, compose_sample
     from matdata.foreground import estimate_foreground
     from matdata.imageio import encode_jpeg, encode_png
 
     cfg = ComposeConfig.from_dict(task.compose)
-    fg_src = fg_source or task.fg_source.make()
-    bg_src = bg_source or task.bg_source.make()
+    made: dict[str, Any] = dict(sources or {})
+
+    def _src(name: str) -> Any:
+        if name not in made:
+            made[name] = task.sources[name].make()
+        return made[name]
+
     q = cfg.jpeg_quality
     cur_fg: int | None = None
     fg_data: tuple[np.ndarray, np.ndarray, np.ndarray | None, bool] | None = None
@@ -595,27 +437,28 @@ def generate_records(
     bg_cache: OrderedDict[int, np.ndarray] = OrderedDict()
     for fi, bi, k, sseed, pool in task.pairs:
         fitem, bitem = task.fg_items[fi], task.bg_items[bi]
+        fname, bname = task.fg_names[fi], task.bg_names[bi]
         if fi in bad_fg:
             continue
         if fi != cur_fg:
             cur_fg, fg_data = fi, None
             try:
-                fgl = fg_src.load_foreground(fitem)
+                fgl = _src(fname).load_foreground(fitem)
                 colors = estimate_foreground(fgl.rgb, fgl.alpha, cfg.fg_estimator)
                 fg_data = (colors, fgl.alpha, fgl.ignore, bool(fgl.coarse or fitem.coarse))
             except Exception as exc:  # one bad input is a reject, never a failed shard
                 bad_fg.add(fi)
-                yield _reject(task.fg_source.name, fitem, exc)
+                yield _reject(fname, fitem, exc)
                 continue
         if bi in bad_bg:
             continue
         bg = bg_cache.get(bi)
         if bg is None:
             try:
-                bg = bg_src.load_background(bitem)
+                bg = _src(bname).load_background(bitem)
             except Exception as exc:  # (the build's --max-reject-rate catches a pattern)
                 bad_bg.add(bi)
-                yield _reject(task.bg_source.name, bitem, exc)
+                yield _reject(bname, bitem, exc)
                 continue
             bg_cache[bi] = bg
             if len(bg_cache) > 8:
@@ -627,9 +470,11 @@ def generate_records(
         if task.with_ignore and ignore is None:
             ignore = np.zeros_like(alpha)
         comp = compose_sample(colors, alpha, bg, np.random.default_rng(sseed), cfg, ignore)
-        bmeta = _item_meta(bitem, task.bg_source)
+        bmeta = _item_meta(bitem, bname)
         bmeta.update(category=bitem.category, io=bitem.io, pool=pool)
-        fmeta = _item_meta(fitem, task.fg_source)
+        if bitem.tags:  # e.g. the COCO categories present
+            bmeta["tags"] = list(bitem.tags)
+        fmeta = _item_meta(fitem, fname)
         fmeta.update(coarse=coarse, tags=list(fitem.tags))
         meta = {
             "schema_version": SCHEMA_VERSION,
@@ -676,6 +521,7 @@ class ShardResult:
     seconds: float
     skipped: bool = False  # True when found complete on disk (resume)
     peak_rss_mb: float = 0.0  # peak resident memory of the worker process so far (not stored)
+    by_source: dict[str, int] = field(default_factory=dict)  # "fg/NAME" | "bg/NAME" -> samples
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -686,6 +532,7 @@ class ShardResult:
             "rejects": [r.to_dict() for r in self.rejects],
             "samples": self.samples,
             "seconds": self.seconds,
+            "by_source": dict(sorted(self.by_source.items())),
         }
 
     @classmethod
@@ -701,6 +548,7 @@ class ShardResult:
             samples=int(d["samples"]),
             seconds=float(d.get("seconds", 0.0)),
             skipped=skipped,
+            by_source={str(k): int(v) for k, v in (d.get("by_source") or {}).items()},
         )
 
 
@@ -721,12 +569,16 @@ def run_shard(task: ShardTask, progress: Callable[[int], None] | None = None) ->
     _warm_imports()
     t0 = time.perf_counter()
     rejects: list[Reject] = []
+    by_source: dict[str, int] = {}
     with ShardWriter(task.out, task.split, task.index, task.formats) as w:
         for x in generate_records(task):
             if isinstance(x, Reject):
                 rejects.append(x)
             else:
                 w.write(x)
+                for role in ("fg", "bg"):
+                    key = f"{role}/{x.meta[role]['source']}"
+                    by_source[key] = by_source.get(key, 0) + 1
                 if progress is not None:
                     progress(1)
         infos = w.close()
@@ -739,6 +591,7 @@ def run_shard(task: ShardTask, progress: Callable[[int], None] | None = None) ->
         w.samples,
         time.perf_counter() - t0,
         peak_rss_mb=_peak_rss_mb(),
+        by_source=by_source,
     )
     marker = res.to_dict()
     marker["seconds"] = 0.0  # markers are deterministic too

@@ -56,7 +56,9 @@ class IngestResult:
     by_split: dict[str, int] = field(default_factory=dict)
     by_role: dict[str, int] = field(default_factory=dict)
     filtered: int = 0
+    filtered_by_reason: dict[str, int] = field(default_factory=dict)
     manifest_sha256: str = ""
+    warnings: list[str] = field(default_factory=list)  # e.g. an empty or tiny val split
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,7 @@ class IngestResult:
             "by_split": self.by_split,
             "by_role": self.by_role,
             "filtered": self.filtered,
+            "filtered_by_reason": self.filtered_by_reason,
         }
 
 
@@ -165,8 +168,13 @@ def ingest(
         by_split=dict(sorted(by_split.items())),
         by_role=dict(sorted(by_role.items())),
         filtered=int(getattr(src, "filtered", 0) or 0),
+        filtered_by_reason=dict(sorted((getattr(src, "filtered_reasons", None) or {}).items())),
         manifest_sha256=writer.content_hash,
     )
+    from matdata.planning import split_warnings
+
+    if len(by_role) == 1:  # (splits are not counted per role for two-role sources)
+        res.warnings += split_warnings(name, dict(by_split), src.split_hint)
     if not allow_empty:
         check_usable(res)
     if register:

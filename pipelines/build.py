@@ -75,7 +75,7 @@ def _plan_record(plan: BuildPlan) -> dict[str, Any]:
     return {
         "config": plan.config.to_dict(),
         "plan_sha256": plan.plan_sha256,
-        "shards": [t.name for t in plan.tasks],
+        "shards": plan.shard_names(),
     }
 
 
@@ -201,6 +201,12 @@ def _finish(
     for r in results:
         splits[r.split] = splits.get(r.split, 0) + r.samples
     infos = [s for r in results for s in r.shards]
+    by_source: dict[str, dict[str, dict[str, int]]] = {"fg": {}, "bg": {}}
+    for r in results:  # samples written per source and split (fg and bg views)
+        for key, n in r.by_source.items():
+            role, _, name = key.partition("/")
+            d = by_source.setdefault(role, {}).setdefault(name, {})
+            d[r.split] = d.get(r.split, 0) + n
     rejects_info = {
         "file": REJECTS_NAME,
         "total": len(all_rejects),
@@ -222,6 +228,7 @@ def _finish(
                 "bg_pool_all_splits": plan.bg_pool_all,
             },
             "warnings": plan.warnings,
+            "samples_by_source": by_source,
         },
     )
     written = [r for r in results if not r.skipped]

@@ -83,7 +83,8 @@ def test_index_counts_provenance_and_rejects(built) -> None:
     assert summary.samples == sum(expected.values()) == 30
     assert verify(str(out)) == [] and list_temporaries(str(out)) == []
     assert index["config"]["per_fg"] == K and index["config"]["seed"] == 7
-    assert index["sources"]["fg"]["manifest_sha256"] and index["sources"]["bg"]["kind"] == "demo"
+    (fg_info,), (bg_info,) = index["sources"]["fg"], index["sources"]["bg"]
+    assert fg_info["manifest_sha256"] and bg_info["kind"] == "demo"
     # 10 fg + 6 bg inputs of the demo source, none rejected
     acct = index["rejects"]["by_source"]["demo"]
     assert acct["found"] == 16 and acct["used"] + acct["rejected"] == acct["found"]
@@ -348,6 +349,6 @@ def test_build_from_ingested_aisegment_and_places365(tmp_path: Path) -> None:
     rej = read_rejects(str(out / "rejects.parquet"))
     assert len(rej) == index["rejects"]["total"] == sum(a["rejected"] for a in acct.values())
     assert {r.stage for r in rej} == {"ingest", "build"}
-    assert index["sources"]["fg"]["manifest"].endswith(".parquet")
+    assert index["sources"]["fg"][0]["manifest"].endswith(".parquet")
     for rec in iter_records(str(out)):
         assert rec.meta["bg"]["category"] == "airfield" and rec.meta["fg"]["source"] == "aisegment"

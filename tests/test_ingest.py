@@ -113,7 +113,7 @@ def test_missing_root_and_bad_name(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="does not exist"):
         ingest("aisegment", str(tmp_path / "nope"))
     with pytest.raises(SourceError, match="unknown source kind"):
-        ingest("coco", str(tmp_path))
+        ingest("nosuchkind", str(tmp_path))
     with pytest.raises(Exception, match="may only use"):
         ingest("folder", str(tmp_path), name="a/b")
     assert not list(Path(os.environ["MATDATA_CATALOG"]).glob("*.parquet"))

@@ -38,7 +38,7 @@ def _parse_source_options(pairs: list[str] | None) -> dict:
 @app.command("ingest")
 def ingest_cmd(
     kind: Annotated[
-        str, typer.Argument(help="aisegment | supervisely | places365 | folder | demo")
+        str, typer.Argument(help="aisegment | supervisely | places365 | coco | folder | demo")
     ],
     root: Annotated[
         str, typer.Argument(help="Dataset root: a local path or an fsspec URL (not for demo).")
@@ -126,6 +126,8 @@ def ingest_cmd(
         table.add_row(f"  {reason}", str(n))
     if res.filtered:
         table.add_row("filtered out (options)", str(res.filtered))
+        for reason, n in res.filtered_by_reason.items():
+            table.add_row(f"  {reason}", str(n))
     for split, n in res.by_split.items():
         table.add_row(f"split {split}", str(n))
     for role, n in res.by_role.items():
@@ -134,6 +136,8 @@ def ingest_cmd(
     out.print(f"manifest: {res.manifest}", soft_wrap=True, highlight=False)
     out.print(f"rejects:  {res.rejects_path}", soft_wrap=True, highlight=False)
     out.print(f"registered as [bold]{res.name}[/] (use --fg/--bg {res.name})", highlight=False)
+    for w in res.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
 
 
 # ==== build (issue 3) =================================================================
@@ -142,10 +146,20 @@ def ingest_cmd(
 @app.command("build")
 def build_cmd(
     fg: Annotated[
-        str, typer.Option("--fg", help="Foregrounds: catalog NAME | demo | KIND:PATH | manifest.")
+        list[str],
+        typer.Option(
+            "--fg",
+            help="Foregrounds: catalog NAME | demo | KIND:PATH | manifest (repeatable: every "
+            "source's foregrounds get their K backgrounds).",
+        ),
     ],
     bg: Annotated[
-        str, typer.Option("--bg", help="Backgrounds: catalog NAME | demo | KIND:PATH | manifest.")
+        list[str],
+        typer.Option(
+            "--bg",
+            help="Backgrounds: catalog NAME | demo | KIND:PATH | manifest (repeatable: "
+            "backgrounds are drawn from all of them, pooled).",
+        ),
     ],
     out_dir: Annotated[str, typer.Option("--out", help="Output dataset dir (path or URL).")],
     per_fg: Annotated[
@@ -220,6 +234,14 @@ def build_cmd(
     bg_io: Annotated[
         str | None, typer.Option("--bg-io", help="Keep only indoor | outdoor scenes.")
     ] = None,
+    bg_weights: Annotated[
+        str | None,
+        typer.Option(
+            "--bg-weights",
+            help="How backgrounds are drawn across --bg sources, e.g. places365=0.7,coco=0.3 "
+            "(default: in proportion to their sizes).",
+        ),
+    ] = None,
     exclude_tag: Annotated[
         list[str] | None,
         typer.Option(
@@ -274,8 +296,8 @@ def build_cmd(
     else:
         tags = tuple(t for t in exclude_tag if t and t.lower() != "none")
     cfg = BuildConfig(
-        fg=fg,
-        bg=bg,
+        fg=tuple(fg),
+        bg=tuple(bg),
         out=out_dir,
         per_fg=per_fg,
         size=parse_size(size),
@@ -299,6 +321,7 @@ def build_cmd(
         exclude_tags=tags,
         fg_options=parse_options(fg_option),
         bg_options=parse_options(bg_option),
+        bg_weights=bg_weights,  # type: ignore[arg-type]  # parsed by BuildConfig
     )
     try:
         s = run_build(

@@ -177,9 +177,14 @@ def inspect_cmd(
     rejects = index.get("rejects", {})
     if isinstance(rejects, dict):
         for k, v in rejects.items():
+            if k == "by_source":
+                continue  # a table of its own below
             table.add_row(f"rejects {k}", json.dumps(v, sort_keys=True) if isinstance(v, dict)
                           else str(v))  # fmt: skip
     out.print(table)
+    by_source = _by_source_table(index)
+    if by_source is not None:
+        out.print(by_source)
     config = index.get("config", {})
     if config:
         ctable = Table(title="build config", title_justify="left")
@@ -189,10 +194,47 @@ def inspect_cmd(
             text = json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else str(v)
             ctable.add_row(k, text)
         out.print(ctable)
-    for role, src in (index.get("sources") or {}).items():
-        if isinstance(src, dict):
-            desc = " ".join(f"{k}={v}" for k, v in src.items() if not isinstance(v, dict | list))
-            out.print(f"[bold]source {role}[/]: {desc}", highlight=False, soft_wrap=True)
+    for role, srcs in (index.get("sources") or {}).items():
+        for src in srcs if isinstance(srcs, list) else [srcs]:  # a list per role since mixed builds
+            if isinstance(src, dict):
+                desc = " ".join(
+                    f"{k}={v}" for k, v in src.items() if not isinstance(v, dict | list)
+                )
+                out.print(f"[bold]source {role}[/]: {desc}", highlight=False, soft_wrap=True)
+
+
+def _by_source_table(index: dict):  # -> rich.table.Table | None
+    """Inputs and samples per source: found / used / rejected and samples per split, from
+    ``rejects.by_source`` and ``samples_by_source`` of ``dataset.json``."""
+    from rich.table import Table
+
+    acct = (index.get("rejects") or {}).get("by_source") or {}
+    samples = index.get("samples_by_source") or {}
+    if not isinstance(acct, dict) or not acct:
+        return None
+    splits = sorted((index.get("splits") or {}).keys())
+    table = Table(title="by source", title_justify="left")
+    table.add_column("source", style="bold")
+    table.add_column("role")
+    for col in ("found", "used", "rejected", *(f"samples {s}" for s in splits)):
+        table.add_column(col, justify="right")
+    roles: dict[str, list[str]] = {}
+    for role in ("fg", "bg"):
+        for src in (index.get("sources") or {}).get(role) or []:
+            if isinstance(src, dict):
+                roles.setdefault(str(src.get("name")), []).append(role)
+    for name, a in sorted(acct.items()):
+        for role in roles.get(name) or [""]:
+            per = (samples.get(role) or {}).get(name) or {}
+            table.add_row(
+                name,
+                role,
+                str(a.get("found", "")),
+                str(a.get("used", "")),
+                str(a.get("rejected", "")),
+                *(str(per.get(s, 0)) for s in splits),
+            )
+    return table
 
 
 @app.command("verify")

@@ -162,6 +162,8 @@ class Source(ABC):
     roles: tuple[str, ...] = ("fg",)
     #: The option keys (``-o KEY=VALUE``) this source understands; None: not checked.
     known_options: tuple[str, ...] | None = None
+    #: The option that puts more of the source in ``val`` (said when val is empty/tiny).
+    split_hint: str = "re-ingest with -o val_fraction=0.1 (or more groups)"
 
     def __init__(self, root: str, **options: Any):
         check_options(self.kind, options, self.known_options)
@@ -213,6 +215,7 @@ REGISTRY: dict[str, str] = {
     "aisegment": "matdata.sources.aisegment:AISegmentSource",
     "supervisely": "matdata.sources.supervisely:SuperviselySource",
     "places365": "matdata.sources.places365:Places365Source",
+    "coco": "matdata.sources.coco:CocoSource",
     "folder": "matdata.sources.folder:FolderSource",
     "demo": "matdata.sources.demo:DemoSource",
 }

@@ -108,6 +108,7 @@ class Places365Source(Source):
     kind = "places365"
     known_options = (*COMMON_OPTIONS, "categories", "io")
     roles = ("bg",)
+    split_hint = "add val_256/ (or val_large/) and places365_val.txt to ROOT (Places' own val)"
 
     def __init__(self, root: str, **options: Any):
         super().__init__(root, **options)
