@@ -94,20 +94,25 @@ def resolve_weights(
     return [w / total for w in raw]
 
 
-def mix_draws(seed: int, rank: int, block: int, probs: Sequence[float]) -> np.ndarray:
-    """Dataset index of the ``MIX_BLOCK`` positions of draw block ``block``."""
+def mix_draws(
+    seed: int, rank: int, block: int, probs: Sequence[float], size: int = MIX_BLOCK
+) -> np.ndarray:
+    """Dataset index of the ``size`` positions of draw block ``block``."""
     rng = np.random.default_rng([seed, rank, block, _TAG_DATASET])
-    return rng.choice(len(probs), size=MIX_BLOCK, p=np.asarray(probs, dtype=np.float64))
+    return rng.choice(len(probs), size=size, p=np.asarray(probs, dtype=np.float64))
 
 
-def draws_before(seed: int, rank: int, position: int, probs: Sequence[float]) -> list[int]:
+def draws_before(
+    seed: int, rank: int, position: int, probs: Sequence[float], size: int = MIX_BLOCK
+) -> list[int]:
     """How many of positions ``[0, position)`` each dataset received."""
     counts = np.zeros(len(probs), dtype=np.int64)
-    full, rest = divmod(position, MIX_BLOCK)
+    full, rest = divmod(position, size)
     for block in range(full):
-        counts += np.bincount(mix_draws(seed, rank, block, probs), minlength=len(probs))
+        counts += np.bincount(mix_draws(seed, rank, block, probs, size), minlength=len(probs))
     if rest:
-        counts += np.bincount(mix_draws(seed, rank, full, probs)[:rest], minlength=len(probs))
+        draws = mix_draws(seed, rank, full, probs, size)[:rest]
+        counts += np.bincount(draws, minlength=len(probs))
     return [int(c) for c in counts]
 
 
@@ -125,6 +130,27 @@ class MixedStream:
 
     def __init__(
         self,
+        streams: Sequence[MattingStream],
+        cfg: StreamConfig,
+        probs: Sequence[float],
+        *,
+        start_batch: int = 0,
+        rank: int = 0,
+        block: int = MIX_BLOCK,
+    ):
+        if not cfg.train or not all(s.cfg.train for s in streams):
+            raise ValueError("MixedStream is for training streams")
+        self.cfg = cfg
+        self.streams = list(streams)
+        self.probs = [float(p) for p in probs]
+        self.rank = int(rank)
+        self.start_batch = int(start_batch)
+        self.block = int(block)
+        self.per_rank = sum(s.per_rank for s in self.streams)
+
+    @classmethod
+    def open(
+        cls,
         data_dirs: Sequence[str],
         cfg: StreamConfig,
         weights: dict[str, float] | None = None,
@@ -132,14 +158,9 @@ class MixedStream:
         start_batch: int = 0,
         rank: int = 0,
         world: int = 1,
-    ):
-        if not cfg.train:
-            raise ValueError("MixedStream is for training streams")
-        self.cfg = cfg
-        self.dirs = list(data_dirs)
-        self.rank, self.world = int(rank), int(world)
-        self.start_batch = int(start_batch)
-        self.streams = [
+    ) -> MixedStream:
+        """The mixed training stream of built datasets (``weights`` as ``--data-weights``)."""
+        streams = [
             MattingStream(
                 d,
                 dataclasses.replace(cfg, seed=sub_seed(cfg.seed, i)),
@@ -147,10 +168,10 @@ class MixedStream:
                 rank=rank,
                 world=world,
             )
-            for i, d in enumerate(self.dirs)
+            for i, d in enumerate(data_dirs)
         ]
-        self.probs = resolve_weights(self.dirs, weights, [s.total for s in self.streams])
-        self.per_rank = sum(s.per_rank for s in self.streams)
+        probs = resolve_weights(list(data_dirs), weights, [s.total for s in streams])
+        return cls(streams, cfg, probs, start_batch=start_batch, rank=rank)
 
     def _records(self, d: int, start: int) -> Iterator[tuple[int, int, Any, Any]]:
         """``(epoch, position, record, partner)`` of dataset ``d`` from its sample ``start``
@@ -173,17 +194,18 @@ class MixedStream:
         b, k0 = self.cfg.batch_size, self.start_batch
         g = k0 * b
         seed = self.cfg.seed
-        starts = draws_before(seed, self.rank, g, self.probs)
+        size = self.block
+        starts = draws_before(seed, self.rank, g, self.probs, size)
         gens = [self._records(d, start) for d, start in enumerate(starts)]
-        block = g // MIX_BLOCK
-        draws = mix_draws(seed, self.rank, block, self.probs)
+        block = g // size
+        draws = mix_draws(seed, self.rank, block, self.probs, size)
         batch: _Batch | None = None
         sources: list[int] = []
         while True:
-            if g // MIX_BLOCK != block:
-                block = g // MIX_BLOCK
-                draws = mix_draws(seed, self.rank, block, self.probs)
-            d = int(draws[g % MIX_BLOCK])
+            if g // size != block:
+                block = g // size
+                draws = mix_draws(seed, self.rank, block, self.probs, size)
+            d = int(draws[g % size])
             epoch, p, rec, partner = next(gens[d])
             if (g // b - k0) % workers == worker:
                 if batch is None:

@@ -548,7 +548,7 @@ class Trainer:
         if train and data is None and len(dirs) > 1:
             from modnet.mixing import MixedStream
 
-            return MixedStream(
+            return MixedStream.open(
                 dirs,
                 scfg,
                 cfg.data_weights,
