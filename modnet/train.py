@@ -422,9 +422,10 @@ class Trainer:
         if not self.dist.is_main:
             return
         from rich.console import Console
+        from rich.markup import escape
 
         tag = f"[{style}]note:[/] " if style else ""
-        Console(stderr=True, highlight=False).print(tag + text, soft_wrap=True)
+        Console(stderr=True, highlight=False).print(tag + escape(text), soft_wrap=True)
 
     # -------------------------------------------------------------- state
 

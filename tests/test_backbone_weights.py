@@ -187,6 +187,24 @@ def test_pvt_from_a_modnet_checkpoint(tmp_path: Path) -> None:
     _check_landed(model, rel)
 
 
+@pytest.mark.parametrize("backbone", ["resnet18", "mobilenetv2"])
+def test_segmentation_stage_checkpoint_feeds_modnet(tmp_path: Path, backbone: str) -> None:
+    from modnet.segmentation import SegNet
+
+    seg = SegNet(backbone)
+    with torch.no_grad():
+        for p in seg.parameters():
+            p.normal_()
+    state = {"format": "matdata-modnet-train", "model": seg.state_dict(), "step": 5}
+    path = _save(tmp_path, "seg.pt", state)
+    lines: list[str] = []
+    model = build_modnet(backbone, 8, backbone_weights=path, log=lines.append)
+    rel = {k[len("model.") :]: v for k, v in seg.backbone.state_dict().items()}
+    _check_landed(model, rel)
+    head = {k for k in seg.state_dict() if k.startswith("head.")}
+    assert f"ignored {len(head)} keys: head." in lines[-1]
+
+
 # ------------------------------------------------------------------ what must fail
 
 

@@ -34,7 +34,7 @@ def _cli(args: list[str]) -> subprocess.CompletedProcess:
     return proc
 
 
-def _main(args: list[str], capsys=None) -> int:
+def _main(args: list[str]) -> int:
     from matdata.cli import main
 
     old = sys.argv
@@ -164,3 +164,18 @@ def test_segmentation_heads_shapes_and_masked_loss(backbone: str) -> None:
     counts = iou_counts(torch.tensor([[1.0, -1, 1, 1]]), torch.tensor([[1.0, 1, 0, 1]]),
                         torch.tensor([[0.0, 0, 0, 1]]))  # fmt: skip
     assert counts.tolist() == [1, 3, 1, 3]  # I, U, correct, counted
+
+
+def test_option_combinations_that_cannot_work_are_refused(tmp_path: Path) -> None:
+    from matdata.errors import ConfigError
+    from modnet.train import resolve_config
+
+    base = {"data": str(tmp_path), "out": str(tmp_path / "r")}
+    with pytest.raises(ConfigError, match="--init and --backbone-weights both"):
+        resolve_config({**base, "init": "a.ckpt", "backbone_weights": "b.pth"})
+    with pytest.raises(ConfigError, match="--init loads a whole MODNet"):
+        resolve_config({**base, "task": "segmentation", "init": "a.ckpt"})
+    with pytest.raises(ConfigError, match="unknown task 'depth'"):
+        resolve_config({**base, "task": "depth"})
+    with pytest.raises(ConfigError, match="'x', which is not one of the --data sets"):
+        resolve_config({**base, "data": ["/d/a", "/d/b"], "data_weights": {"x": 1.0}})
