@@ -133,6 +133,27 @@ def test_mobilenetv2_layouts_load_every_tensor_in_place(tmp_path: Path, layout: 
         assert "MODNet / official layout" in lines[0] and "ignored nothing" in text
 
 
+def test_human_seg_file_named_as_in_the_official_manifest(tmp_path: Path) -> None:
+    """The official MODNet's MobileNetV2 names, from the released model's key manifest
+    (``backbone.model.`` stripped: the bare MobileNetV2 the human_seg file was saved from)."""
+    import numpy as np
+    from conftest import DATA
+    from spec_weights import manifest_entries
+
+    entries = manifest_entries(DATA / "specs" / "modnet.state_dict.json")
+    rng = np.random.default_rng(4)
+    human_seg = {}
+    for key, shape, dtype in entries:
+        if key.startswith("backbone.model."):
+            value = rng.standard_normal(shape).astype(np.float32)
+            tensor = torch.from_numpy(value) if dtype == "float32" else torch.tensor(7)
+            human_seg[key[len("backbone.model.") :]] = tensor
+    assert len(human_seg) == 312 and "features.17.conv.7.running_var" in human_seg
+    path = _save(tmp_path, "mobilenetv2_human_seg.ckpt", human_seg)
+    model = build_modnet("mobilenetv2", 32, backbone_weights=path, log=None)
+    _check_landed(model, human_seg)
+
+
 def test_old_checkpoints_without_batchnorm_counters_load(tmp_path: Path) -> None:
     rel = _random_backbone("resnet18")
     old = {k: v for k, v in rel.items() if not k.endswith("num_batches_tracked")}
