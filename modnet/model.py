@@ -307,5 +307,11 @@ def infer_config(state: Mapping[str, Any]) -> dict[str, Any]:
         )
     w = dict(zip(keys, state.values(), strict=True)).get("hr_branch.tohr_enc2x.layers.0.weight")
     if w is None:
+        if any(k.startswith("head.") for k in keys):
+            raise CheckpointError(
+                "checkpoint is a segmentation model (`matdata train --task segmentation`), "
+                "not a MODNet",
+                hint="start a MODNet run from it: matdata train --backbone-weights CKPT",
+            )
         raise CheckpointError("checkpoint is not a MODNet model (no hr_branch keys)")
     return {"backbone": backbone, "hr_channels": int(w.shape[0])}

@@ -126,6 +126,11 @@ def test_segmentation_stage_then_modnet_from_its_backbone(
     err = capfd.readouterr().err
     assert "took 312 tensors" in err and "'backbone.model.'" in err
     assert "head.blocks.* (" in err and "head.logit.* (2)" in err
+    # predict refuses the segmentation checkpoint in one line, pointing to its use
+    assert _main(["evaluate", "-c", str(seg / "last.pt"), "--data", str(data["fine"]),
+                  "--device", "cpu"]) != 0  # fmt: skip
+    err = capfd.readouterr().err
+    assert "is a segmentation model" in err and "--backbone-weights" in err
     # the MODNet run started from the segmentation backbone (same values before step 1)
     from modnet import build_modnet
 
