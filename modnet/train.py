@@ -628,7 +628,8 @@ class Trainer:
     @torch.no_grad()
     def validate(self, data: str | None = None) -> dict[str, float]:
         """Loss and matting metrics on the ``val`` split of ``data`` (default: the first
-        dataset; fixed trimaps), all ranks reduced."""
+        dataset; fixed trimaps), all ranks reduced.  Coarse samples count in the loss only
+        (their metrics would compare a matte with a mask; NaN when all are coarse)."""
         from modnet.data import make_loader
 
         model = self.model  # unwrapped: no collectives inside the loop
@@ -646,7 +647,9 @@ class Trainer:
                 losses, matte = compute_losses(model, batch, self.cfg.loss_weights)
             n = batch["image"].shape[0]
             sums += torch.tensor([float(losses["total"]) * n, n], dtype=torch.float64)
-            acc.add(matte, batch["alpha"], batch["trimap"])
+            fine = ~batch["coarse"]  # matting metrics skip coarse masks, as `evaluate` does
+            if bool(fine.any()):
+                acc.add(matte[fine], batch["alpha"][fine], batch["trimap"][fine])
         if self.dist.world > 1:
             import torch.distributed as dist
 

@@ -9,6 +9,7 @@ several --fg/--bg sources are not on this branch yet: the builds here use one so
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -92,6 +93,11 @@ def test_recipe_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capf
     assert [(d["name"], d["weight"]) for d in cfg["datasets"]] == [
         ("fine-h", pytest.approx(0.8)), ("coarse", pytest.approx(0.2)),
     ]  # fmt: skip
+    vals = [json.loads(x) for x in Path("runs/modnet/metrics.jsonl").read_text().splitlines()]
+    last = {r["dataset"]: r for r in vals if r["kind"] == "val" and r["step"] == 2}
+    assert last["fine-h"]["whole/sad"] >= 0 and last["fine-h"]["samples"] > 0
+    # coarse masks count in the (semantic) loss only, never in the matting metrics
+    assert last["coarse"]["loss"] > 0 and math.isnan(last["coarse"]["whole/sad"])
     seg_backbone = {
         k: v for k, v in torch.load("runs/seg/last.pt", weights_only=True)["model"].items()
         if k.startswith("backbone.")
