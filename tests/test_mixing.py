@@ -7,6 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_modnet_data import _record, _ShardOpener
 
 from matdata.errors import ConfigError
@@ -105,3 +107,20 @@ def test_weights_steer_the_mix() -> None:
     assert Counter(int(d) for b in only_a for d in b["dataset"]) == {0: 12}
     mostly_b = _take(_mixed([0.1, 0.9], block=4096), 0, 10)
     assert Counter(int(d) for b in mostly_b for d in b["dataset"])[1] >= 22
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    probs=st.lists(st.integers(0, 5), min_size=1, max_size=4).filter(lambda w: sum(w) > 0),
+    block=st.integers(1, 50),
+    position=st.integers(0, 300),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_draw_counts_property(probs: list[int], block: int, position: int, seed: int) -> None:
+    p = [w / sum(probs) for w in probs]
+    blocks = position // block + 1
+    flat = np.concatenate([mix_draws(seed, 0, b, p, block) for b in range(blocks)])
+    counts = draws_before(seed, 0, position, p, block)
+    assert counts == np.bincount(flat[:position], minlength=len(p)).tolist()
+    assert sum(counts) == position
+    assert all(c == 0 for c, w in zip(counts, probs, strict=True) if w == 0)

@@ -9,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 CLI = [sys.executable, "-c", "from matdata.cli import main; main()"]
 TINY = [
@@ -184,3 +187,27 @@ def test_option_combinations_that_cannot_work_are_refused(tmp_path: Path) -> Non
         resolve_config({**base, "task": "depth"})
     with pytest.raises(ConfigError, match="'x', which is not one of the --data sets"):
         resolve_config({**base, "data": ["/d/a", "/d/b"], "data_weights": {"x": 1.0}})
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_iou_counts_and_masked_loss_match_numpy(h: int, w: int, seed: int) -> None:
+    from modnet.segmentation import iou_counts, masked_bce
+
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(2, 1, h, w)).astype(np.float32)
+    target = rng.random((2, 1, h, w)).astype(np.float32)
+    ignore = (rng.random((2, 1, h, w)) < 0.3).astype(np.float32)
+    keep = ignore < 0.5
+    pred, true = (logits > 0) & keep, (target >= 0.5) & keep
+    expect = [(pred & true).sum(), (pred | true).sum(), ((pred == true) & keep).sum(), keep.sum()]
+    t = [torch.from_numpy(x) for x in (logits, target, ignore)]
+    assert iou_counts(*t).tolist() == [float(x) for x in expect]
+    x = logits.astype(np.float64)
+    bce = np.maximum(x, 0) - x * target + np.log1p(np.exp(-np.abs(x)))
+    ref = (bce * keep).sum() / max(keep.sum(), 1)
+    assert float(masked_bce(*t)) == pytest.approx(ref, rel=1e-5, abs=1e-6)
