@@ -716,7 +716,7 @@ class Trainer:
         if self.step < cfg.steps:  # stopped by Ctrl-C between two steps: keep the progress
             self.save()
             raise KeyboardInterrupt
-        summary.update(step=self.step, train=train, val=val)
+        summary.update(step=self.step, train=train, val=val, datasets=self.datasets)
         return summary
 
     def close(self) -> None:

@@ -24,7 +24,9 @@ def train_cmd(
     data: Annotated[
         list[str] | None,
         typer.Option(
-            "--data", help="A built dataset (matdata build --out DIR); repeat to mix several."
+            "--data",
+            metavar="DIR",
+            help="A built dataset (matdata build --out DIR); repeat to mix several.",
         ),
     ] = None,
     data_weights: Annotated[
@@ -159,10 +161,14 @@ def train_cmd(
         table.add_column("metric")
         table.add_column("value", justify="right")
         table.add_row("steps", f"{summary['start_step']} -> {summary['step']}")
+        for d in summary.get("datasets") or []:
+            sizes = " ".join(f"{k} {v}" for k, v in sorted(d["splits"].items()))
+            table.add_row(f"data {d['name']}", f"weight {d['weight']:.3g}, {sizes}")
         for k, v in (summary.get("train") or {}).items():
             table.add_row(f"train {k}", f"{v:.5g}")
         for k, v in (summary.get("val") or {}).items():
-            table.add_row(f"val {k}", f"{v:.5g}")
+            if v == v:  # NaN: undefined (e.g. matting metrics of a coarse-only val split)
+                table.add_row(f"val {k}", f"{v:.5g}")
         out.print(table)
 
 
