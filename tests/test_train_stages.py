@@ -108,10 +108,20 @@ def test_two_datasets_mixed_validated_apart_recorded_and_resumed_exactly(
 def test_segmentation_stage_then_modnet_from_its_backbone(
     data: dict[str, Path], tmp_path: Path, capfd
 ) -> None:
+    from test_backbone_weights import _to_torchvision_mbv2
+
+    from modnet.backbones import BACKBONES
+
+    # the stage starts from "ImageNet" weights: a torchvision-layout MobileNetV2 file
+    init = {k[len("model.") :]: v for k, v in BACKBONES["mobilenetv2"]().state_dict().items()}
+    torch.save(_to_torchvision_mbv2(init), tmp_path / "mobilenet_v2.pth")
     seg = tmp_path / "seg"
     assert _main(["train", "--task", "segmentation", "--data", str(data["fine"]), "--out",
                   str(seg), "--steps", "12", "--val-every", "12", "--workers", "0",
-                  "--lr", "3e-3", *TINY]) == 0  # fmt: skip
+                  "--lr", "3e-3", "--backbone-weights", str(tmp_path / "mobilenet_v2.pth"),
+                  *TINY]) == 0  # fmt: skip
+    err = capfd.readouterr().err
+    assert "took 312 tensors" in err and "MobileNetV2 (torchvision layout)" in err
     vals = [r for r in _records(seg) if r["kind"] == "val"]
     assert [r["step"] for r in vals] == [0, 12]
     first, last = vals
@@ -120,7 +130,6 @@ def test_segmentation_stage_then_modnet_from_its_backbone(
     ckpt = torch.load(seg / "last.pt", weights_only=True)
     assert json.loads(ckpt["model_config"]) == {"task": "segmentation", "backbone": "mobilenetv2"}
     assert any(k.startswith("head.blocks.") for k in ckpt["model"])
-    capfd.readouterr()
 
     run = tmp_path / "matting"
     assert _main(["train", "--data", str(data["fine"]), "--out", str(run), "--steps", "1",
