@@ -20,7 +20,7 @@ Every resize is bilinear with ``align_corners=False`` by scale factor.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -247,28 +247,45 @@ def load_modnet_weights(
     return load_weights(model, path_or_state, filter_fn=_complete_shared_backbone, name=name)
 
 
-def load_backbone_weights(model: MODNet, path_or_state: str | Mapping[str, Any]) -> MODNet:
-    """Load a backbone-only checkpoint (e.g. ImageNet / human-segmentation weights) strictly."""
-    from matdata.checkpoints import load_weights
+def load_backbone_weights(
+    model: MODNet,
+    path_or_state: str | Mapping[str, Any],
+    log: Callable[[str], None] | None = None,
+) -> MODNet:
+    """Load the backbone from any checkpoint that holds one (classification, segmentation,
+    MODNet or ``matdata train --task segmentation`` layouts; :mod:`modnet.backbone_weights`).
 
-    load_weights(
-        model.backbone,
-        path_or_state,
-        filter_fn=model.backbone.convert_state_dict,
-        name=path_or_state if isinstance(path_or_state, str) else "<backbone state_dict>",
-    )
+    Every backbone tensor must be found exactly once; mismatches raise
+    :class:`~matdata.errors.CheckpointError` naming the keys.  ``log`` receives the lines
+    saying what was taken and what was ignored.
+    """
+    from modnet.backbone_weights import load_backbone
+
+    report = load_backbone(model.backbone, path_or_state)
+    if log is not None:
+        for line in report.lines():
+            log(line)
     return model
+
+
+def _stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr)
 
 
 def build_modnet(
     backbone: str = "mobilenetv2",
     hr_channels: int = 32,
-    backbone_weights: str | None = None,
+    backbone_weights: str | Mapping[str, Any] | None = None,
+    log: Callable[[str], None] | None = _stderr,
 ) -> MODNet:
-    """Build MODNet; ``backbone_weights`` is a local backbone-only checkpoint (no downloads)."""
+    """Build MODNet; ``backbone_weights`` is a local checkpoint holding the backbone (any
+    layout :func:`load_backbone_weights` reads; no downloads).  The load report goes to
+    ``log`` (stderr by default; ``None`` = silent)."""
     model = MODNet(backbone, hr_channels)
-    if backbone_weights:
-        load_backbone_weights(model, backbone_weights)
+    if backbone_weights is not None:
+        load_backbone_weights(model, backbone_weights, log=log)
     return model
 
 
@@ -290,5 +307,11 @@ def infer_config(state: Mapping[str, Any]) -> dict[str, Any]:
         )
     w = dict(zip(keys, state.values(), strict=True)).get("hr_branch.tohr_enc2x.layers.0.weight")
     if w is None:
+        if any(k.startswith("head.") for k in keys):
+            raise CheckpointError(
+                "checkpoint is a segmentation model (`matdata train --task segmentation`), "
+                "not a MODNet",
+                hint="start a MODNet run from it: matdata train --backbone-weights CKPT",
+            )
         raise CheckpointError("checkpoint is not a MODNet model (no hr_branch keys)")
     return {"backbone": backbone, "hr_channels": int(w.shape[0])}

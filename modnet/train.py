@@ -57,15 +57,21 @@ LOCKED = (
     "recompose",
     "optimizer",
     "loss_weights",
+    "task",
+    "data_weights",
 )
+TASKS = ("matting", "segmentation")
 
 
 @dataclass
 class TrainConfig:
     """All options of a training run (``matdata train`` maps its flags onto these)."""
 
-    data: str = ""
+    data: str | list[str] = ""  # one dataset dir, or several (mixed, modnet.mixing)
     out: str = ""
+    task: str = "matting"  # matting (MODNet) | segmentation (coarse backbone pretraining)
+    data_weights: dict[str, float] | None = None  # mixing weights by dataset name / path
+    backbone_weights: str | None = None  # checkpoint holding a pretrained backbone
     backbone: str = "mobilenetv2"
     hr_channels: int = 32
     steps: int = 1000
@@ -114,9 +120,30 @@ class TrainConfig:
             d["loss_weights"] = tuple(float(w) for w in d["loss_weights"])
         return cls(**d)
 
+    @property
+    def data_dirs(self) -> list[str]:
+        """The dataset directories (``data`` as a list)."""
+        return [self.data] if isinstance(self.data, str) else list(self.data)
+
     def check(self) -> None:
-        if not self.data:
+        if not self.data or not all(self.data_dirs):
             raise ConfigError("no dataset given", hint="pass --data DIR (a `matdata build` output)")
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}", hint="matting or segmentation")
+        if self.task == "segmentation" and self.init:
+            raise ConfigError(
+                "--init loads a whole MODNet, not a segmentation model",
+                hint="start the segmentation stage from --backbone-weights (e.g. ImageNet)",
+            )
+        if self.init and self.backbone_weights:
+            raise ConfigError(
+                "--init and --backbone-weights both set the backbone",
+                hint="--init for a whole MODNet, --backbone-weights for the backbone only",
+            )
+        if self.data_weights:
+            from modnet.mixing import resolve_weights
+
+            resolve_weights(self.data_dirs, self.data_weights, [1] * len(self.data_dirs))
         if not self.out:
             raise ConfigError("no run directory given", hint="pass --out RUN")
         if self.image_size % 32 or self.image_size < 32:
@@ -192,6 +219,11 @@ def resolve_config(
                 hint="drop these options or start a new run with --init",
             )
         cfg = dataclasses.replace(base, **overrides)
+        if len(cfg.data_dirs) != len(base.data_dirs):
+            raise ConfigError(
+                f"the run trains on {len(base.data_dirs)} dataset(s); a resume cannot change that",
+                hint="pass the same --data list (paths may move) or start a new run",
+            )
     cfg.check()
     return cfg
 
@@ -387,7 +419,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, resume: str | None = None):
         from matdata import threads
-        from modnet import build_modnet, load_modnet_weights
+        from modnet import load_modnet_weights
 
         self.cfg = cfg
         self.threads = threads.plan(cfg.threads, cfg.workers)
@@ -401,9 +433,16 @@ class Trainer:
         ckpt = read_checkpoint(resume) if resume else None
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        model = build_modnet(cfg.backbone, cfg.hr_channels)
+        model = self.build_model()
         if cfg.init and ckpt is None:
             load_modnet_weights(model, cfg.init)
+        elif cfg.backbone_weights and ckpt is None:
+            from modnet.backbone_weights import load_backbone
+
+            report = load_backbone(model.backbone, cfg.backbone_weights)
+            for line in report.lines():
+                self.note(line, style="")
+        self.datasets = _describe(cfg)
         model.to(self.device)
         self.model = model
         self.net: torch.nn.Module = model
@@ -434,16 +473,46 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
         self.step = 0
         self._bad_seen: set[tuple[str, str]] = set()
+        self.last_val: dict[str, float] | None = None  # the latest validation pass
         if ckpt is not None:
             self._restore(ckpt)
-        self._val_split = self._has_split("val")
+        self._val_sets = self._validation_sets()
+
+    def build_model(self) -> torch.nn.Module:
+        """The network of this task (MODNet here; :mod:`modnet.segmentation` overrides)."""
+        from modnet import build_modnet
+
+        return build_modnet(self.cfg.backbone, self.cfg.hr_channels, log=None)
+
+    def note(self, text: str, style: str = "yellow") -> None:
+        """A line on stderr from rank 0 (warnings, load reports)."""
+        if not self.dist.is_main:
+            return
+        from rich.console import Console
+        from rich.markup import escape
+
+        tag = f"[{style}]note:[/] " if style else ""
+        Console(stderr=True, highlight=False).print(tag + escape(text), soft_wrap=True)
 
     # -------------------------------------------------------------- state
 
-    def _has_split(self, split: str) -> bool:
-        from matdata.shards import read_index
-
-        return split in read_index(self.cfg.data).get("splits", {})
+    def _validation_sets(self) -> list[tuple[str, str]]:
+        """``(name, dir)`` of the datasets with a usable ``val`` split; says which have none
+        (training then runs without validation on them, it does not skip it silently)."""
+        out = []
+        for info in self.datasets:
+            n = int(info["splits"].get("val", 0))
+            if n >= self.dist.world:
+                out.append((info["name"], info["path"]))
+                continue
+            what = f"only {n} val sample(s) for {self.dist.world} ranks" if n else "no val split"
+            self.note(
+                f"{info['path']} has {what}: training runs without validation on it "
+                "(ingest its sources with -o val_fraction=0.2, or fewer ranks)"
+            )
+        if not out:
+            self.note("no dataset has a val split: this run reports no validation metrics")
+        return out
 
     def state(self) -> dict[str, Any]:
         return {
@@ -457,6 +526,7 @@ class Trainer:
             "step": self.step,
             "data_position": self._data_position(),
             "config": self.cfg.to_json(),
+            "datasets": json.dumps(self.datasets),
             "rng": _rng_state(self.device),
         }
 
@@ -473,7 +543,21 @@ class Trainer:
     def model_config(self) -> dict[str, Any]:
         return {"backbone": self.cfg.backbone, "hr_channels": self.cfg.hr_channels}
 
+    def _check_datasets(self, ckpt: dict[str, Any]) -> None:
+        """Warn when a resumed run reads datasets whose ``dataset.json`` changed."""
+        try:
+            before = json.loads(ckpt.get("datasets", "[]"))
+        except ValueError:
+            return
+        for old, new in zip(before, self.datasets, strict=False):
+            if old.get("dataset_json_sha256") != new["dataset_json_sha256"]:
+                self.note(
+                    f"{new['path']}: dataset.json differs from the one the run started on "
+                    "(rebuilt?): the data order will differ from an uninterrupted run"
+                )
+
     def _restore(self, ckpt: dict[str, Any]) -> None:
+        self._check_datasets(ckpt)
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
@@ -510,7 +594,11 @@ class Trainer:
 
     # -------------------------------------------------------------- data
 
-    def _stream(self, split: str, train: bool, start_batch: int = 0) -> Any:
+    def _stream(
+        self, split: str, train: bool, start_batch: int = 0, data: str | None = None
+    ) -> Any:
+        """The training stream (several datasets: :class:`modnet.mixing.MixedStream`) or the
+        stream of one dataset's split (``data``, default the first)."""
         from modnet.data import MattingStream, StreamConfig
 
         cfg = self.cfg
@@ -524,8 +612,20 @@ class Trainer:
             shuffle_buffer=cfg.shuffle_buffer,
             recompose=cfg.recompose,
         )
+        dirs = cfg.data_dirs
+        if train and data is None and len(dirs) > 1:
+            from modnet.mixing import MixedStream
+
+            return MixedStream.open(
+                dirs,
+                scfg,
+                cfg.data_weights,
+                start_batch=start_batch,
+                rank=self.dist.rank,
+                world=self.dist.world,
+            )
         return MattingStream(
-            cfg.data,
+            data or dirs[0],
             scfg,
             epochs=None if train else 1,
             start_batch=start_batch,
@@ -558,13 +658,19 @@ class Trainer:
 
     # -------------------------------------------------------------- steps
 
+    def losses(
+        self, net: torch.nn.Module, batch: dict[str, Any]
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The task's loss terms (``total`` is optimised) and its prediction for a batch."""
+        return compute_losses(net, batch, self.cfg.loss_weights)
+
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One optimizer step; returns the (rank-local) loss terms and the LR used."""
         self.net.train()
         lr = self.opt.param_groups[0]["lr"]
         self.opt.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            losses, _ = compute_losses(self.net, batch, self.cfg.loss_weights)
+            losses, _ = self.losses(self.net, batch)
         self.scaler.scale(losses["total"]).backward()
         grad_norm = float("nan")
         if self.cfg.clip_grad > 0:
@@ -602,9 +708,26 @@ class Trainer:
             limits.append(max(1, -(-cfg.val_limit // per_batch)))
         return min(limits) if limits else 0
 
+    def validate_all(self, log: Any) -> dict[str, float] | None:
+        """Validate on every dataset's ``val`` split, one log record each (with its
+        ``dataset`` name); returns the metrics (prefixed ``NAME/`` when several).  A pass
+        ended early by Ctrl-C (single process) is not logged."""
+        out: dict[str, float] = {}
+        for name, path in self._val_sets:
+            val = self.validate(path, log)
+            if self.interrupt.requested and self.dist.world == 1:
+                return out or None
+            log.write({"kind": "val", "step": self.step, "dataset": name, **val})
+            if len(self._val_sets) == 1:
+                return val
+            out.update({f"{name}/{k}": v for k, v in val.items()})
+        return out or None
+
     @torch.no_grad()
-    def validate(self, log: _RunLog | None = None) -> dict[str, float]:
-        """Loss and matting metrics on the ``val`` split (fixed trimaps), all ranks reduced.
+    def validate(self, data: str | None = None, log: _RunLog | None = None) -> dict[str, float]:
+        """Loss and matting metrics on the ``val`` split of ``data`` (default: the first
+        dataset; fixed trimaps), all ranks reduced.  Coarse samples count in the loss only
+        (their metrics would compare a matte with a mask; NaN when all are coarse).
 
         At most :meth:`val_batches` batches, shown on ``log``'s display; a Ctrl-C ends the
         pass early (single process; the run then stops and saves)."""
@@ -613,7 +736,7 @@ class Trainer:
         model = self.model  # unwrapped: no collectives inside the loop
         was_training = model.training
         model.eval()
-        stream = self._stream("val", train=False)
+        stream = self._stream("val", train=False, data=data)
         sums = torch.zeros(2, dtype=torch.float64)  # loss * n, n
         acc = _MetricAccumulator(self.device)
         loader = make_loader(stream, workers=min(self.loader_workers, 2))
@@ -642,7 +765,9 @@ class Trainer:
                     losses, matte = compute_losses(model, batch, self.cfg.loss_weights)
                 n = batch["image"].shape[0]
                 sums += torch.tensor([float(losses["total"]) * n, n], dtype=torch.float64)
-                acc.add(matte, batch["alpha"], batch["trimap"])
+                fine = ~batch["coarse"]  # matting metrics skip coarse masks, as `evaluate` does
+                if bool(fine.any()):
+                    acc.add(matte[fine], batch["alpha"][fine], batch["trimap"][fine])
                 tick(1)
             del it
         if self.dist.world > 1:
@@ -677,11 +802,9 @@ class Trainer:
         log: _RunLog | None = None
         try:
             with interrupt:
-                log = _RunLog(cfg, self.dist, self.step)
-                if self._val_split and cfg.val_at_start and self.step == 0:
-                    val = self.validate(log)
-                    if not (interrupt.requested and alone):
-                        log.write({"kind": "val", "step": self.step, **val})
+                log = _RunLog(cfg, self.dist, self.step, self.datasets)
+                if self._val_sets and cfg.val_at_start and self.step == 0:
+                    val = self.validate_all(log)
                 if not (interrupt.requested and alone):
                     stream = self._stream("train", train=True, start_batch=self.step)
                     self._per_rank = stream.per_rank
@@ -701,7 +824,8 @@ class Trainer:
                 f"training stopped at step {self.step} of {cfg.steps}; {where}",
                 hint=f"continue with: matdata train --resume {cfg.out}",
             )
-        summary.update(step=self.step, train=train, val=val)
+        val = self.last_val if self.last_val is not None else val
+        summary.update(step=self.step, train=train, val=val, datasets=self.datasets)
         return summary
 
     def _loop(self, it: Any, log: _RunLog) -> dict[str, float]:
@@ -734,9 +858,8 @@ class Trainer:
                 advance(train)
                 if stop:
                     break
-                if self._val_split and ((cfg.val_every and self.step % cfg.val_every == 0) or last):
-                    val = self.validate(log)
-                    log.write({"kind": "val", "step": self.step, **val})
+                if self._val_sets and ((cfg.val_every and self.step % cfg.val_every == 0) or last):
+                    self.last_val = self.validate_all(log)
                     if interrupt.requested and self.dist.world == 1 and not last:
                         break
                 if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last:
@@ -828,7 +951,13 @@ class _MetricAccumulator:
 class _RunLog:
     """JSONL metrics (+ TensorBoard when installed) and the rich live display, rank 0."""
 
-    def __init__(self, cfg: TrainConfig, dist: DistInfo, start_step: int):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        dist: DistInfo,
+        start_step: int,
+        datasets: list[dict[str, Any]] | None = None,
+    ):
         from matdata.storage import join, makedirs
 
         self.cfg = cfg
@@ -845,7 +974,9 @@ class _RunLog:
             return
         from matdata.storage import atomic_write_text
 
-        atomic_write_text(join(cfg.out, "config.json"), cfg.to_json() + "\n")
+        record = json.loads(cfg.to_json())
+        record["datasets"] = datasets  # path, name, weight, splits, dataset.json SHA-256
+        atomic_write_text(join(cfg.out, "config.json"), json.dumps(record, sort_keys=True) + "\n")
         path = os.path.join(cfg.out, "metrics.jsonl")
         _truncate_log(path, start_step)
         self.f = open(path, "a")  # noqa: SIM115 - lives as long as the run
@@ -912,10 +1043,11 @@ class _RunLog:
                     nonlocal done
                     done += 1
                     rate = done * samples_per_step / max(time.perf_counter() - t0, 1e-9)
-                    info = (
-                        f"loss {m['total']:.4f} (s {m['semantic']:.3f} d {m['detail']:.3f} "
-                        f"m {m['matte']:.3f}) lr {m['lr']:.2e} {rate:.1f} samples/s"
+                    terms = " ".join(
+                        f"{k[0]} {m[k]:.3f}" for k in ("semantic", "detail", "matte") if k in m
                     )
+                    terms = f" ({terms})" if terms else ""
+                    info = f"loss {m['total']:.4f}{terms} lr {m['lr']:.2e} {rate:.1f} samples/s"
                     prog.update(task, advance=1, info=info)
 
                 yield advance
@@ -977,9 +1109,20 @@ def _truncate_log(path: str, start_step: int) -> None:
         f.writelines(lines)
 
 
+def _describe(cfg: TrainConfig) -> list[dict[str, Any]]:
+    from modnet.mixing import describe_datasets
+
+    return describe_datasets(cfg.data_dirs, cfg.data_weights)
+
+
 def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     """Run a whole training (``matdata train``); returns :meth:`Trainer.fit`'s summary."""
-    trainer = Trainer(cfg, resume)
+    if cfg.task == "segmentation":
+        from modnet.segmentation import SegTrainer
+
+        trainer: Trainer = SegTrainer(cfg, resume)
+    else:
+        trainer = Trainer(cfg, resume)
     try:
         return trainer.fit()
     finally:

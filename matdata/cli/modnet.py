@@ -22,7 +22,36 @@ from matdata.errors import ConfigError
 @app.command("train")
 def train_cmd(
     data: Annotated[
-        str | None, typer.Option("--data", help="A built dataset (matdata build --out DIR).")
+        list[str] | None,
+        typer.Option(
+            "--data",
+            metavar="DIR",
+            help="A built dataset (matdata build --out DIR); repeat to mix several.",
+        ),
+    ] = None,
+    data_weights: Annotated[
+        str | None,
+        typer.Option(
+            "--data-weights",
+            help="Mixing weights NAME=W,... (NAME = a --data folder name).  "
+            "\\[default: proportional to train sizes]",
+        ),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            help="matting (MODNet) | segmentation (pretrain the backbone on coarse masks).  "
+            "\\[default: matting]",
+        ),
+    ] = None,
+    backbone_weights: Annotated[
+        str | None,
+        typer.Option(
+            "--backbone-weights",
+            help="Checkpoint holding a pretrained backbone (torchvision, smp, UNet/DeepLab, "
+            "mobilenetv2_human_seg, MODNet, or a --task segmentation run).",
+        ),
     ] = None,
     out_dir: Annotated[str | None, typer.Option("--out", help="Run directory.")] = None,
     backbone: Annotated[
@@ -166,11 +195,21 @@ def train_cmd(
         ),
     ] = None,
 ) -> None:
-    """Train MODNet on a built dataset (CPU, one GPU, or several with torchrun)."""
+    """Train MODNet on built datasets (CPU, one GPU, or several with torchrun).
+
+    With --task segmentation, pretrain the backbone on coarse masks instead; the run's
+    checkpoint then serves --backbone-weights.
+    """
+    from modnet.mixing import parse_weights
     from modnet.train import resolve_config, train
 
+    data_arg: str | list[str] | None = None
+    if data:
+        data_arg = data[0] if len(data) == 1 else list(data)
     overrides = dict(
-        data=data, out=out_dir, backbone=backbone, hr_channels=hr_channels, steps=steps,
+        data=data_arg, data_weights=parse_weights(data_weights), task=task,
+        backbone_weights=backbone_weights, out=out_dir, backbone=backbone,
+        hr_channels=hr_channels, steps=steps,
         batch_size=batch_size, image_size=image_size, device=device, optimizer=optimizer, lr=lr,
         schedule=schedule, warmup=warmup, clip_grad=clip_grad, amp=amp, val_every=val_every,
         val_batches=val_batches, ckpt_every=ckpt_every, log_every=log_every, workers=workers,
@@ -194,10 +233,14 @@ def train_cmd(
         table.add_column("metric")
         table.add_column("value", justify="right")
         table.add_row("steps", f"{summary['start_step']} -> {summary['step']}")
+        for d in summary.get("datasets") or []:
+            sizes = " ".join(f"{k} {v}" for k, v in sorted(d["splits"].items()))
+            table.add_row(f"data {d['name']}", f"weight {d['weight']:.3g}, {sizes}")
         for k, v in (summary.get("train") or {}).items():
             table.add_row(f"train {k}", f"{v:.5g}")
         for k, v in (summary.get("val") or {}).items():
-            table.add_row(f"val {k}", f"{v:.5g}")
+            if v == v:  # NaN: undefined (e.g. matting metrics of a coarse-only val split)
+                table.add_row(f"val {k}", f"{v:.5g}")
         out.print(table)
 
 
