@@ -10,6 +10,7 @@ is everything ``matdata build`` does before the first shard runs.
 
     python benchmarks/plan_memory.py                      # 1k and 34k fg over 1.8M bg
     python benchmarks/plan_memory.py --bg 200000 --fg 1000,5000
+    python benchmarks/plan_memory.py --fg 1 --per-fg 1000000  # one foreground, K = 10^6
 
 Printed: the child's RSS after imports, its peak RSS, the peak minus the imports, and
 the planning time; the verdict compares the 34k plan's peak with the 1k plan's.
