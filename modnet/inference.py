@@ -242,14 +242,16 @@ def evaluate(
     ref_size: int = REF_SIZE,
     device: torch.device | None = None,
     on_done: Any = None,
+    convention: str | None = None,
 ) -> Evaluation:
     """Predict each ``(key, rgb, gt_alpha uint8)`` and score it (alphamatting.com metrics).
 
     The unknown region comes from a fixed trimap of the ground truth,
     ``matdata.trimap.make_trimap(gt, trimap_params)`` (default parameters when None), so
     results are comparable across datasets and runs.  ``on_done(key)`` after each image.
+    ``convention``: ``dim`` | ``gca`` (:mod:`matdata.metrics`; default ``dim``).
     """
-    from matdata.metrics import MetricSums
+    from matdata.metrics import DEFAULT_CONVENTION, MetricSums
     from matdata.trimap import TrimapParams, make_trimap
 
     params = trimap_params or TrimapParams()
@@ -262,7 +264,7 @@ def evaluate(
             gts[key] = gt
             yield key, rgb
 
-    sums = MetricSums()
+    sums = MetricSums(convention=convention or DEFAULT_CONVENTION)
     per_image: list[dict[str, Any]] = []
     for key, _rgb, alpha in iter_predictions(
         model, feed(), batch_size=batch_size, ref_size=ref_size, device=device
