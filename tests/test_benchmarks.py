@@ -15,7 +15,7 @@ import torch
 from spec_weights import deterministic_state_dict, modnet_rename
 
 from matdata.benchmarks import LAYOUTS, scan_benchmark, scan_folders
-from matdata.errors import SourceError
+from matdata.errors import MatdataError, SourceError
 from matdata.imageio import encode_jpeg, encode_png
 from matdata.metrics import MetricSums
 from modnet.benchmarks import evaluate_set
@@ -222,21 +222,25 @@ def test_cli_ppm100_reports_whole_image_only_and_errors_are_one_line(tmp_path, c
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout[res.stdout.index("{") :])
     assert report["trimaps"] == "none" and set(report["metrics"]) == {"whole"}
-    for args, message in (
+    cases = [
         (["-b", "ppm100"], "needs --root"),
         (["-b", "coco", "--root", str(root)], "unknown benchmark"),
         (["-b", "p3m", "--root", str(root)], "original_image"),
         (["-b", "ppm100", "--root", str(root), "--metric-convention", "x"], "convention"),
-    ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "matdata", "evaluate", "-c", ckpt, *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert proc.returncode == 1, (args, proc.stderr)
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+    ]
+    for args, message in cases[1:]:  # in-process: the library error the CLI prints
+        res = CliRunner().invoke(app, ["evaluate", "-c", ckpt, *args])
+        assert isinstance(res.exception, MatdataError), args
+        assert message in res.exception.one_line(), args
+    proc = subprocess.run(  # as users run it: one line on stderr, exit code 1
+        [sys.executable, "-m", "matdata", "evaluate", "-c", ckpt, *cases[0][0]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and cases[0][1] in lines[0], lines
 
 
 def test_folders_with_supplied_trimaps(tmp_path, model):
