@@ -138,9 +138,14 @@ def predict_alpha(model: MODNet, rgb: np.ndarray, **kwargs: Any) -> np.ndarray:
     return predict_alphas(model, [rgb], **kwargs)[0]
 
 
-def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
-    """[0, 1] float -> uint8 (rounded)."""
-    return np.clip(np.rint(alpha * 255.0), 0, 255).astype(np.uint8)
+def alpha_to_uint8(alpha: np.ndarray, truncate: bool = False) -> np.ndarray:
+    """[0, 1] float -> uint8: ``rint(255 a)`` (round half to even), or with ``truncate``
+    ``floor(255 a)`` as the official MODNet demo writes it (``(matte * 255).astype(uint8)``;
+    up to 1 lower, e.g. 0.999 -> 254 instead of 255)."""
+    scaled = np.asarray(alpha, dtype=np.float32) * np.float32(255.0)
+    if truncate:
+        return np.clip(scaled, 0, 255).astype(np.uint8)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 def cutout(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:

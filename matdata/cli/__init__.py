@@ -15,6 +15,7 @@ from matdata.cli import ingest_build  # noqa: F401
 from matdata.cli import harmonize  # noqa: F401
 from matdata.cli import modnet  # noqa: F401
 from matdata.cli import evaluate  # noqa: F401
+from matdata.cli import export  # noqa: F401
 from matdata.cli import qa  # noqa: F401
 
 __all__ = ["app", "main"]

@@ -185,9 +185,19 @@ def predict_cmd(
     device: DeviceOpt = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 4,
     ref_size: RefSizeOpt = 512,
+    truncate: Annotated[
+        bool,
+        typer.Option(
+            "--truncate",
+            help="Write floor(255 a) like the official MODNet demo, instead of rounding.",
+        ),
+    ] = False,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Predict alpha mattes (PNG, the input's resolution) with a MODNet checkpoint."""
+    """Predict alpha mattes (PNG, the input's resolution) with a MODNet checkpoint.
+
+    The float matte is written as round(255 a) (``--truncate``: floor, as the official
+    demo does: up to 1 lower)."""
     from collections import Counter
     from pathlib import Path as _Path
 
@@ -233,7 +243,7 @@ def predict_cmd(
             loaded.model, _inputs(), batch_size=batch_size, ref_size=ref_size
         ):
             stem = _Path(f).stem
-            a8 = alpha_to_uint8(alpha)
+            a8 = alpha_to_uint8(alpha, truncate)
             atomic_write_bytes(join(out_dir, f"{stem}.png"), encode_png(a8))
             if cutout:
                 rgba = make_cutout(rgb, a8)
