@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -202,7 +204,14 @@ def test_cli_default_protocol_and_errors(tmp_path):
     data = json.loads(js.read_text())
     assert data["protocol"] == "iharm" and data["size"] == 256
     base = ["harmonize-eval", str(tmp_path / "ih"), "-m", "none"]
-    res = runner.invoke(app, [*base, "--size", "9"])
-    assert isinstance(res.exception, MatdataError) and "--protocol matdata" in str(res.exception)
+    proc = subprocess.run(  # as users run it: one line, exit code 1
+        [sys.executable, "-m", "matdata", *base, "--size", "9"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error:") and "--protocol matdata" in lines[0]
     res = runner.invoke(app, [*base, "--protocol", "x"])
     assert isinstance(res.exception, MatdataError) and "iharm or matdata" in str(res.exception)
