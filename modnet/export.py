@@ -133,6 +133,7 @@ def export_onnx(
                     opset_version=opset,
                     dynamo=True,
                     dynamic_shapes={"image": {0: dim, 2: dim, 3: dim}},
+                    external_data=False,  # one self-contained file (weights inside)
                 )
         os.replace(tmp, out)
     finally:
