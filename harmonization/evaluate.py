@@ -9,8 +9,24 @@ Layout (as released by the DoveNet authors)::
     ROOT/HAdobe5k/...  ROOT/HFlickr/...  ROOT/Hday2night/...
 
 A subset is any sub-folder of ROOT with ``composite_images/`` and ``SUBSET_{split}.txt``
-(ROOT itself may be one subset).  ``size`` resizes composite, mask and real image to
-``size x size`` first (the papers' 256x256 protocol); default: native resolution.
+(ROOT itself may be one subset).
+
+Two protocols (``protocol=``):
+
+* ``iharm`` (default): the released iDIH / iSSAM evaluation (``scripts/evaluate_model.py``
+  of SamsungLabs/image_harmonization with its default ``Fixed256``), which produced the
+  iHarmony4 tables of those papers and of most later ones.  Composite and real image are
+  resized to 256 x 256 with bilinear interpolation (uint8 in, uint8 out); the mask is
+  read as 0..1 float and resized bilinearly too (a *soft* mask).  A network sees the
+  256 x 256 composite and soft mask and its raw output (de-normalised, x255, clamped to
+  0..255, not rounded, no paste-back) is scored; empty and full masks are run through the
+  network like any other.  Metrics: :func:`matdata.metrics_harmonization.iharm_metrics`
+  (fMSE weighted by the soft mask, PSNR with the real image's maximum as peak, both with
+  the code's 1e-6 terms); per-subset and overall scores are means over images.
+  Classical harmonizers (``none``, ``reinhard``) get the same 256 x 256 inputs.
+* ``matdata``: native resolution (or ``size x size`` with area resizing and a nearest
+  mask), the harmonizer as ``matdata harmonize`` runs it (paste-back, uint8), metrics of
+  :func:`matdata.metrics_harmonization.image_metrics` (binary mask, peak 255).
 """
 
 from __future__ import annotations
@@ -98,6 +114,53 @@ def load_triple(t: Triple, size: int | None = None) -> tuple[np.ndarray, np.ndar
     return comp, mask.astype(np.float32) / 255.0, real
 
 
+IHARM_SIZE = 256
+PROTOCOLS = ("iharm", "matdata")
+
+
+def load_triple_iharm(
+    t: Triple, size: int = IHARM_SIZE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(composite uint8, soft mask float32 0..1, real uint8)``, each bilinearly resized
+    to ``size x size`` as the iDIH evaluation does."""
+    comp, mask, real = load_triple(t, None)
+    lin = cv2.INTER_LINEAR
+    comp = cv2.resize(comp, (size, size), interpolation=lin)
+    real = cv2.resize(real, (size, size), interpolation=lin)
+    mask = cv2.resize(mask.astype(np.float32), (size, size), interpolation=lin)
+    return comp, np.clip(mask, 0.0, 1.0), real
+
+
+def predict_iharm(harmonizer: Any, comp: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The harmonized image as float 0..255 (H,W,3) under the iharm protocol.
+
+    A network (:class:`~harmonization.harmonizers.NetworkHarmonizer`) runs on the inputs as
+    given, in float32 (no autocast), and its clamped raw output is returned unrounded; any
+    other harmonizer is called as usual (its uint8 output, as float).
+    """
+    from harmonization.harmonizers import NetworkHarmonizer
+
+    if not isinstance(harmonizer, NetworkHarmonizer):
+        return np.asarray(harmonizer(comp, mask), dtype=np.float64)
+    import torch
+
+    cfg = harmonizer.config
+    h, w = comp.shape[:2]
+    if h % cfg.multiple or w % cfg.multiple or min(h, w) < cfg.min_size:
+        raise ConfigError(
+            f"{cfg.name} cannot run at {w}x{h} (sides must be multiples of {cfg.multiple})"
+        )
+    x = torch.from_numpy(np.ascontiguousarray(comp)).permute(2, 0, 1)[None].float() / 255.0
+    m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
+    previous = harmonizer.autocast
+    harmonizer.autocast = False  # the released evaluation runs in float32
+    try:
+        y = harmonizer._forward(x.to(harmonizer.device), m.to(harmonizer.device))
+    finally:
+        harmonizer.autocast = previous
+    return y[0].permute(1, 2, 0).double().cpu().numpy() * 255.0
+
+
 def evaluate(
     root: str | Path,
     harmonizer: Any,
@@ -106,14 +169,21 @@ def evaluate(
     size: int | None = None,
     limit: int | None = None,
     progress: Any = None,
+    protocol: str = "iharm",
 ) -> dict[str, Any]:
     """Per-subset and overall metrics of ``harmonizer`` (and of the raw composites).
 
-    Returns ``{"subsets": {name: {images, mse, fmse, psnr}}, "all": {...},
+    Returns ``{"protocol", "subsets": {name: {images, mse, fmse, psnr}}, "all": {...},
     "composite": {"all": {...}}, "per_image": [...]}``; "all" averages over images.
     """
-    from matdata.metrics_harmonization import aggregate, image_metrics
+    from matdata.metrics_harmonization import aggregate, iharm_metrics, image_metrics
 
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}", hint="iharm | matdata")
+    if protocol == "iharm" and size is not None:
+        raise ConfigError(
+            "--size applies to --protocol matdata; the iharm protocol is fixed at 256x256"
+        )
     if size is not None and size <= 0:
         raise ConfigError(f"--size must be positive, got {size}")
     triples = list(iter_triples(root, split))
@@ -122,17 +192,24 @@ def evaluate(
     rows, base = [], []
     task = progress.add_task("evaluate", total=len(triples)) if progress is not None else None
     for t in triples:
-        comp, mask, real = load_triple(t, size)
-        pred = harmonizer(comp, mask)
-        rows.append({"subset": t.subset, "name": t.name, **image_metrics(pred, real, mask)})
-        base.append({"subset": t.subset, **image_metrics(comp, real, mask)})
+        if protocol == "iharm":
+            comp, mask, real = load_triple_iharm(t)
+            pred = predict_iharm(harmonizer, comp, mask)
+            metrics = iharm_metrics
+        else:
+            comp, mask, real = load_triple(t, size)
+            pred = harmonizer(comp, mask)
+            metrics = image_metrics
+        rows.append({"subset": t.subset, "name": t.name, **metrics(pred, real, mask)})
+        base.append({"subset": t.subset, **metrics(comp, real, mask)})
         if progress is not None:
             progress.advance(task)
     subsets = sorted({r["subset"] for r in rows})
     return {
         "model": getattr(harmonizer, "name", "?"),
+        "protocol": protocol,
         "split": split,
-        "size": size,
+        "size": IHARM_SIZE if protocol == "iharm" else size,
         "subsets": {s: aggregate(r for r in rows if r["subset"] == s) for s in subsets},
         "all": aggregate(rows),
         "composite": {

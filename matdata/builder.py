@@ -35,7 +35,7 @@ import numpy as np
 
 from matdata.errors import ConfigError, MatdataError
 from matdata.rejects import Reject
-from matdata.schema import SCHEMA_VERSION, Record
+from matdata.schema import SCHEMA_VERSION, Record, conform_meta
 from matdata.sources.base import Item, safe_id
 
 #: Supervisely image tags excluded from foregrounds by default: in "not-marked-people"
@@ -488,6 +488,7 @@ def generate_records(
             "compose": task.compose,
             "params": comp.params,
         }
+        meta = conform_meta(meta)
         yield Record(
             key=sample_key(fitem.id, bitem.id, k),
             image=encode_jpeg(comp.image, q),

@@ -35,7 +35,9 @@ import numpy as np
 from matdata.errors import DatasetError
 
 #: Bumped whenever a field is added, removed or changes meaning.
-SCHEMA_VERSION = 1
+#: 2: every record's ``meta`` has the same key set (:func:`conform_meta`): each domain-gap
+#: op, ``params.trimap`` and ``harmonization`` are always present, null when not applied.
+SCHEMA_VERSION = 2
 
 #: Allowed record keys (WebDataset splits member names at the first dot).
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -67,6 +69,42 @@ META_EXT = "json"
 
 #: Keys every ``meta`` object carries.
 REQUIRED_META = ("split", "fg", "bg", "seed")
+
+#: The domain-gap ops of :class:`matdata.compose.ComposeConfig`: ``meta.params.domain_gap``
+#: holds every one of them, with its drawn parameters or null when it was not applied.
+DOMAIN_GAP_OPS = ("bg_blur", "color_jitter", "jpeg_match", "noise")
+
+
+def conform_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` with the fixed key set of a built record (schema version 2).
+
+    Readers that infer a schema from the first records (Hugging Face's WebDataset loader)
+    silently drop a key that those records lack, so nothing optional is ever left out:
+    ``params.domain_gap`` gets every op of :data:`DOMAIN_GAP_OPS` (null = not applied),
+    ``params.trimap`` is null without trimaps, ``harmonization`` null until
+    ``matdata harmonize`` fills it.  Unknown domain-gap ops are an error.
+    """
+    out = dict(meta)
+    params = dict(out.get("params") or {})
+    gap = dict(params.get("domain_gap") or {})
+    unknown = sorted(set(gap) - set(DOMAIN_GAP_OPS))
+    if unknown:
+        raise DatasetError(f"meta.params.domain_gap has unknown ops {unknown}")
+    params["domain_gap"] = {op: gap.get(op) for op in DOMAIN_GAP_OPS}
+    params.setdefault("trimap", None)
+    out["params"] = params
+    out.setdefault("harmonization", None)
+    return out
+
+
+def meta_paths(meta: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """Every key path of a meta object (``params.domain_gap.noise``...), for comparisons."""
+    paths: set[str] = set()
+    for k, v in meta.items():
+        paths.add(prefix + k)
+        if isinstance(v, Mapping):
+            paths |= meta_paths(v, f"{prefix}{k}.")
+    return paths
 
 
 @dataclass

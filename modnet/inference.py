@@ -138,9 +138,14 @@ def predict_alpha(model: MODNet, rgb: np.ndarray, **kwargs: Any) -> np.ndarray:
     return predict_alphas(model, [rgb], **kwargs)[0]
 
 
-def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
-    """[0, 1] float -> uint8 (rounded)."""
-    return np.clip(np.rint(alpha * 255.0), 0, 255).astype(np.uint8)
+def alpha_to_uint8(alpha: np.ndarray, truncate: bool = False) -> np.ndarray:
+    """[0, 1] float -> uint8: ``rint(255 a)`` (round half to even), or with ``truncate``
+    ``floor(255 a)`` as the official MODNet demo writes it (``(matte * 255).astype(uint8)``;
+    up to 1 lower, e.g. 0.999 -> 254 instead of 255)."""
+    scaled = np.asarray(alpha, dtype=np.float32) * np.float32(255.0)
+    if truncate:
+        return np.clip(scaled, 0, 255).astype(np.uint8)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 def cutout(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -242,14 +247,16 @@ def evaluate(
     ref_size: int = REF_SIZE,
     device: torch.device | None = None,
     on_done: Any = None,
+    convention: str | None = None,
 ) -> Evaluation:
     """Predict each ``(key, rgb, gt_alpha uint8)`` and score it (alphamatting.com metrics).
 
     The unknown region comes from a fixed trimap of the ground truth,
     ``matdata.trimap.make_trimap(gt, trimap_params)`` (default parameters when None), so
     results are comparable across datasets and runs.  ``on_done(key)`` after each image.
+    ``convention``: ``dim`` | ``gca`` (:mod:`matdata.metrics`; default ``dim``).
     """
-    from matdata.metrics import MetricSums
+    from matdata.metrics import DEFAULT_CONVENTION, MetricSums
     from matdata.trimap import TrimapParams, make_trimap
 
     params = trimap_params or TrimapParams()
@@ -262,7 +269,7 @@ def evaluate(
             gts[key] = gt
             yield key, rgb
 
-    sums = MetricSums()
+    sums = MetricSums(convention=convention or DEFAULT_CONVENTION)
     per_image: list[dict[str, Any]] = []
     for key, _rgb, alpha in iter_predictions(
         model, feed(), batch_size=batch_size, ref_size=ref_size, device=device

@@ -944,7 +944,7 @@ class _MetricAccumulator:
             dev = self.device if self.device.type == "cuda" else torch.device("cpu")
             t = torch.from_numpy(sums.to_array()).to(dev)
             dist.all_reduce(t)
-            sums = MetricSums.from_array(t.cpu().numpy(), sums.regions)
+            sums = MetricSums.from_array(t.cpu().numpy(), sums.regions, sums.convention)
         return sums.flat()
 
 

@@ -231,8 +231,10 @@ def test_harmonize_eval_table_and_json(tmp_path: Path):
     iharmony_tree(tmp_path / "ih")
     js = tmp_path / "res.json"
     res = runner.invoke(
-        app, ["harmonize-eval", str(tmp_path / "ih"), "--model", "none", "--json", str(js)]
-    )
+        app,
+        ["harmonize-eval", str(tmp_path / "ih"), "--model", "none", "--json", str(js),
+         "--protocol", "matdata"],
+    )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "HCOCO" in res.output and "HFlickr" in res.output and "20.00" in res.output
     data = json.loads(js.read_text())
@@ -247,7 +249,7 @@ def test_harmonize_eval_table_and_json(tmp_path: Path):
     res = runner.invoke(
         app,
         ["harmonize-eval", str(tmp_path / "ih"), "--model", "reinhard", "--strength", "1",
-         "--json", str(js)],
+         "--json", str(js), "--protocol", "matdata"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads(js.read_text())["all"]["fmse"] < 1.0

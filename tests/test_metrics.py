@@ -109,9 +109,10 @@ def test_gradient_error_matches_direct_convolution():
     trimap = np.zeros(gt.shape, np.uint8)
     trimap[:, 4:10] = 128
     expected = (_brute_gradient_magnitude(pred) - _brute_gradient_magnitude(gt)) ** 2
-    assert gradient_error(pred, gt) == pytest.approx(expected.sum() / 1000, rel=1e-9)
+    gca = {"convention": "gca"}  # the matte as given (dim would stretch pred to [0, 1])
+    assert gradient_error(pred, gt, **gca) == pytest.approx(expected.sum() / 1000, rel=1e-9)
     m = unknown_mask(trimap)
-    assert gradient_error(pred, gt, m) == pytest.approx(expected[m].sum() / 1000, rel=1e-9)
+    assert gradient_error(pred, gt, m, **gca) == pytest.approx(expected[m].sum() / 1000, rel=1e-9)
     # a constant offset has no gradient error, though it has a SAD
     assert gradient_error(np.full((8, 8), 0.7), np.full((8, 8), 0.2)) == pytest.approx(0.0)
 

@@ -14,6 +14,8 @@ from matdata.cli.app import app, main
 from matdata.cli import ingest_build  # noqa: F401
 from matdata.cli import harmonize  # noqa: F401
 from matdata.cli import modnet  # noqa: F401
+from matdata.cli import evaluate  # noqa: F401
+from matdata.cli import export  # noqa: F401
 from matdata.cli import qa  # noqa: F401
 
 __all__ = ["app", "main"]

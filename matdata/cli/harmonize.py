@@ -142,13 +142,21 @@ def harmonize_eval_cmd(
     checkpoint: HarmCheckpointOpt = None,
     device: DeviceOpt = "auto",
     split: Annotated[str, typer.Option("--split", help="Which list: SUBSET_{split}.txt.")] = "test",
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="iharm: the released iDIH evaluation (256x256 bilinear, soft-mask fMSE, "
+            "PSNR peak = max of the real image) | matdata: native size, binary mask, peak 255.",
+        ),
+    ] = "iharm",
     size: Annotated[
         int | None,
         typer.Option(
             "--size",
             min=16,
             max=8192,
-            help="Resize to SIZE x SIZE first (256: the papers' protocol).",
+            help="--protocol matdata: resize to SIZE x SIZE first.",
         ),
     ] = None,
     limit: Annotated[
@@ -170,6 +178,10 @@ def harmonize_eval_cmd(
     from harmonization.evaluate import evaluate
     from matdata.storage import atomic_write_text
 
+    if protocol not in ("iharm", "matdata"):
+        _fail(f"--protocol must be iharm or matdata, got {protocol!r}")
+    if protocol == "iharm" and size is not None:
+        _fail("--size applies to --protocol matdata (the iharm protocol is fixed at 256x256)")
     h = load_harmonizer(model, checkpoint, device, **_harmonizer_params(model, strength, net_size))
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
@@ -180,8 +192,13 @@ def harmonize_eval_cmd(
     with make_progress(
         *columns, console=console, transient=True, label="harmonize-eval", unit="images"
     ) as bar:
-        res = evaluate(root, h, split=split, size=size, limit=limit, progress=bar)
-    table = Table(title=f"harmonize-eval {root} ({model}, {split})", title_justify="left")
+        res = evaluate(
+            root, h, split=split, size=size, limit=limit, progress=bar, protocol=protocol
+        )
+    table = Table(
+        title=f"harmonize-eval {root} ({model}, {split}, protocol {protocol})",
+        title_justify="left",
+    )
     for col in ("subset", "images", "MSE", "fMSE", "PSNR", "composite MSE"):
         table.add_column(col, justify="left" if col == "subset" else "right")
     rows = [*res["subsets"].items(), ("all", res["all"])]

@@ -14,7 +14,6 @@ from matdata.cli.app import (
     console,
     out,
 )
-from matdata.errors import ConfigError
 
 # ==== train / evaluate / predict (issue 5) ============================================
 
@@ -320,9 +319,19 @@ def predict_cmd(
     batch_size: BatchOpt = 4,
     ref_size: RefSizeOpt = 512,
     n_threads: ThreadsOpt = None,
+    truncate: Annotated[
+        bool,
+        typer.Option(
+            "--truncate",
+            help="Write floor(255 a) like the official MODNet demo, instead of rounding.",
+        ),
+    ] = False,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Predict alpha mattes (PNG, the input's resolution) with a MODNet checkpoint."""
+    """Predict alpha mattes (PNG, the input's resolution) with a MODNet checkpoint.
+
+    The float matte is written as round(255 a) (``--truncate``: floor, as the official
+    demo does: up to 1 lower)."""
     from collections import Counter
     from pathlib import Path as _Path
 
@@ -376,7 +385,7 @@ def predict_cmd(
             loaded.model, _inputs(), batch_size=batch_size, ref_size=ref_size
         ):
             stem = _Path(f).stem
-            a8 = alpha_to_uint8(alpha)
+            a8 = alpha_to_uint8(alpha, truncate)
             atomic_write_bytes(join(out_dir, f"{stem}.png"), encode_png(a8))
             if cutout:
                 rgba = make_cutout(rgb, a8)
@@ -394,136 +403,6 @@ def predict_cmd(
     out.print(table)
     if not written:
         raise typer.Exit(1)
-
-
-@app.command("evaluate")
-def evaluate_cmd(
-    checkpoint: CheckpointOpt,
-    data: Annotated[
-        str | None, typer.Option("--data", help="A built dataset (matdata build --out DIR).")
-    ] = None,
-    split: Annotated[str, typer.Option("--split", help="Split of --data.")] = "val",
-    fmt: Annotated[
-        str | None, typer.Option("--format", help="parquet | webdataset (default: preferred)")
-    ] = None,
-    images: Annotated[
-        str | None, typer.Option("--images", help="Image file or folder (with --alphas).")
-    ] = None,
-    alphas: Annotated[
-        str | None, typer.Option("--alphas", help="Ground-truth alphas, paired by file name.")
-    ] = None,
-    json_out: Annotated[
-        str | None, typer.Option("--json", help="Write metrics + per-image errors ('-': stdout).")
-    ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=0, help="At most N images (0 = all).")] = 0,
-    device: DeviceOpt = "auto",
-    batch_size: BatchOpt = 4,
-    ref_size: RefSizeOpt = 512,
-    n_threads: ThreadsOpt = None,
-    progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
-) -> None:
-    """SAD / MSE / MAD / Gradient / Connectivity errors of a checkpoint (unknown region of
-    a fixed trimap, and whole image)."""
-    import itertools
-    import json
-    from collections import Counter
-
-    from rich.table import Table
-
-    from matdata.errors import ImageDecodeError
-    from matdata.imageio import load_alpha, load_image
-    from matdata.metrics import METRICS
-    from matdata.storage import atomic_write_text
-    from modnet.inference import evaluate, list_images, load_checkpoint_model, pair_by_stem
-
-    if (data is None) == (images is None and alphas is None):
-        _fail("evaluate needs either --data DIR or --images I --alphas A")
-    if data is None and (images is None or alphas is None):
-        _fail("--images and --alphas go together")
-    skipped: Counter[str] = Counter()
-
-    if data is not None:
-        from matdata.schema import decode_record
-        from matdata.shards import iter_records, list_shards
-
-        total = sum(s.samples for s in list_shards(data, split, fmt))
-        source = f"{data} [{split}]"
-
-        def _samples():
-            for rec in iter_records(data, split, fmt):
-                if rec.meta.get("coarse"):
-                    skipped["coarse"] += 1  # coarse masks are no matting ground truth
-                    continue
-                try:
-                    dec = decode_record(rec, ("image", "alpha"))
-                except (ImageDecodeError, ValueError) as exc:
-                    skipped["undecodable"] += 1
-                    console.print(f"[yellow]skipped[/] {rec.key}: {exc}", highlight=False)
-                    continue
-                yield rec.key, dec.image, dec.alpha
-    else:
-        pairs, unpaired = pair_by_stem(list_images([images]), list_images([alphas]))
-        if unpaired:
-            skipped["no_alpha"] += len(unpaired)
-        if not pairs:
-            _fail(f"no image in {images} has an alpha of the same name in {alphas}")
-        total = len(pairs)
-        source = f"{images} + {alphas}"
-
-        def _samples():
-            for im, al in pairs:
-                try:
-                    rgb, gt = load_image(im), load_alpha(al)
-                except ImageDecodeError as exc:
-                    skipped[exc.reason] += 1
-                    console.print(f"[yellow]skipped[/] {exc.one_line()}", highlight=False)
-                    continue
-                if gt.shape != rgb.shape[:2]:
-                    skipped["size_mismatch"] += 1
-                    console.print(f"[yellow]skipped[/] {im}: alpha size differs", highlight=False)
-                    continue
-                yield im, rgb, gt
-
-    _apply_threads(n_threads)
-    loaded = load_checkpoint_model(checkpoint, device)
-    samples = _samples()
-    if limit > 0:
-        samples = itertools.islice(samples, limit)
-        total = min(total, limit)
-    with _modnet_progress("evaluate", progress_bar) as bar:
-        task = bar.add_task("evaluate", total=total)
-        result = evaluate(
-            loaded.model,
-            samples,
-            batch_size=batch_size,
-            ref_size=ref_size,
-            on_done=lambda _key: bar.advance(task),
-        )
-    result.skipped = dict(skipped)
-    if not result.images:
-        why = ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) or "no samples"
-        raise ConfigError(f"nothing to evaluate in {source}", hint=f"skipped: {why}")
-    metrics = result.sums.result()
-    table = Table(title=f"evaluate {loaded.config['backbone']} on {source}")
-    table.add_column("metric")
-    table.add_column("unknown region", justify="right")
-    table.add_column("whole image", justify="right")
-    labels = {"sad": "SAD (/1000)", "mse": "MSE", "mad": "MAD", "grad": "Grad (/1000)",
-              "conn": "Conn (/1000)"}  # fmt: skip
-    for k in METRICS:
-        table.add_row(labels[k], f"{metrics['unknown'][k]:.6g}", f"{metrics['whole'][k]:.6g}")
-    table.caption = f"{len(result.images)} images" + (
-        ", skipped " + ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) if skipped else ""
-    )
-    payload = {"checkpoint": checkpoint, "source": source, "model": loaded.config}
-    payload.update(result.to_dict())
-    text = json.dumps(_nan_to_none(payload), indent=2, allow_nan=False)
-    if json_out == "-":
-        out.print_json(text)
-        return
-    out.print(table)
-    if json_out:
-        atomic_write_text(json_out, text + "\n")
 
 
 @app.command("adapt")
