@@ -6,11 +6,12 @@ statistics, flags and perceptual hashes plus small contact-sheet strips for a bo
 of records (the planned random sample and the first locally flagged ones).  Memory is
 bounded by one record plus the returned rows (a few hundred bytes per record) and strips.
 
-Decoding: the composite's luma plane only (``IMREAD_GRAYSCALE``: libjpeg skips the chroma
-IDCT, upsampling and colour conversion, a quarter of a colour decode) unless the record has
-``image_raw``, whose checks compare colours (both then decoded in colour, BGR, never
-converted to RGB); ``fg`` / ``bg`` as luma (only their size and decodability are checked);
-masks in full.  Every field is still decoded through its entropy-coded data, so
+Decoding: the composite in colour (BGR, never converted to RGB: the halo score and the
+harmonization checks compare colours; its luma for the hashes is converted from it), or
+its luma plane only (``IMREAD_GRAYSCALE``: libjpeg skips the chroma IDCT, upsampling and
+colour conversion, a quarter of a colour decode) when the halo score is off and the
+record has no ``image_raw``; ``bg`` in colour for the halo score, ``fg`` as luma (only its
+size and decodability are checked); masks in full.  Every field is still decoded through its entropy-coded data, so
 ``undecodable`` means what it meant.  Strips decode the composite again, at the reduced
 scale (libjpeg's scaled IDCT) that still gives a 96-pixel panel.
 
@@ -153,13 +154,15 @@ _JPEG_ORDER = {"fg": "grey", "bg": "grey", "image_raw": "bgr"}
 
 
 def _decode_fields(rec: Record, colour: bool = True) -> tuple[dict[str, np.ndarray], list[Flag]]:
-    """Decode every present field, each only as far as a check uses it: ``image`` in
-    colour (BGR) when ``colour``, else its grey (luma) plane only; ``fg`` / ``bg`` grey
-    (only their size and decodability are checked); ``image_raw`` in colour (BGR); the
-    PNG masks as they are.  Fields that do not decode become ``undecodable`` flags."""
+    """Decode every present field, each only as far as a check uses it: ``image`` and
+    ``bg`` in colour (BGR) when ``colour``, else their grey (luma) plane only; ``fg`` grey
+    (only its size and decodability are checked); ``image_raw`` in colour (BGR); the PNG
+    masks as they are.  Fields that do not decode become ``undecodable`` flags."""
     from matdata.imageio import fast_decode_jpeg, fast_decode_png_gray
 
     orders = {**_JPEG_ORDER, "image": "bgr" if colour else "grey"}
+    if colour:
+        orders["bg"] = "bgr"
     out: dict[str, np.ndarray] = {}
     flags: list[Flag] = []
     for spec in IMAGE_FIELDS:
@@ -185,18 +188,20 @@ def analyze_record(
     extra_flags: Iterable[Flag] = (),
     thumb_height: int = THUMB_HEIGHT,
     band: bool = True,
+    halo: bool = True,
 ) -> tuple[dict[str, Any], bytes | None]:
     """One row (provenance + stats + flags + hashes) and its strip when ``want_thumb``, or
     when ``flag_thumb`` and the record is flagged (None otherwise).
 
-    The composite is decoded in colour only when a harmonization check needs it (the
-    record has ``image_raw``); otherwise its luma plane is all the stats and hashes use.
+    The composite is decoded in colour when the halo score (``halo``) or a harmonization
+    check (the record has ``image_raw``) needs it; otherwise its luma plane is all the
+    stats and hashes use.
     """
     import cv2
 
     meta = rec.meta if isinstance(rec.meta, dict) else {}
     row: dict[str, Any] = {"key": rec.key, **provenance(meta)}
-    dec, flags = _decode_fields(rec, colour=rec.image_raw is not None)
+    dec, flags = _decode_fields(rec, colour=halo or rec.image_raw is not None)
     flags += list(extra_flags)
     row["phash"] = row["dhash"] = None
     thumb = None
@@ -211,6 +216,8 @@ def analyze_record(
             margin=th.bg_margin,
             band=band,
             bgr=True,
+            bg=dec.get("bg") if dec.get("bg") is not None and dec["bg"].ndim == 3 else None,
+            halo=halo,
         )
         for name in ("fg", "bg"):
             arr = dec.get(name)
