@@ -121,6 +121,7 @@ class _Checker(HTMLParser):
         self.counts: dict[str, int] = {}
         self.urls: list[tuple[str, str, str]] = []
         self.classes: list[str] = []
+        self.imgs: list[tuple[str, str, str]] = []  # (tag, src, alt)
         self.doctype = False
 
     def handle_decl(self, decl: str) -> None:
@@ -133,6 +134,9 @@ class _Checker(HTMLParser):
                 self.urls.append((tag, name, value or ""))
             if name == "class" and value:
                 self.classes.append(value)
+        if tag == "img":
+            d = dict(attrs)
+            self.imgs.append((tag, d.get("src") or "", d.get("alt") or ""))
         if tag not in self.VOID:
             self.stack.append(tag)
 
@@ -157,18 +161,28 @@ def test_html_is_valid_and_self_contained(planted):
     for tag, name, url in p.urls:
         assert url.startswith(("data:", "#")), (tag, name, url[:60])
     assert "http://" not in html and "https://" not in html and "url(" not in html
-    imgs = [u for t, n, u in p.urls if t == "img"]
-    plots = [u for u in imgs if u.startswith("data:image/png;base64,")]
-    strips = [u for u in imgs if u.startswith("data:image/jpeg;base64,")]
-    assert len(plots) == 7
-    assert len(strips) == 6 + len(expected)  # random sample + every flagged sample
-    for uri in plots + strips:  # every embedded image decodes
+    imgs = [(u, alt) for t, u, alt in p.imgs]
+    plots = [u for u, _ in imgs if u.startswith("data:image/png;base64,")]
+    jpegs = [(u, alt) for u, alt in imgs if u.startswith("data:image/jpeg;base64,")]
+    edges = [u for u, alt in jpegs if alt.startswith("edges ")]
+    full = [u for u, alt in jpegs if alt.startswith("full ")]
+    strips = [u for u, alt in jpegs if not alt.startswith(("edges ", "full "))]
+    assert len(plots) == 8
+    # random sample + every flagged sample, and each once more in the per-group sheets
+    # (one foreground source, one background source, all fine, no harmonizer: no sheets)
+    assert len(strips) == 6 + len(expected)
+    # edge views of the random sample and of the flagged records (each record once), each
+    # with its full-size lightbox
+    summary = json.loads((report_dir / "summary.json").read_text())
+    assert len(edges) == len(full) == len({*summary["sample_keys"], *expected})
+    for uri in plots + strips + edges + full:  # every embedded image decodes
         img = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
         img.load()
         assert img.width > 50 and img.height > 50
     for key in expected:
         assert key in html
-    for section in ("counts", "flags", "plots", "sample", "flagged", "shards", "rejects"):
+    for section in ("counts", "flags", "edges", "plots", "groups", "sample", "flagged", "shards",
+                    "rejects"):  # fmt: skip
         assert f"<section id={section}>" in html
 
 

@@ -16,21 +16,23 @@ Definition (per record, uint8 RGB units)::
     v       = argmin_v sum_p |r_p - a_p*(1-a_p)*v|^2         (least squares, per channel)
     halo    = |v|                                            (Euclidean, RGB)
 
-over the band pixels whose box holds at least 20 % opaque and 20 % transparent pixels, ``r = max(3, round(0.018*sqrt(H*W)))`` (4 px at 192x256, 9 px
-at 512x512).  ``v`` estimates the bleeding colour minus the subject colour: the
-residual of a clean composite is noise without that shape (texture, JPEG), so its
-least-squares ``v`` stays small, while a bleeding backdrop gives a consistent ``v``.
-``halo_px`` is the number of band pixels used (at most :data:`MAX_BAND_PX`, an even
-subsample of a larger band); with fewer than :data:`MIN_BAND_PX` (a binary / coarse
-mask, no soft edge) or an image side under :data:`MIN_SIDE` the score is None.
+over the band pixels whose box holds at least 20 % opaque and 20 % transparent pixels,
+``r = max(3, round(0.018*sqrt(H*W)))`` (4 px at 192x256, 9 px at 512x512).  ``v``
+estimates the bleeding colour minus the subject colour: the residual of a clean
+composite is noise without that shape (texture, JPEG), so its least-squares ``v`` stays
+small, while a bleeding backdrop gives a consistent ``v``.  ``halo_px`` is the number of
+band pixels used (at most :data:`MAX_BAND_PX`, an even subsample of a larger band); with
+fewer than :data:`MIN_BAND_PX` (a binary / coarse mask, no soft edge) or an image side
+under :data:`MIN_SIDE` the score is None.
 
 Limits: ``B_p`` is a box mean, so a steep background gradient across the box biases it
-(the reason small images are not scored); ``F_p`` is the colour of the *opaque* neighbours, so a thin structure whose
-colour differs from the nearby solid subject (light hair tips next to dark hair) adds to
-the score; a backdrop colour equal to the subject's is invisible; an edge with no solid
-subject or no clean background within ``r`` pixels (isolated strands, a subject filling
-the frame) is not measured.  The score needs the composite in colour.  Cost: four
-integral images over the bbox window and arithmetic on the band pixels only.
+(the reason small images are not scored); ``F_p`` is the colour of the *opaque*
+neighbours, so a thin structure whose colour differs from the nearby solid subject (light
+hair tips next to dark hair) adds to the score; a backdrop colour equal to the subject's
+is invisible; an edge with no solid subject or no clean background within ``r`` pixels
+(isolated strands, a subject filling the frame) is not measured.  The score needs the
+composite in colour.  Cost: two 4-channel integral images over the bbox window and
+arithmetic on the (subsampled) band pixels only.
 """
 
 from __future__ import annotations
@@ -86,9 +88,7 @@ def halo_score(
     m = r + 2
     ys, xs = slice(max(0, y0 - m), min(h, y1 + m)), slice(max(0, x0 - m), min(w, x1 + m))
     a = np.ascontiguousarray(alpha[ys, xs])
-    band = cv2.bitwise_and(
-        cv2.compare(a, BAND_LO, cv2.CMP_GE), cv2.compare(a, BAND_HI, cv2.CMP_LE)
-    )
+    band = cv2.bitwise_and(cv2.compare(a, BAND_LO, cv2.CMP_GE), cv2.compare(a, BAND_HI, cv2.CMP_LE))
     pts = cv2.findNonZero(band)
     if pts is None or len(pts) < MIN_BAND_PX:
         return {"halo": None, "halo_px": 0 if pts is None else len(pts)}
