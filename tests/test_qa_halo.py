@@ -67,6 +67,14 @@ def test_halo_recovers_the_bleeding_colour(h, w, seed, soft):
     assert halo_score(bleed[..., ::-1].copy(), alpha)["halo"] == got["halo"]
 
 
+def test_halo_on_the_working_scale_of_large_images():
+    """A 600x560 image is scored on its 2x area average: the same bleeding colour."""
+    clean, bleed, alpha, _ = _composites(600, 560, soft=6.0)
+    got = halo_score(bleed, alpha)
+    assert abs(got["halo"] - BLEED) < 0.08 * BLEED, got
+    assert halo_score(clean, alpha)["halo"] < 5.0
+
+
 def test_halo_uses_the_stored_background_layer():
     """A background with structure a few pixels across biases the box mean of the clear
     neighbours; the stored ``bg`` layer (``--keep-layers``) removes that bias."""

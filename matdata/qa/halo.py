@@ -17,8 +17,9 @@ Definition (per record, uint8 RGB units)::
     halo    = |v|                                            (Euclidean, RGB)
 
 over the band pixels whose box holds at least 20 % opaque and 20 % transparent pixels
-(:data:`LEVELS`), ``r = max(3, round(0.018*sqrt(H*W)))`` (4 px at 192x256, 9 px at
-512x512).  ``v``
+(:data:`LEVELS`), ``r = max(3, round(0.018*sqrt(H*W)))`` (4 px at 192x256), all on the
+working scale: images whose shorter side is 512 px or more are first area-averaged by
+``k = shorter side // 256`` (:data:`WORK_SIDE`; 2 at 512x512, r = 5 working pixels).  ``v``
 estimates the bleeding colour minus the subject colour: the residual of a clean
 composite is noise without that shape (texture, JPEG), so its least-squares ``v`` stays
 small, while a bleeding backdrop gives a consistent ``v``.  ``halo_px`` is the number of
@@ -57,6 +58,10 @@ MIN_SHARE = 0.2
 #: the strands' (on the demo builds, 2 levels flagged 5 of 48 default-estimator records
 #: instead of 0, 3 levels 25), so an edge wider than the box is not measured.
 LEVELS = 1
+#: Images with a shorter side of 2k * WORK_SIDE or more are scored on a 1/k area-average
+#: of the bbox window (k = shorter side // WORK_SIDE): averaging keeps ``C = a*F + (1-a)*B``
+#: where ``F`` and ``B`` are locally constant, and the bleed term stays positive.
+WORK_SIDE = 256
 #: Band pixels sampled at most (evenly, in reading order) per record.
 MAX_BAND_PX = 2048
 
@@ -91,10 +96,20 @@ def halo_score(
     x0, y0, x1, y1 = bbox
     if x1 <= x0 or y1 <= y0 or min(h, w) < MIN_SIDE:
         return {"halo": None, "halo_px": 0}
-    r = halo_radius(h, w)
-    m = r * 2 ** (LEVELS - 1) + 2
-    ys, xs = slice(max(0, y0 - m), min(h, y1 + m)), slice(max(0, x0 - m), min(w, x1 + m))
-    a = np.ascontiguousarray(alpha[ys, xs])
+    k = max(1, min(h, w) // WORK_SIDE)  # working scale: 1/k of the image
+    r = halo_radius(h // k, w // k)  # in working pixels
+    m = (r * 2 ** (LEVELS - 1) + 2) * k
+    ya, xa = max(0, y0 - m), max(0, x0 - m)
+    yb, xb = ya + (min(h, y1 + m) - ya) // k * k, xa + (min(w, x1 + m) - xa) // k * k
+    ys, xs = slice(ya, yb), slice(xa, xb)
+
+    def work(arr: np.ndarray) -> np.ndarray:
+        win = np.ascontiguousarray(arr[ys, xs])
+        if k == 1:
+            return win
+        return cv2.resize(win, ((xb - xa) // k, (yb - ya) // k), interpolation=cv2.INTER_AREA)
+
+    a = work(alpha)
     band = cv2.bitwise_and(cv2.compare(a, BAND_LO, cv2.CMP_GE), cv2.compare(a, BAND_HI, cv2.CMP_LE))
     pts = cv2.findNonZero(band)
     if pts is None or len(pts) < MIN_BAND_PX:
@@ -102,7 +117,7 @@ def halo_score(
     pts = pts.reshape(-1, 2).astype(np.intp)
     if len(pts) > MAX_BAND_PX:  # an even subsample: the score is a least-squares mean
         pts = pts[np.linspace(0, len(pts) - 1, MAX_BAND_PX).astype(np.intp)]
-    c = np.ascontiguousarray(image[ys, xs])
+    c = work(image)
     hh, ww = a.shape
     integrals = []  # per mask: integral of (masked colour, mask count), 4 channels
     for mask in (cv2.compare(a, OPAQUE, cv2.CMP_GE), cv2.compare(a, CLEAR, cv2.CMP_LE)):
@@ -132,10 +147,7 @@ def halo_score(
         return {"halo": None, "halo_px": n}
     xx, yy = used[:, 0], used[:, 1]
     f = np.concatenate(f_parts)
-    if bg is None:
-        b = np.concatenate(b_parts)
-    else:
-        b = np.ascontiguousarray(bg[ys, xs])[yy, xx].astype(np.float64)
+    b = np.concatenate(b_parts) if bg is None else work(bg)[yy, xx].astype(np.float64)
     av = a[yy, xx].astype(np.float64)[:, None] / 255.0
     resid = c[yy, xx] - av * f - (1.0 - av) * b
     shape = av * (1.0 - av)

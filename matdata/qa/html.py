@@ -48,7 +48,7 @@ font-size:12px}
 .muted{color:#777}
 .edges{display:flex;flex-wrap:wrap;gap:12px}
 .edge{margin:0;background:#fff;border:1px solid #ccc;padding:4px}
-.edge.bad{border-color:#c00}
+.edge.flagged{border-color:#c00}
 .edge img{display:block;max-width:none;image-rendering:pixelated;cursor:zoom-in}
 .edge figcaption{max-width:660px}
 .lb{display:none;position:fixed;inset:0;z-index:10;background:rgba(20,20,20,.92);
@@ -115,7 +115,7 @@ def _fmt(v: Any, spec: str = ".1f") -> str:
 def _edge_card(i: int, row: dict[str, Any], views: Any) -> tuple[str, str]:
     """One record's edge sheet (a link to its lightbox) and the lightbox itself."""
     key = escape(row["key"])
-    cls = "edge bad" if row["flags"] else "edge"
+    cls = "edge flagged" if row["flags"] else "edge"
     fg = "stored fg layer" if views.fg_from == "layer" else "fg estimated from the composite"
     x, y, side = views.crop
     cap = (
