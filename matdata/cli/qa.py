@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,6 +15,9 @@ from matdata.cli.app import (
     console,
     out,
 )
+
+if TYPE_CHECKING:
+    from matdata.qa import QAReport
 
 # ==== qa / inspect / verify (issue 6) =================================================
 
@@ -139,7 +142,7 @@ def qa_cmd(
 
 
 def _compare(
-    report_a: object,
+    report_a: QAReport,
     dataset_b: str,
     report_dir: str,
     sample: int,
@@ -164,8 +167,8 @@ def _compare(
             scheduler=scheduler,
             in_process=in_process,
         )
-    cmp = compare(report_a, report_b)  # type: ignore[arg-type]
-    cmp.views_a = fetch_views(report_a.dataset, report_a, cmp.pair_keys)  # type: ignore[attr-defined]
+    cmp = compare(report_a, report_b)
+    cmp.views_a = fetch_views(report_a.dataset, report_a, cmp.pair_keys)
     cmp.views_b = fetch_views(dataset_b, report_b, cmp.pair_keys)
     data = write_compare(cmp, report_dir)
     table = Table(title=f"compare (B = {dataset_b})", title_justify="left")
