@@ -124,7 +124,7 @@ def edge_sheet(
         f, fg_from = np.ascontiguousarray(fg[win]), "layer"
     else:  # estimate F on the crop grown by a margin (context for the blurs), then cut
         h, w = alpha.shape
-        m = s // 2
+        m = s // 4
         gy, gx = slice(max(0, y - m), min(h, y + s + m)), slice(max(0, x - m), min(w, x + s + m))
         est = estimate_foreground(np.ascontiguousarray(image[gy, gx]), alpha[gy, gx].copy())
         f, fg_from = (
