@@ -51,7 +51,7 @@ def run_qa(
     Records without a stored trimap get their unknown-band area computed on a random
     subset of ``band_sample`` records (all of them in a smaller dataset).
     """
-    from matdata.qa.scan import sample_plan, scan_shard, shard_strips
+    from matdata.qa.scan import sample_plan, scan_shard, shard_strips, shard_views
     from matdata.rejects import read_rejects
     from matdata.shards import REJECTS_NAME, ShardInfo, list_shards, read_index
     from matdata.storage import exists, join
@@ -76,6 +76,9 @@ def run_qa(
     def strips(s_keys: tuple[Any, list[str]]) -> dict[str, bytes]:
         return shard_strips(dataset_dir, s_keys[0], s_keys[1])
 
+    def views(s_keys: tuple[Any, list[str]]) -> dict[str, Any]:
+        return shard_views(dataset_dir, s_keys[0], s_keys[1])
+
     def execute(unordered: Any, ordered: Any) -> QAReport:
         scans = []
         for res in unordered(scan, shards):
@@ -84,14 +87,14 @@ def run_qa(
         hashed = ordered(lambda s: _hash_only(dataset_dir, s), others)
         extra = {s.path: p for s, p in zip(others, hashed, strict=True)}
         report = _finish(dataset_dir, index, scans, rejects, th, extra, plan, shards)
-        # second pass: strips of records flagged by global flags (duplicates, leakage)
-        missing: dict[str, list[str]] = {}
-        for row in report.flagged[:max_flagged_strips]:
-            if row["key"] not in report.thumbs and row.get("phash") is not None:
-                missing.setdefault(row["shard"], []).append(row["key"])
+        # second pass: strips and edge views of records flagged by global flags
+        # (duplicates, leakage) and of the per-group samples
+        missing, missing_views = report.missing_media(max_flagged_strips)
         by_path = {s.path: s for s in shards}
         for got in ordered(strips, [(by_path[p], keys) for p, keys in missing.items()]):
             report.thumbs.update(got)
+        for got in ordered(views, [(by_path[p], keys) for p, keys in missing_views.items()]):
+            report.views.update(got)
         return report
 
     if in_process:

@@ -165,8 +165,8 @@ def test_fast_stats_equal_their_plain_definitions():
 
 
 def test_scan_rows_equal_full_decode_rows(defects):
-    """The scan reads only the luma of composites without ``image_raw`` (colour where a
-    harmonization check needs it): its rows equal stats and hashes from full RGB decodes."""
+    """The scan decodes composites in BGR and takes the hashes' luma from that decode: its
+    rows equal stats and hashes from full RGB decodes."""
     from matdata.errors import MatdataError
     from matdata.qa.phash import image_hashes
     from matdata.qa.scan import analyze_record

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,9 @@ from matdata.cli.app import (
     hold_output_lock,
     out,
 )
+
+if TYPE_CHECKING:
+    from matdata.qa import QAReport
 
 # ==== qa / inspect / verify (issue 6) =================================================
 
@@ -49,6 +52,14 @@ def qa_cmd(
     progress_bar: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
     ] = True,
+    compare_with: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            help="A second dataset (e.g. the harmonized copy, or another estimator's build):"
+            " also write compare.html + compare.json, the same keys side by side.",
+        ),
+    ] = None,
 ) -> None:
     """QA a dataset: flags per sample, distributions, contact sheets -> HTML + JSON."""
     from rich.progress import (
@@ -73,6 +84,8 @@ def qa_cmd(
     if sample < 0:
         _fail(f"--sample must be >= 0, got {sample}")
     total = int(read_index(dataset).get("samples", 0))
+    if compare_with is not None:
+        read_index(compare_with)  # a missing second dataset fails before any work
     hold_output_lock(ctx, report_dir, "qa")  # one writer per report folder, until the command ends
     with make_progress(
         TextColumn("[bold]qa[/]"),
@@ -126,6 +139,8 @@ def qa_cmd(
     out.print(table)
     out.print(f"report:  {join(report_dir, HTML_NAME)}", soft_wrap=True, highlight=False)
     out.print(f"summary: {join(report_dir, SUMMARY_NAME)}", soft_wrap=True, highlight=False)
+    if compare_with is not None:
+        _compare(report, compare_with, report_dir, sample, seed, workers, scheduler, in_process)
     failed = check_fail_on(summary, rules)
     if failed:
         console.print(f"[bold red]qa failed:[/] {'; '.join(failed)}", highlight=False,
@@ -148,6 +163,50 @@ def _check_report_dir(dataset: str, report_dir: str) -> None:
             f"qa --out {report_dir} is {'the dataset directory' if same else 'inside the dataset'}"
             f" {dataset}; the report must go elsewhere (e.g. --out {dataset.rstrip('/')}-qa)"
         )
+
+
+def _compare(
+    report_a: QAReport,
+    dataset_b: str,
+    report_dir: str,
+    sample: int,
+    seed: int,
+    workers: int | None,
+    scheduler: str | None,
+    in_process: bool,
+) -> None:
+    """Scan ``dataset_b`` and write ``compare.html`` / ``compare.json`` next to the report."""
+    from rich.table import Table
+
+    from matdata.qa.compare import compare, fetch_views, write_compare
+    from matdata.storage import join
+    from pipelines.qa import run_qa
+
+    with console.status(f"qa {dataset_b}"):
+        report_b = run_qa(
+            dataset_b,
+            sample=sample,
+            seed=seed,
+            workers=workers,
+            scheduler=scheduler,
+            in_process=in_process,
+        )
+    cmp = compare(report_a, report_b)
+    cmp.views_a = fetch_views(report_a.dataset, report_a, cmp.pair_keys)
+    cmp.views_b = fetch_views(dataset_b, report_b, cmp.pair_keys)
+    data = write_compare(cmp, report_dir)
+    table = Table(title=f"compare (B = {dataset_b})", title_justify="left")
+    for col in ("statistic", "A median", "B median", "median B-A"):
+        table.add_column(col, justify="left" if col == "statistic" else "right")
+    for m, st in data["metrics"].items():
+        table.add_row(m, f"{st['a']['median']:.3g}", f"{st['b']['median']:.3g}",
+                      f"{st['b_minus_a']['median']:+.3g}")  # fmt: skip
+    out.print(table)
+    out.print(
+        f"keys in both: {data['common_keys']} (only A {data['only_a']}, only B {data['only_b']})",
+        highlight=False,
+    )
+    out.print(f"compare: {join(report_dir, 'compare.html')}", soft_wrap=True, highlight=False)
 
 
 @app.command("inspect")

@@ -18,6 +18,8 @@ Statistics of one record (all shares are fractions of the image area, in [0, 1])
                     background away from the soft edge and JPEG blocks), uint8 units
     color_shift   = ΔE76 between Lab(mean RGB of image on {alpha >= 128}) and
                     Lab(mean RGB of image_raw on the same pixels)
+    halo          = colour-bleed score of the soft band (:mod:`matdata.qa.halo`), uint8
+                    RGB units; halo_px: band pixels it used (None / 0 without a soft band)
 
 Flags (a stable snake_case name plus a human reason) are computed by :func:`record_flags`
 from the statistics and the record's ``meta``; global flags (duplicates, leakage) and shard
@@ -45,6 +47,7 @@ FLAGS: dict[str, str] = {
     "leakage": "the same image, source foreground or foreground group is in several splits",
     "bg_changed": "harmonization changed the background (image vs image_raw where alpha==0)",
     "color_shift": "harmonization shifted the foreground's mean colour by more than color_shift",
+    "halo": "colour bleeds into the soft edge (halo score above the halo threshold)",
 }
 
 #: Shard-level findings (listed per shard; records read from such a shard also carry
@@ -65,7 +68,9 @@ class Thresholds:
     ``tiny_fg``: share of the image; ``bg_changed``: mean absolute difference in uint8
     units over the eroded background; ``bg_margin``: erosion radius in pixels (JPEG blocks
     are 8 px); ``color_shift``: ΔE76; ``dup_phash`` / ``dup_dhash``: largest Hamming
-    distances (of 64 bits) for two images to count as duplicates (both must hold).
+    distances (of 64 bits) for two images to count as duplicates (both must hold);
+    ``halo``: the halo score (:mod:`matdata.qa.halo`, uint8 RGB units) above which a
+    record is flagged.
     """
 
     tiny_fg: float = 0.01
@@ -74,6 +79,7 @@ class Thresholds:
     color_shift: float = 40.0
     dup_phash: int = 4
     dup_dhash: int = 8
+    halo: float = 30.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -311,6 +317,8 @@ def record_stats(
     margin: int = 8,
     band: bool = True,
     bgr: bool = False,
+    bg: np.ndarray | None = None,
+    halo: bool = True,
 ) -> tuple[dict[str, Any], list[Flag]]:
     """Statistics of one decoded record plus the size-mismatch flags found on the way.
 
@@ -319,6 +327,8 @@ def record_stats(
     with default parameters (:func:`unknown_share`), or None when ``band`` is False.
     ``image`` may be grey (only its size is used unless ``image_raw`` is given); ``bgr``:
     ``image`` and ``image_raw`` are in BGR order (see :func:`harmonization_stats`).
+    The halo score (:func:`matdata.qa.halo.halo_score`, with the ``bg`` layer when given)
+    needs a colour ``image`` and ``halo``; otherwise it is None.
     """
     import cv2
 
@@ -346,6 +356,11 @@ def record_stats(
     stats["bg_diff"] = stats["color_shift"] = None
     if image_raw is not None and aligned and image_raw.shape == image.shape and image.ndim == 3:
         stats.update(harmonization_stats(image, image_raw, alpha, margin, bgr=bgr))
+    stats["halo"], stats["halo_px"] = None, 0
+    if halo and aligned and image.ndim == 3:
+        from matdata.qa.halo import halo_score
+
+        stats.update(halo_score(image, alpha, bg, stats["bbox"]))
     return stats, flags
 
 
@@ -434,5 +449,9 @@ def record_flags(
                 "color_shift",
                 f"foreground colour moved by ΔE {stats['color_shift']:.1f} > {th.color_shift}",
             )
+        )
+    if stats.get("halo") is not None and stats["halo"] > th.halo:
+        flags.append(
+            Flag("halo", f"colour bleeds into the soft edge: halo {stats['halo']:.1f} > {th.halo}")
         )
     return flags

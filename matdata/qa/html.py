@@ -46,6 +46,17 @@ margin:1px 2px 0 0;font-size:11px}
 pre{background:#fff;border:1px solid #ddd;padding:8px;overflow:auto;max-height:420px;
 font-size:12px}
 .muted{color:#777}
+.edges{display:flex;flex-wrap:wrap;gap:12px}
+.edge{margin:0;background:#fff;border:1px solid #ccc;padding:4px}
+.edge.flagged{border-color:#c00}
+.edge img{display:block;max-width:none;image-rendering:pixelated;cursor:zoom-in}
+.edge figcaption{max-width:660px}
+.lb{display:none;position:fixed;inset:0;z-index:10;background:rgba(20,20,20,.92);
+overflow:auto;padding:36px 12px 12px}
+.lb:target{display:block}
+.lb img{display:block;max-width:none;image-rendering:pixelated;margin:0 auto}
+.lb .close{position:fixed;top:6px;right:18px;color:#fff;font-size:26px;text-decoration:none}
+.lb p{color:#eee;text-align:center;margin:6px}
 """
 
 
@@ -97,6 +108,112 @@ def _sheet(row: dict[str, Any], thumb: bytes | None, reasons: bool = False) -> s
     return f"<figure class='{cls}'>{img}<figcaption>{_caption(row, reasons)}</figcaption></figure>"
 
 
+def _fmt(v: Any, spec: str = ".1f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _edge_card(i: int, row: dict[str, Any], views: Any) -> tuple[str, str]:
+    """One record's edge sheet (a link to its lightbox) and the lightbox itself."""
+    key = escape(row["key"])
+    cls = "edge flagged" if row["flags"] else "edge"
+    fg = "stored fg layer" if views.fg_from == "layer" else "fg estimated from the composite"
+    x, y, side = views.crop
+    cap = (
+        f"{key} · halo {_fmt(row.get('halo'))} · {escape(' | '.join(views.views))} "
+        f"({fg}; crop {side}px at {x},{y}; top 1:1, bottom 2x zoom)"
+    )
+    if row["flags"]:
+        cap += "<br>" + _flag_badges(row["flags"])
+    card = (
+        f"<figure class='{cls}'><a href='#lb-{i}'><img src='{_data_uri(views.edges, 'image/jpeg')}'"
+        f" alt='edges {key}'></a><figcaption>{cap}</figcaption></figure>"
+    )
+    scale = "" if views.scale == 1.0 else f" (panels scaled {views.scale:.2f}: over the cap)"
+    box = (
+        f"<div class=lb id=lb-{i}><a class=close href='#edges' title=close>&times;</a>"
+        f"<p>{key}: composite | alpha{' | image_raw' if len(views.views) > 3 else ''}"
+        f"{scale}</p><img src='{_data_uri(views.full, 'image/jpeg')}' alt='full {key}'></div>"
+    )
+    return card, box
+
+
+def _edges_section(report: QAReport) -> tuple[str, str]:
+    """The edge-crop section and the lightboxes (placed at the end of the page)."""
+    from matdata.qa.edges import EDGE_CROP
+
+    by_key = {r["key"]: r for r in report.rows}
+    keys = [k for k in report.view_keys() if k in report.views and k in by_key]
+    sampled = set(report.sample_keys)
+    parts = [
+        f"<section id=edges><h2>Edges at native resolution ({len(keys)})</h2><p class=muted>"
+        f"Where alpha is most fractional: a {EDGE_CROP}px crop at 1:1 (top) and a 2x "
+        "nearest-neighbour zoom of its most fractional half (bottom), as composite | "
+        "foreground over mid-grey (a bleeding backdrop shows as a coloured fringe) | alpha "
+        "| 4x |image - image_raw| (harmonized records). Click a crop for the full record at "
+        "full size. First the random sample, then flagged records.</p><div class=edges>"
+    ]
+    boxes = []
+    for i, key in enumerate(keys):
+        if i and key not in sampled and keys[i - 1] in sampled:
+            parts.append("</div><h3>Flagged</h3><div class=edges>")
+        card, box = _edge_card(i, by_key[key], report.views[key])
+        parts.append(card)
+        boxes.append(box)
+    if not keys:
+        parts.append("<p class=muted>No record has edge views (nothing decodes).</p>")
+    parts.append("</div></section>")
+    return "".join(parts), "".join(boxes)
+
+
+def _groups_section(report: QAReport, plots: bool = True) -> str:
+    """Per-group figures, overlaid distributions and sample strips for each breakdown
+    dimension (generic over whatever source names the records hold)."""
+    from matdata.qa.plots import group_hist_plot
+    from matdata.qa.report import GROUP_DIMS
+
+    breakdown = report.breakdown()
+    shown = report.group_keys()
+    by_key = {r["key"]: r for r in report.rows}
+    parts = ["<section id=groups><h2>By source and harmonizer</h2>"]
+    for dim, title in GROUP_DIMS:
+        figs = breakdown[dim]
+        parts.append(f"<h3>By {escape(title)} ({len(figs)})</h3><table><thead><tr>"
+                     f"<th>{escape(title)}</th><th>samples</th><th>flagged</th><th>halo p50</th>"
+                     "<th>halo p95</th><th>coverage p50</th><th>semi p50</th><th>flags</th>"
+                     "</tr></thead><tbody>")  # fmt: skip
+        for name, f in figs.items():
+            flags = ", ".join(f"{k} {v}" for k, v in f["by_flag"].items())
+            parts.append(
+                f"<tr><td>{escape(name)}</td><td class=n>{f['samples']}</td>"
+                f"<td class=n>{f['flagged']} ({f['share_flagged']:.0%})</td>"
+                f"<td class=n>{_fmt(f['halo_p50'])}</td><td class=n>{_fmt(f['halo_p95'])}</td>"
+                f"<td class=n>{_fmt(f['coverage_p50'], '.3f')}</td>"
+                f"<td class=n>{_fmt(f['semi_share_p50'], '.3f')}</td><td>{escape(flags)}</td></tr>"
+            )
+        parts.append("</tbody></table>")
+        if dim not in shown:
+            continue
+        if plots:
+            parts.append("<div class=plots>")
+            groups = report.groups(dim)
+            for m, label in (("halo", "halo score"), ("semi_share", "semi-transparent share")):
+                vals = {
+                    k: [r[m] for r in rows if r.get(m) is not None] for k, rows in groups.items()
+                }
+                png = group_hist_plot(vals, f"{label} by {title}", label)
+                what = f"{escape(label)} by {escape(title)}"
+                parts.append(f"<figure><img src='{_data_uri(png, 'image/png')}' alt='{what}'>"
+                             f"<figcaption>{what}</figcaption></figure>")  # fmt: skip
+            parts.append("</div>")
+        for name, keys in shown[dim].items():
+            parts.append(f"<h4>{escape(title)}: {escape(name)}</h4><div class=sheets>")
+            for key in keys:
+                parts.append(_sheet(by_key[key], report.thumbs.get(key)))
+            parts.append("</div>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
 def render_html(report: QAReport, plots: list[tuple[str, bytes]] | None = None) -> str:
     """The whole report page as a string (plots default to :func:`report_plots`)."""
     from matdata.qa.plots import report_plots
@@ -119,8 +236,9 @@ def render_html(report: QAReport, plots: list[tuple[str, bytes]] | None = None) 
         f"matdata {escape(summary['matdata_version'])}</div>"
     )
     add(
-        "<nav><a href='#counts'>counts</a><a href='#flags'>flags</a><a href='#plots'>"
-        "distributions</a><a href='#sample'>random sample</a><a href='#flagged'>flagged</a>"
+        "<nav><a href='#counts'>counts</a><a href='#flags'>flags</a><a href='#edges'>edges</a>"
+        "<a href='#plots'>distributions</a><a href='#groups'>by source</a>"
+        "<a href='#sample'>random sample</a><a href='#flagged'>flagged</a>"
         "<a href='#shards'>shards</a><a href='#rejects'>rejects</a><a href='#config'>config</a>"
         "</nav></header><main>"
     )
@@ -160,6 +278,8 @@ def render_html(report: QAReport, plots: list[tuple[str, bytes]] | None = None) 
             add(f"<li>{escape(', '.join(g))}</li>")
         add("</ul>")
     add("</section>")
+    edges, lightboxes = _edges_section(report)
+    add(edges)
     # plots
     add("<section id=plots><h2>Distributions</h2><div class=plots>")
     for caption, png in plots:
@@ -168,6 +288,7 @@ def render_html(report: QAReport, plots: list[tuple[str, bytes]] | None = None) 
             f"<figcaption>{escape(caption)}</figcaption></figure>"
         )
     add("</div></section>")
+    add(_groups_section(report))
     # contact sheets
     legend = "composite | alpha | trimap | image_raw (before harmonization, when present)"
     add(f"<section id=sample><h2>Random sample ({len(report.sample_keys)})</h2>"
@@ -230,7 +351,7 @@ def render_html(report: QAReport, plots: list[tuple[str, bytes]] | None = None) 
     add("</pre><h3>Shard-level flags</h3><ul>")
     for name, meaning in SHARD_FLAGS.items():
         add(f"<li><b>{name}</b>: {escape(meaning)}</li>")
-    add("</ul></section></main></body></html>\n")
+    add(f"</ul></section></main>{lightboxes}</body></html>\n")
     return "".join(parts)
 
 

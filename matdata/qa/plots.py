@@ -102,6 +102,28 @@ def bar_plot(counts: dict[str, int], title: str, top: int = 25) -> bytes:
     return _png(fig)
 
 
+def group_hist_plot(groups: dict[str, list[float]], title: str, xlabel: str, top: int = 6) -> bytes:
+    """Overlaid histograms of one statistic per group (the ``top`` largest groups), or of
+    each dataset in a comparison."""
+    fig, ax = _figure()
+    items = [(k, np.asarray(v, np.float64)) for k, v in groups.items() if len(v)][:top]
+    if items:
+        allv = np.concatenate([v for _, v in items])
+        lo, hi = float(allv.min()), float(allv.max())
+        bins = np.linspace(0.0, 1.0, 41) if lo >= 0 and hi <= 1 else np.linspace(lo, hi + 1e-9, 41)
+        for i, (name, v) in enumerate(items):
+            color = _COLORS[i % len(_COLORS)]
+            ax.hist(v, bins=bins, alpha=0.5, label=f"{name} (n={v.size})", color=color,
+                    histtype="stepfilled", density=True)  # fmt: skip
+        ax.legend(fontsize=7)
+        ax.set_ylabel("density", fontsize=9)
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
+    return _png(fig)
+
+
 def report_plots(rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
     """``(caption, PNG)`` for every distribution the report shows."""
     sizes = Counter(
@@ -121,4 +143,6 @@ def report_plots(rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
          scatter_plot(rows, "bbox_cx", "bbox_cy", "fg bbox centre", "x / W", "y / H", True)),
         ("Image sizes", bar_plot(dict(sizes), "image sizes (W x H)")),
         ("Background categories", bar_plot(dict(cats), "background categories")),
+        ("Halo / colour-bleed score of the soft edge",
+         hist_plot(rows, "halo", "halo score", "|v| (uint8 RGB units)")),
     ]  # fmt: skip

@@ -41,7 +41,27 @@ METRICS = (
     "height",
     "bg_diff",
     "color_shift",
+    "halo",
 )
+
+#: Dimensions of the per-group breakdown: (row column, title).  ``kind`` is fine / coarse.
+GROUP_DIMS = (
+    ("fg_source", "foreground source"),
+    ("bg_source", "background source"),
+    ("kind", "fine / coarse"),
+    ("harmonizer", "harmonizer"),
+)
+#: Sample strips shown per group value, and group values per dimension (largest first).
+GROUP_SHEETS = 4
+MAX_GROUPS = 12
+
+
+def group_value(row: dict[str, Any], dim: str) -> str:
+    """The group of ``row`` in dimension ``dim`` as text (``"(none)"`` when absent)."""
+    if dim == "kind":
+        return "coarse" if row.get("coarse") else "fine"
+    v = row.get(dim)
+    return "(none)" if v is None else str(v)
 
 
 @dataclass
@@ -58,6 +78,7 @@ class QAReport:
     thumbs: dict[str, bytes] = field(default_factory=dict)
     duplicate_groups: list[list[str]] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)
+    views: dict[str, Any] = field(default_factory=dict)  # key -> edges.RecordViews
 
     # ------------------------------------------------------------------ derived views
     @property
@@ -108,6 +129,84 @@ class QAReport:
                 }
         return out
 
+    def groups(self, dim: str) -> dict[str, list[dict[str, Any]]]:
+        """Rows by their group in ``dim`` (largest group first, then by name)."""
+        by: dict[str, list[dict[str, Any]]] = {}
+        for r in self.rows:
+            by.setdefault(group_value(r, dim), []).append(r)
+        return dict(sorted(by.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+
+    def breakdown(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """``{dim: {group: figures}}`` for every :data:`GROUP_DIMS` dimension: samples,
+        flagged (count and share), each flag's count, and the median / p95 of the halo
+        score and the median of the alpha statistics."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for dim, _ in GROUP_DIMS:
+            out[dim] = {}
+            for name, rows in self.groups(dim).items():
+                flags: Counter[str] = Counter()
+                for r in rows:
+                    flags.update({f["flag"] for f in r["flags"]})
+                n_flagged = sum(1 for r in rows if r["flags"])
+                fig: dict[str, Any] = {
+                    "samples": len(rows),
+                    "flagged": n_flagged,
+                    "share_flagged": n_flagged / len(rows),
+                    "by_flag": dict(sorted(flags.items())),
+                }
+                for m, qs in (("halo", (50, 95)), ("coverage", (50,)), ("semi_share", (50,)),
+                              ("unknown_share", (50,))):  # fmt: skip
+                    v = np.array([r[m] for r in rows if r.get(m) is not None], np.float64)
+                    for q in qs:
+                        fig[f"{m}_p{q}"] = float(np.percentile(v, q)) if v.size else None
+                out[dim][name] = fig
+        return out
+
+    def group_keys(self) -> dict[str, dict[str, list[str]]]:
+        """Keys shown per group (``GROUP_SHEETS`` per group, ``MAX_GROUPS`` groups per
+        dimension with at least two groups): the group's random-sample keys first, then
+        its first records in reading order."""
+        sampled = set(self.sample_keys)
+        out: dict[str, dict[str, list[str]]] = {}
+        for dim, _ in GROUP_DIMS:
+            groups = self.groups(dim)
+            if len(groups) < 2:
+                continue
+            out[dim] = {}
+            for name, rows in list(groups.items())[:MAX_GROUPS]:
+                keys = [r["key"] for r in rows if r["key"] in sampled]
+                keys += [r["key"] for r in rows if r["key"] not in sampled]
+                out[dim][name] = keys[:GROUP_SHEETS]
+        return out
+
+    def view_keys(self) -> list[str]:
+        """Keys whose edge views the report shows: the random sample's first
+        :data:`~matdata.qa.edges.MAX_EDGE_SAMPLE`, then the first
+        :data:`~matdata.qa.edges.MAX_EDGE_FLAGGED` flagged records."""
+        from matdata.qa.edges import MAX_EDGE_FLAGGED, MAX_EDGE_SAMPLE
+
+        keys = self.sample_keys[:MAX_EDGE_SAMPLE]
+        keys += [r["key"] for r in self.flagged[:MAX_EDGE_FLAGGED]]
+        return list(dict.fromkeys(keys))
+
+    def missing_media(self, max_flagged: int) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """``({shard: keys}, {shard: keys})`` of the strips and the edge views the report
+        shows but the scan did not return (records flagged by global flags, per-group
+        samples); a second pass fetches them.  Undecodable records are left out."""
+        rows = {r["key"]: r for r in self.rows}
+        want_strips = [r["key"] for r in self.flagged[:max_flagged]]
+        want_strips += [k for g in self.group_keys().values() for ks in g.values() for k in ks]
+        want_views = self.view_keys()
+        strips: dict[str, list[str]] = {}
+        views: dict[str, list[str]] = {}
+        for want, have, out in ((want_strips, self.thumbs, strips),
+                                (want_views, self.views, views)):  # fmt: skip
+            for key in dict.fromkeys(want):
+                row = rows[key]
+                if key not in have and row.get("phash") is not None:
+                    out.setdefault(row["shard"], []).append(key)
+        return strips, views
+
     def rejects_by_reason(self) -> dict[str, int]:
         return dict(sorted(Counter(r["reason"] for r in self.rejects).items()))
 
@@ -140,6 +239,7 @@ class QAReport:
             "duplicate_groups": self.duplicate_groups,
             "shards": self.shards,
             "metrics": self.metric_summary(),
+            "breakdown": self.breakdown(),
             "rejects": {"total": len(self.rejects), "by_reason": self.rejects_by_reason()},
             "thresholds": self.thresholds.to_dict(),
             "sample_keys": self.sample_keys,
@@ -211,8 +311,10 @@ def aggregate(
     scans = sorted(scans, key=lambda s: (s.shard["split"], s.shard["index"]))
     rows = [r for s in scans for r in s.rows]
     thumbs: dict[str, bytes] = {}
+    views: dict[str, Any] = {}
     for s in scans:
         thumbs.update(s.thumbs)
+        views.update(getattr(s, "views", {}))
     groups = global_flags(rows, th)
     status = {s.shard["path"]: s for s in scans}
     extra = extra_shard_problems or {}
@@ -228,7 +330,7 @@ def aggregate(
                 "problems": problems,
             }
         )
-    return QAReport(
+    report = QAReport(
         dataset=dataset,
         index=index,
         rows=rows,
@@ -239,7 +341,11 @@ def aggregate(
         thumbs=thumbs,
         duplicate_groups=groups,
         timing={"scan_seconds": float(sum(s.seconds for s in scans))},
+        views=views,
     )
+    shown = set(report.view_keys())  # bound what the client holds to what is shown
+    report.views = {k: v for k, v in views.items() if k in shown}
+    return report
 
 
 # ---------------------------------------------------------------------------- fail-on

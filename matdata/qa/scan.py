@@ -6,13 +6,15 @@ statistics, flags and perceptual hashes plus small contact-sheet strips for a bo
 of records (the planned random sample and the first locally flagged ones).  Memory is
 bounded by one record plus the returned rows (a few hundred bytes per record) and strips.
 
-Decoding: the composite's luma plane only (``IMREAD_GRAYSCALE``: libjpeg skips the chroma
-IDCT, upsampling and colour conversion, a quarter of a colour decode) unless the record has
-``image_raw``, whose checks compare colours (both then decoded in colour, BGR, never
-converted to RGB); ``fg`` / ``bg`` as luma (only their size and decodability are checked);
-masks in full.  Every field is still decoded through its entropy-coded data, so
-``undecodable`` means what it meant.  Strips decode the composite again, at the reduced
-scale (libjpeg's scaled IDCT) that still gives a 96-pixel panel.
+Decoding: the composite in colour (BGR, never converted to RGB: the halo score and the
+harmonization checks compare colours; its luma for the hashes is converted from it), or
+its luma plane only (``IMREAD_GRAYSCALE``: libjpeg skips the chroma IDCT, upsampling and
+colour conversion, a quarter of a colour decode) when the halo score is off and the
+record has no ``image_raw``; ``bg`` in colour for the halo score, ``fg`` as luma (only its
+size and decodability are checked); masks in full.  Every field is still decoded through
+its entropy-coded data, so ``undecodable`` means what it meant.  Strips decode the
+composite again, at the reduced scale (libjpeg's scaled IDCT) that still gives a 96-pixel
+panel; edge views (:mod:`matdata.qa.edges`) of the same records use the full decode.
 
 Threads: OpenCV's thread pool is off while a shard is scanned (restored after): a Dask
 worker runs one task per core, and the pool's threads on a few large-image calls (resizes,
@@ -51,6 +53,7 @@ class ShardScan:
     rows: list[dict[str, Any]] = field(default_factory=list)
     thumbs: dict[str, bytes] = field(default_factory=dict)  # key -> JPEG strip
     problems: list[dict[str, str]] = field(default_factory=list)  # shard flags
+    views: dict[str, Any] = field(default_factory=dict)  # key -> edges.RecordViews
     records: int = 0
     seconds: float = 0.0
 
@@ -153,13 +156,15 @@ _JPEG_ORDER = {"fg": "grey", "bg": "grey", "image_raw": "bgr"}
 
 
 def _decode_fields(rec: Record, colour: bool = True) -> tuple[dict[str, np.ndarray], list[Flag]]:
-    """Decode every present field, each only as far as a check uses it: ``image`` in
-    colour (BGR) when ``colour``, else its grey (luma) plane only; ``fg`` / ``bg`` grey
-    (only their size and decodability are checked); ``image_raw`` in colour (BGR); the
-    PNG masks as they are.  Fields that do not decode become ``undecodable`` flags."""
+    """Decode every present field, each only as far as a check uses it: ``image`` and
+    ``bg`` in colour (BGR) when ``colour``, else their grey (luma) plane only; ``fg`` grey
+    (only its size and decodability are checked); ``image_raw`` in colour (BGR); the PNG
+    masks as they are.  Fields that do not decode become ``undecodable`` flags."""
     from matdata.imageio import fast_decode_jpeg, fast_decode_png_gray
 
     orders = {**_JPEG_ORDER, "image": "bgr" if colour else "grey"}
+    if colour:
+        orders["bg"] = "bgr"
     out: dict[str, np.ndarray] = {}
     flags: list[Flag] = []
     for spec in IMAGE_FIELDS:
@@ -185,18 +190,35 @@ def analyze_record(
     extra_flags: Iterable[Flag] = (),
     thumb_height: int = THUMB_HEIGHT,
     band: bool = True,
+    halo: bool = True,
 ) -> tuple[dict[str, Any], bytes | None]:
     """One row (provenance + stats + flags + hashes) and its strip when ``want_thumb``, or
     when ``flag_thumb`` and the record is flagged (None otherwise).
 
-    The composite is decoded in colour only when a harmonization check needs it (the
-    record has ``image_raw``); otherwise its luma plane is all the stats and hashes use.
+    The composite is decoded in colour when the halo score (``halo``) or a harmonization
+    check (the record has ``image_raw``) needs it; otherwise its luma plane is all the
+    stats and hashes use.
     """
+    row, thumb, _ = _analyze(rec, th, want_thumb, flag_thumb, extra_flags, thumb_height, band, halo)
+    return row, thumb
+
+
+def _analyze(
+    rec: Record,
+    th: Thresholds,
+    want_thumb: bool = False,
+    flag_thumb: bool = True,
+    extra_flags: Iterable[Flag] = (),
+    thumb_height: int = THUMB_HEIGHT,
+    band: bool = True,
+    halo: bool = True,
+) -> tuple[dict[str, Any], bytes | None, dict[str, np.ndarray]]:
+    """:func:`analyze_record` plus the decoded fields (for :func:`_views`)."""
     import cv2
 
     meta = rec.meta if isinstance(rec.meta, dict) else {}
     row: dict[str, Any] = {"key": rec.key, **provenance(meta)}
-    dec, flags = _decode_fields(rec, colour=rec.image_raw is not None)
+    dec, flags = _decode_fields(rec, colour=halo or rec.image_raw is not None)
     flags += list(extra_flags)
     row["phash"] = row["dhash"] = None
     thumb = None
@@ -211,6 +233,8 @@ def analyze_record(
             margin=th.bg_margin,
             band=band,
             bgr=True,
+            bg=dec.get("bg") if dec.get("bg") is not None and dec["bg"].ndim == 3 else None,
+            halo=halo,
         )
         for name in ("fg", "bg"):
             arr = dec.get(name)
@@ -230,7 +254,25 @@ def analyze_record(
         h, w = (dec.get("image") if "image" in dec else dec["alpha"]).shape[:2]
         row.update(width=w, height=h)
     row["flags"] = [f.to_dict() for f in flags]
-    return row, thumb
+    return row, thumb, dec
+
+
+def _views(rec: Record, dec: dict[str, np.ndarray]) -> Any:
+    """Edge sheet and full-size image of a record (:mod:`matdata.qa.edges`), or None."""
+    from matdata.qa.edges import record_views
+
+    image, alpha = dec.get("image"), dec.get("alpha")
+    if alpha is None or rec.image is None:
+        return None
+    if image is None or image.ndim != 3:
+        image = _decode_or_none(rec.image, 1)
+    fg = _decode_or_none(rec.fg, 1) if rec.fg is not None else None
+    raw = dec.get("image_raw")
+    if image is None:
+        return None
+    return record_views(
+        image, alpha, fg=fg, image_raw=raw if raw is not None and raw.ndim == 3 else None
+    )
 
 
 def _iter_guarded(records: Iterable[Record], problems: list[dict[str, str]]):
@@ -253,13 +295,15 @@ def scan_shard(
     verify: bool = True,
     max_flag_thumbs: int = 32,
     thumb_height: int = THUMB_HEIGHT,
+    max_flag_views: int = 4,
 ) -> ShardScan:
     """Scan one shard (a :class:`matdata.shards.ShardInfo`); see the module docstring.
 
-    ``sample``: positions (0-based, in reading order) of records whose strips are
-    always returned; strips of flagged records are returned for the first
-    ``max_flag_thumbs`` of them.  ``band``: positions whose unknown-band area is
-    computed when the record has no stored trimap (None = every record).
+    ``sample``: positions (0-based, in reading order) of records whose strips and edge
+    views (:mod:`matdata.qa.edges`) are always returned; strips of flagged records are
+    returned for the first ``max_flag_thumbs`` of them, edge views for the first
+    ``max_flag_views``.  ``band``: positions whose unknown-band area is computed when the
+    record has no stored trimap (None = every record).
     """
     import cv2
 
@@ -267,7 +311,15 @@ def scan_shard(
     cv2.setNumThreads(1)  # one task is one core's work (see the module docstring)
     try:
         return _scan_shard(
-            dataset_dir, shard, sample, thresholds, band, verify, max_flag_thumbs, thumb_height
+            dataset_dir,
+            shard,
+            sample,
+            thresholds,
+            band,
+            verify,
+            max_flag_thumbs,
+            thumb_height,
+            max_flag_views,
         )
     finally:
         cv2.setNumThreads(threads)
@@ -282,6 +334,7 @@ def _scan_shard(
     verify: bool,
     max_flag_thumbs: int,
     thumb_height: int,
+    max_flag_views: int = 4,
 ) -> ShardScan:
     from matdata.shards import iter_shard, shard_ok
 
@@ -300,9 +353,9 @@ def _scan_shard(
                 return res
             bad_sum = Flag("checksum_mismatch", f"shard {problem}")
             res.problems.append(bad_sum.to_dict())
-    flag_thumbs = 0
+    flag_thumbs = flag_views = 0
     for i, rec in enumerate(_iter_guarded(iter_shard(dataset_dir, shard), res.problems)):
-        row, thumb = analyze_record(
+        row, thumb, dec = _analyze(
             rec,
             th,
             want_thumb=i in want,
@@ -317,6 +370,11 @@ def _scan_shard(
         if thumb is not None:
             res.thumbs[rec.key] = thumb
             flag_thumbs += i not in want
+        if i in want or (row["flags"] and flag_views < max_flag_views):
+            views = _views(rec, dec)
+            if views is not None:
+                res.views[rec.key] = views
+                flag_views += i not in want
         res.records += 1
     res.seconds = time.perf_counter() - t0
     return res
@@ -352,6 +410,25 @@ def shard_strips(
         strip = _record_strip(rec, dec, bbox, thumb_height)
         if strip is not None:
             out[rec.key] = strip
+        if len(out) == len(wanted):
+            break
+    return out
+
+
+def shard_views(dataset_dir: str, shard: Any, keys: Iterable[str]) -> dict[str, Any]:
+    """Edge views (:func:`matdata.qa.edges.record_views`) of the given keys of one shard
+    (second pass: records flagged by global flags, per-group samples, a compared dataset)."""
+    from matdata.shards import iter_shard
+
+    wanted = set(keys)
+    out: dict[str, Any] = {}
+    for rec in _iter_guarded(iter_shard(dataset_dir, shard), []):
+        if rec.key not in wanted:
+            continue
+        dec, _ = _decode_fields(rec, colour=True)
+        views = _views(rec, dec)
+        if views is not None:
+            out[rec.key] = views
         if len(out) == len(wanted):
             break
     return out

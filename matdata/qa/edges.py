@@ -1,0 +1,181 @@
+"""Edge crops at native resolution and the full-size record, for the QA report.
+
+A matting record is judged at its edges, so each shown record gets one *edge sheet*: a
+square crop (``EDGE_CROP`` = 160 px, smaller only when the image is) where alpha is most
+fractional, at 1:1, and below it a 2x nearest-neighbour zoom of the most fractional
+half-size square inside that crop, in up to four views side by side:
+
+* ``composite`` - the stored image;
+* ``fg/grey`` - the foreground over flat mid-grey, ``a*F + (1-a)*128``: ``F`` is the
+  stored ``fg`` layer when the record has one (``--keep-layers``), else estimated from the
+  composite crop with :func:`matdata.foreground.estimate_foreground` (the build's default
+  method); a bleeding backdrop shows as a coloured fringe against the grey;
+* ``alpha``;
+* ``harm-raw`` - ``4 * |image - image_raw|`` (harmonized records only).
+
+The *full* image is the whole record at full size (composite | alpha, and image_raw when
+present), each panel downscaled only when its longer side exceeds ``FULL_MAX`` px.  Both
+are JPEG at quality 90 without chroma subsampling (a halo is a chroma detail).  Arrays
+are BGR, as the scan decodes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Side of an edge crop at 1:1 (pixels; the image's shorter side when smaller).
+EDGE_CROP = 160
+#: Longer side (pixels) above which a panel of the full-size image is downscaled.
+FULL_MAX = 1024
+#: Records with edge views in the report: the random sample's first MAX_EDGE_SAMPLE and
+#: the first MAX_EDGE_FLAGGED flagged records (each view is one edge sheet of about
+#: 20-60 kB plus one full-size image of about 20-300 kB: a report stays under ~30 MB).
+MAX_EDGE_SAMPLE = 48
+MAX_EDGE_FLAGGED = 48
+#: JPEG quality of edge sheets and full images.
+VIEW_QUALITY = 90
+_GAP = 4
+
+
+@dataclass
+class RecordViews:
+    """What the report shows of one record beyond its strip (picklable, small)."""
+
+    edges: bytes  # JPEG: views side by side, 1:1 on top, 2x zoom below
+    full: bytes  # JPEG: composite | alpha (| image_raw) at full size (capped)
+    views: list[str] = field(default_factory=list)  # column names of ``edges``
+    fg_from: str = "estimated"  # "layer" or "estimated"
+    crop: list[int] = field(default_factory=list)  # [x, y, side] in image pixels
+    scale: float = 1.0  # of the full image's panels (1.0: native)
+
+
+def edge_crop(alpha: np.ndarray, side: int = EDGE_CROP, step: int = 4) -> tuple[int, int, int]:
+    """``(x, y, s)`` of the ``s`` x ``s`` square (``s = min(side, H, W)``) holding the most
+    fractional alpha: the largest sum of ``min(a, 255 - a)``, plus 1 per pixel of the
+    alpha's morphological gradient (so a binary mask's crop still sits on its edge),
+    over top-left corners on a ``step`` grid (and the last row / column)."""
+    import cv2
+
+    h, w = alpha.shape
+    s = min(side, h, w)
+    frac = cv2.min(alpha, cv2.subtract(255, alpha)).astype(np.float64)
+    grad = cv2.morphologyEx(alpha, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    ii = cv2.integral(frac + (grad > 0), sdepth=cv2.CV_64F)
+    ys = np.unique(np.r_[np.arange(0, h - s + 1, step), h - s])
+    xs = np.unique(np.r_[np.arange(0, w - s + 1, step), w - s])
+    y0, x0 = ys[:, None], xs[None, :]
+    sums = ii[y0 + s, x0 + s] - ii[y0, x0 + s] - ii[y0 + s, x0] + ii[y0, x0]
+    j = int(np.argmax(sums))
+    return int(xs[j % len(xs)]), int(ys[j // len(xs)]), s
+
+
+def _over_grey(fg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    a = alpha.astype(np.float32)[..., None] / 255.0
+    return np.rint(fg.astype(np.float32) * a + 128.0 * (1.0 - a)).astype(np.uint8)
+
+
+def _grey3(arr: np.ndarray) -> np.ndarray:
+    return np.repeat(arr[..., None], 3, axis=2)
+
+
+def _encode(img: np.ndarray) -> bytes:
+    import cv2
+
+    params = [cv2.IMWRITE_JPEG_QUALITY, VIEW_QUALITY]
+    params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img), params)
+    if not ok:  # pragma: no cover - OpenCV only fails on invalid input
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def _row(panels: list[np.ndarray]) -> np.ndarray:
+    h = panels[0].shape[0]
+    gap = np.full((h, _GAP, 3), 255, np.uint8)
+    parts: list[np.ndarray] = []
+    for p in panels:
+        parts += [gap, p] if parts else [p]
+    return np.concatenate(parts, axis=1)
+
+
+def edge_sheet(
+    image: np.ndarray,
+    alpha: np.ndarray,
+    *,
+    fg: np.ndarray | None = None,
+    image_raw: np.ndarray | None = None,
+    side: int = EDGE_CROP,
+) -> tuple[np.ndarray, list[str], str, list[int]]:
+    """The edge sheet of one record (module docstring) as a BGR array, its column names,
+    where ``F`` came from (``"layer"`` / ``"estimated"``) and the crop ``[x, y, s]``.
+
+    ``image`` / ``fg`` / ``image_raw``: ``(H, W, 3)`` uint8, same channel order and size
+    as ``image`` (others are ignored); ``alpha``: ``(H, W)`` uint8.
+    """
+    from matdata.foreground import estimate_foreground
+
+    x, y, s = edge_crop(alpha, side)
+    win = slice(y, y + s), slice(x, x + s)
+    a = np.ascontiguousarray(alpha[win])
+    comp = np.ascontiguousarray(image[win])
+    if fg is not None and fg.shape == image.shape:
+        f, fg_from = np.ascontiguousarray(fg[win]), "layer"
+    else:  # estimate F on the crop grown by a margin (context for the blurs), then cut
+        h, w = alpha.shape
+        m = s // 4
+        gy, gx = slice(max(0, y - m), min(h, y + s + m)), slice(max(0, x - m), min(w, x + s + m))
+        est = estimate_foreground(np.ascontiguousarray(image[gy, gx]), alpha[gy, gx].copy())
+        f, fg_from = (
+            est[y - gy.start : y - gy.start + s, x - gx.start : x - gx.start + s],
+            "estimated",
+        )
+    panels = [comp, _over_grey(f, a), _grey3(a)]
+    names = ["composite", "fg/grey", "alpha"]
+    if image_raw is not None and image_raw.shape == image.shape:
+        import cv2
+
+        diff = cv2.absdiff(comp, np.ascontiguousarray(image_raw[win]))
+        panels.append(cv2.convertScaleAbs(diff, alpha=4.0))
+        names.append("harm-raw x4")
+    zx, zy, half = edge_crop(a, s // 2, step=2)  # the zoom: the most fractional half-square
+    zoom = [np.repeat(np.repeat(p[zy : zy + half, zx : zx + half], 2, 0), 2, 1) for p in panels]
+    top, bottom = _row(panels), _row(zoom)
+    sheet = np.concatenate([top, np.full((_GAP, top.shape[1], 3), 255, np.uint8), bottom], 0)
+    return sheet, names, fg_from, [x, y, s]
+
+
+def full_record(
+    image: np.ndarray, alpha: np.ndarray, image_raw: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """composite | alpha (| image_raw) side by side, each panel at full size unless its
+    longer side exceeds :data:`FULL_MAX` (then area-downscaled); returns the BGR array and
+    the scale of the panels."""
+    import cv2
+
+    panels = [image, _grey3(alpha)]
+    if image_raw is not None and image_raw.shape == image.shape:
+        panels.append(image_raw)
+    h, w = alpha.shape
+    scale = min(1.0, FULL_MAX / max(h, w))
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        panels = [cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in panels]
+    return _row(panels), scale
+
+
+def record_views(
+    image: np.ndarray,
+    alpha: np.ndarray,
+    *,
+    fg: np.ndarray | None = None,
+    image_raw: np.ndarray | None = None,
+) -> RecordViews | None:
+    """:class:`RecordViews` of a decoded record (BGR), or None when image and alpha sizes
+    differ or the image is not in colour."""
+    if image.ndim != 3 or image.shape[:2] != alpha.shape:
+        return None
+    sheet, names, fg_from, crop = edge_sheet(image, alpha, fg=fg, image_raw=image_raw)
+    full, scale = full_record(image, alpha, image_raw)
+    return RecordViews(_encode(sheet), _encode(full), names, fg_from, crop, scale)
