@@ -473,7 +473,6 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
         self.step = 0
         self._bad_seen: set[tuple[str, str]] = set()
-        self.last_val: dict[str, float] | None = None  # the latest validation pass
         if ckpt is not None:
             self._restore(ckpt)
         self._val_sets = self._validation_sets()
@@ -787,9 +786,11 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train until ``cfg.steps``; returns a summary (last train and val metrics).
 
-        A Ctrl-C stops after the current step (or ends a validation pass early), writes a
+        A Ctrl-C finishes the current step (or ends a validation pass early), writes a
         checkpoint and raises :class:`~matdata.errors.Interrupted` naming it and the
         ``--resume`` command."""
+        from contextlib import nullcontext
+
         from modnet.data import make_loader
 
         cfg = self.cfg
@@ -798,8 +799,8 @@ class Trainer:
         train: dict[str, float] = {}
         interrupt = self.interrupt
         alone = self.dist.world == 1  # with several ranks, all stop together at a step
-        it = None
         log: _RunLog | None = None
+        it = None
         try:
             with interrupt:
                 log = _RunLog(cfg, self.dist, self.step, self.datasets)
@@ -812,7 +813,40 @@ class Trainer:
                         stream, self.loader_workers, pin_memory=self.device.type == "cuda"
                     )
                     it = iter(loader)
-                    train = self._loop(it, log)
+            t0 = time.perf_counter()
+            guard = interrupt if it is not None else nullcontext()
+            with guard, log.progress(cfg.steps, self.step) as advance:
+                while it is not None and self.step < cfg.steps:
+                    try:
+                        batch = next(it)
+                    except RuntimeError:  # loader workers killed by the same Ctrl-C
+                        if interrupt.requested:
+                            break
+                        raise
+                    if self._note_bad(batch):
+                        continue
+                    if cfg.record_keys:
+                        log.keys(self.step, batch["key"])
+                    train = self.train_step(self._to_device(batch))
+                    stop = interrupt.requested
+                    if self.dist.world > 1:
+                        train["total"], stop = _reduce_step(train["total"], stop, self.device)
+                    dt = time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    last = self.step == cfg.steps
+                    if self.step % cfg.log_every == 0 or last or stop:
+                        log.write({"kind": "train", "step": self.step, **train, "step_time": dt})
+                    advance(train)
+                    if stop:
+                        break
+                    if self._val_sets and (
+                        (cfg.val_every and self.step % cfg.val_every == 0) or last
+                    ):
+                        val = self.validate_all(log)
+                        if interrupt.requested and alone and not last:
+                            break
+                    if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last:
+                        self.save()
         finally:
             it = None
             if log is not None:
@@ -824,47 +858,8 @@ class Trainer:
                 f"training stopped at step {self.step} of {cfg.steps}; {where}",
                 hint=f"continue with: matdata train --resume {cfg.out}",
             )
-        val = self.last_val if self.last_val is not None else val
         summary.update(step=self.step, train=train, val=val, datasets=self.datasets)
         return summary
-
-    def _loop(self, it: Any, log: _RunLog) -> dict[str, float]:
-        """The training steps (until ``cfg.steps`` or a Ctrl-C); the last step's metrics."""
-        cfg = self.cfg
-        interrupt = self.interrupt
-        train: dict[str, float] = {}
-        t0 = time.perf_counter()
-        with log.progress(cfg.steps, self.step) as advance:
-            while self.step < cfg.steps:
-                try:
-                    batch = next(it)
-                except RuntimeError:  # loader workers killed by the same Ctrl-C
-                    if interrupt.requested:
-                        break
-                    raise
-                if self._note_bad(batch):
-                    continue
-                if cfg.record_keys:
-                    log.keys(self.step, batch["key"])
-                train = self.train_step(self._to_device(batch))
-                stop = interrupt.requested
-                if self.dist.world > 1:
-                    train["total"], stop = _reduce_step(train["total"], stop, self.device)
-                dt = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                last = self.step == cfg.steps
-                if self.step % cfg.log_every == 0 or last or stop:
-                    log.write({"kind": "train", "step": self.step, **train, "step_time": dt})
-                advance(train)
-                if stop:
-                    break
-                if self._val_sets and ((cfg.val_every and self.step % cfg.val_every == 0) or last):
-                    self.last_val = self.validate_all(log)
-                    if interrupt.requested and self.dist.world == 1 and not last:
-                        break
-                if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last:
-                    self.save()
-        return train
 
     def close(self) -> None:
         import torch.distributed as dist
