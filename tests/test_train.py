@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from train_check import assert_metrics_match, independent_val_metrics
 
 from modnet.train import (
     LOCKED,
@@ -91,9 +93,13 @@ def test_training_lowers_validation_loss(runs: dict[str, Path]) -> None:
     first, last = log[("val", 0)], log[("val", STEPS)]
     assert last["loss"] < 0.75 * first["loss"], (first["loss"], last["loss"])
     assert last["samples"] == first["samples"] > 0
+    # the logged metrics are the model's: an independent recomputation on the same val
+    # split agrees (scoring the ground truth instead would log 0)
+    want = independent_val_metrics(runs["a"] / "last.pt", runs["data"], 64, 4, 8)
+    assert_metrics_match(last, want)
     for region in ("unknown", "whole"):
         for metric in ("sad", "mse", "mad", "grad", "conn"):
-            assert last[f"{region}/{metric}"] >= 0
+            assert last[f"{region}/{metric}"] > 0, (region, metric)
     # the LR schedule steps (cosine, no warm-up): strictly decreasing
     lrs = [log[("train", s)]["lr"] for s in range(1, STEPS + 1)]
     assert lrs[0] == pytest.approx(3e-3) and all(x > y for x, y in zip(lrs, lrs[1:], strict=False))
@@ -224,8 +230,27 @@ def test_predict_and_evaluate_on_the_checkpoint(runs: dict[str, Path], tmp_path,
     ckpt = str(runs["a"] / "last.pt")
     small = ["--ref-size", "64", "--device", "cpu", "--no-progress"]
     capsys.readouterr()
-    assert _main(["evaluate", "--checkpoint", ckpt, "--data", str(runs["data"]), *small]) == 0
+    report = tmp_path / "eval.json"
+    args = ["evaluate", "--checkpoint", ckpt, "--data", str(runs["data"]), "--json", str(report)]
+    assert _main([*args, *small]) == 0
     assert "sad" in capsys.readouterr().out.lower()
+    # every fine val record is scored, with the model's own prediction: the per-image SAD
+    # equals one computed here from `predict_alpha` and the ground truth (SAD = sum|d|/1000)
+    from modnet.inference import load_checkpoint_model, predict_alpha
+
+    got = json.loads(report.read_text())
+    fine = [
+        decode_record(r) for r in iter_records(str(runs["data"]), "val") if not r.meta.get("coarse")
+    ]
+    assert [d["key"] for d in got["images"]] == [r.key for r in fine]
+    model = load_checkpoint_model(ckpt, "cpu").model
+    sads = []
+    for rec, row in zip(fine, got["images"], strict=True):
+        pred = predict_alpha(model, rec.image, ref_size=64).astype(np.float64)
+        want = float(np.abs(pred - rec.alpha / 255.0).sum() / 1000.0)
+        assert want > 0 and row["whole"]["sad"] == pytest.approx(want, rel=1e-3), rec.key
+        sads.append(want)
+    assert got["metrics"]["whole"]["sad"] == pytest.approx(np.mean(sads), rel=1e-3)
 
     rec = decode_record(next(iter_records(str(runs["data"]), "val")))
     img = tmp_path / "p.jpg"
