@@ -38,6 +38,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from matdata import testhooks
 from matdata.errors import CheckpointError, ConfigError, DatasetError, DeviceError, Interrupted
 
 CKPT_FORMAT = "matdata-modnet-train"
@@ -828,6 +829,7 @@ class Trainer:
                     if cfg.record_keys:
                         log.keys(self.step, batch["key"])
                     train = self.train_step(self._to_device(batch))
+                    testhooks.step_done(self.step)  # MATDATA_TEST_SIGINT_AFTER_STEPS: Ctrl-C
                     stop = interrupt.requested
                     if self.dist.world > 1:
                         train["total"], stop = _reduce_step(train["total"], stop, self.device)
