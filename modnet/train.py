@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from matdata import testhooks
-from matdata.errors import CheckpointError, ConfigError, DatasetError, DeviceError, Interrupted
+from matdata.errors import CheckpointError, ConfigError, DatasetError, Interrupted
 
 CKPT_FORMAT = "matdata-modnet-train"
 #: Largest training crop side (``--image-size``).
@@ -305,20 +305,11 @@ def setup_distributed(device_kind: str) -> DistInfo:
 
 
 def pick_device(spec: str, local_rank: int = 0) -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a device (CUDA rank-local under DDP)."""
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"device {spec} requested but CUDA is not available", hint="--device cpu"
-            )
-        if spec == "cuda":
-            return torch.device("cuda", local_rank)
-    try:
-        return torch.device(spec)
-    except RuntimeError as exc:
-        raise DeviceError(f"unknown device {spec!r}", hint="auto, cpu, cuda or cuda:N") from exc
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a device (CUDA rank-local under DDP):
+    :func:`matdata.device.resolve_device`, the resolver harmonization uses too."""
+    from matdata.device import resolve_device
+
+    return resolve_device(spec, local_rank)
 
 
 # ------------------------------------------------------------------ checkpoints

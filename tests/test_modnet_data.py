@@ -94,8 +94,16 @@ def test_worker_ownership_partitions_batches() -> None:
 def test_is_coarse_flags() -> None:
     assert is_coarse({"coarse": True})
     assert is_coarse({"fg": {"id": "x", "coarse": True}})
-    assert is_coarse({"alpha_quality": "coarse"})
+    assert is_coarse({"coarse": False, "fg": {"coarse": True}})  # either flag
     assert not is_coarse({"fg": "demo-fg-0001", "coarse": False})
+    assert not is_coarse({"alpha_quality": "coarse"})  # no such field is written
+    # one rule everywhere: the training stream, `evaluate` and QA use the same function
+    import matdata.schema
+    from matdata.qa.analysis import provenance
+
+    assert is_coarse is matdata.schema.is_coarse
+    assert provenance({"fg": {"coarse": True}, "coarse": False})["coarse"] is True
+    assert provenance({})["coarse"] is False
 
 
 # ------------------------------------------------------------------ augment
