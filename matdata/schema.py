@@ -261,7 +261,6 @@ def decode_record(rec: Record, fields: tuple[str, ...] | None = None) -> Decoded
     return DecodedRecord(**out)
 
 
-
 def is_coarse(meta: Mapping[str, Any]) -> bool:
     """Whether a record's alpha is a coarse mask (e.g. Supervisely: no matting ground truth,
     semantic supervision only): the ONE rule, used by training, evaluation and QA.

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from matdata import testhooks
 from matdata.errors import CheckpointError, ConfigError, DatasetError, Interrupted
+from modnet.losses import DEFAULT_WEIGHTS
 
 CKPT_FORMAT = "matdata-modnet-train"
 #: Largest training crop side (``--image-size``).
@@ -99,7 +100,7 @@ class TrainConfig:
     fmt: str | None = None
     shuffle_buffer: int = 256
     recompose: float = 0.0
-    loss_weights: tuple[float, float, float] = (10.0, 10.0, 1.0)
+    loss_weights: tuple[float, float, float] = DEFAULT_WEIGHTS  # modnet.losses: one place
     record_keys: bool = False
     verify: bool = True  # hash shards while streaming; refuse a mismatch
     max_bad_records: int = 10  # undecodable records skipped before training stops

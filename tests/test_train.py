@@ -288,3 +288,44 @@ def test_ignored_pixels_get_no_gradient() -> None:
     assert det.grad[..., :20, :].abs().max() == 0 and det.grad[..., 20:, :].abs().max() > 0
     assert mat.grad[..., :20, :].abs().max() == 0 and mat.grad[..., 20:, :].abs().max() > 0
     assert sem.grad[..., :2, :].abs().max() == 0 and sem.grad[..., 2:, :].abs().max() > 0
+
+
+def test_loss_weights_have_one_source_and_reach_the_loss(tmp_path, capsys) -> None:
+    """The trainer's default IS modnet.losses.DEFAULT_WEIGHTS (editing the constant changes
+    training), ``--loss-weights`` sets them, and compute_losses scales each term by its own."""
+    import dataclasses
+
+    from modnet import build_modnet
+    from modnet.losses import DEFAULT_WEIGHTS, parse_loss_weights
+    from modnet.train import compute_losses
+
+    field = {f.name: f for f in dataclasses.fields(TrainConfig)}["loss_weights"]
+    assert field.default is DEFAULT_WEIGHTS
+    assert parse_loss_weights(" 1, 0.5,2 ") == (1.0, 0.5, 2.0)
+    for bad in ("1,2", "a,b,c", "1,-1,1", "0,0,0", "1,nan,1"):
+        with pytest.raises(Exception, match="loss-weights"):
+            parse_loss_weights(bad)
+    capsys.readouterr()
+    assert _main(["train", "--data", str(tmp_path), "--loss-weights", "1,2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--loss-weights '1,2'" in err[0], err
+    # the weights are part of the run's config (and a resumed run may not change them)
+    cfg = TrainConfig.from_json(TrainConfig(loss_weights=(1.0, 0.0, 3.0)).to_json())
+    assert cfg.loss_weights == (1.0, 0.0, 3.0) and "loss_weights" in LOCKED
+
+    torch.manual_seed(0)
+    model = build_modnet("mobilenetv2", 8, log=None).eval()
+    alpha = (torch.rand(2, 1, 64, 64) > 0.5).float()
+    batch = {
+        "image": torch.rand(2, 3, 64, 64) * 2 - 1, "alpha": alpha,
+        "trimap": torch.full_like(alpha, 0.5), "ignore": torch.zeros_like(alpha),
+        "coarse": torch.zeros(2, dtype=torch.bool),
+    }  # fmt: skip
+    with torch.no_grad():
+        unit, _ = compute_losses(model, batch, (1.0, 1.0, 1.0))
+        got, _ = compute_losses(model, batch, (2.0, 0.0, 5.0))
+    for term, w in (("semantic", 2.0), ("detail", 0.0), ("matte", 5.0)):
+        assert float(got[term]) == pytest.approx(w * float(unit[term]), rel=1e-5), term
+    assert float(got["total"]) == pytest.approx(
+        2 * float(unit["semantic"]) + 5 * float(unit["matte"]), rel=1e-5
+    )
