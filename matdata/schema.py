@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -120,7 +120,6 @@ class Record:
     trimap: bytes | None = None
     ignore: bytes | None = None
     image_raw: bytes | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # never written; for in-memory use
 
     @property
     def split(self) -> str:
