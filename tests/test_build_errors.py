@@ -39,3 +39,16 @@ def test_a_coding_error_fails_the_shard(tmp_path: Path, monkeypatch, exc: Except
     monkeypatch.setattr(matdata.foreground, "estimate_foreground", buggy)
     with pytest.raises(type(exc)):
         list(generate_records(_task(tmp_path)))
+
+
+def test_a_plan_warning_is_printed_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "matdata", "build", "--fg", "demo", "--bg", "demo"]
+    cmd += ["--fg-option", "n_fg=2", "--per-fg", "25", "--size", "32", "--workers", "1"]
+    cmd += ["--out", str(tmp_path / "ds"), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout + proc.stderr
+    assert text.count("drawn with replacement") == 1, text
