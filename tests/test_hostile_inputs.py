@@ -524,18 +524,20 @@ def test_shard_images_declaring_huge_sizes(tmp_path: Path, monkeypatch) -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     index = read_index(str(ds))
-    info = ShardInfo.from_dict(index["shards"][0])
-    recs = list(iter_shard(str(ds), info))
-    assert len(recs) >= 2
-    recs[0] = replace(recs[0], alpha=png_pixel_bomb())
-    recs[1] = replace(recs[1], image=jpeg_declaring())
     from matdata.shards import ShardWriter
 
-    with ShardWriter(str(ds), info.split, info.index, (info.format,)) as w:
-        for rec in recs:
-            w.write(rec)
-        new = w.close()
-    shards = [ShardInfo.from_dict(s) for s in index["shards"][1:]] + new
+    # every record gets a bomb (PNG alpha or JPEG image), so that train meets one for sure
+    shards = []
+    for d in index["shards"]:
+        info = ShardInfo.from_dict(d)
+        recs = list(iter_shard(str(ds), info))
+        for i, rec in enumerate(recs):
+            bomb = {"alpha": png_pixel_bomb()} if i % 2 == 0 else {"image": jpeg_declaring()}
+            recs[i] = replace(rec, **bomb)
+        with ShardWriter(str(ds), info.split, info.index, (info.format,)) as w:
+            for rec in recs:
+                w.write(rec)
+            shards += w.close()
     keep = {k: index[k] for k in ("config", "sources", "rejects")}
     extra = {k: v for k, v in index.items() if k not in ("format", "schema_version", "formats",
              "splits", "samples", "shards", *keep)}  # fmt: skip
