@@ -563,8 +563,16 @@ def test_shard_images_declaring_huge_sizes(tmp_path: Path, monkeypatch) -> None:
     assert r.returncode == 0 or r.stderr.strip().splitlines()[-1].startswith("error:"), r.stderr
     print(f"train: rc {r.returncode}, peak RSS {peak:.0f} MiB, {r.stderr.strip()[-300:]}")
     assert peak < TRAIN_MEM_BOUND_MB, f"train: peak RSS {peak:.0f} MiB"
-    TALLY["tried"] += 4  # PNG and JPEG bombs, through qa and train
-    TALLY["handled"] += 4
+    # harmonize reads them too: a reject or one error line, never the bomb's allocation
+    r, peak = _run(
+        tmp_path, "harmonize", str(ds), "--model", "reinhard", "--out", str(tmp_path / "harm"),
+        "--workers", "1", "--device", "cpu", "--no-progress", cwd=tmp_path / "cwd",
+    )  # fmt: skip
+    print(f"harmonize: rc {r.returncode}, peak RSS {peak:.0f} MiB, {r.stderr.strip()[-300:]}")
+    assert r.returncode == 0 or r.stderr.strip().splitlines()[-1].startswith("error:"), r.stderr
+    assert peak < MEM_BOUND_MB, f"harmonize: peak RSS {peak:.0f} MiB"
+    TALLY["tried"] += 6  # PNG and JPEG bombs, through qa, train and harmonize
+    TALLY["handled"] += 6
 
 
 def test_tally_reported(capsys) -> None:
