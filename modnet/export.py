@@ -152,7 +152,9 @@ def export_torchscript(model: MODNet, out: str, *, sample_hw: tuple[int, int] = 
         traced = torch.jit.trace(wrapper, torch.zeros(1, 3, *sample_hw), check_trace=False)
     tmp = _tmp(out)
     try:
-        torch.jit.save(traced, tmp)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated
+            torch.jit.save(traced, tmp)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -81,8 +81,8 @@ MISTAKES: list[tuple[str, list[str], list[str]]] = [
     ("not-a-number", ["build", "--fg", "demo", "--bg", "demo", "--out", "{root}/o1",
                       "--per-fg", "abc"], ["--per-fg"]),
     ("missing-model", ["harmonize", "{ds}", "--out", "{root}/h"], ["Missing option", "--model"]),
-    ("repeated-fg", ["build", "--fg", "demo", "--fg", "demo", "--bg", "demo", "--out",
-                     "{root}/o2"], ["--fg given 2 times"]),
+    ("repeated-out", ["build", "--fg", "demo", "--bg", "demo", "--out", "{root}/o2", "--out",
+                      "{root}/o2b"], ["--out given 2 times"]),
     ("repeated-checkpoint", ["predict", "{root}/one", "--checkpoint", "a.pt", "--checkpoint",
                              "b.pt", "-o", "{root}/p"], ["--checkpoint given 2 times"]),
     ("repeated-short-long", ["evaluate", "-c", "a.pt", "--checkpoint", "b.pt", "--data", "x"],
@@ -210,8 +210,10 @@ def test_repeat_check_follows_each_options_declaration() -> None:
     assert find_repeat(root, ["ingest", "demo", "-o", "a=1", "-o", "b=2"]) is None  # multiple
     assert find_repeat(root, ["build", "--bg-category", "a", "--bg-category", "b"]) is None
     assert find_repeat(root, ["train", "--lr", "-1", "--steps", "2"]) is None  # values skipped
-    path, _cmd, msg = find_repeat(root, ["build", "--fg=a", "--fg", "b"])
-    assert path == ["build"] and "--fg given 2 times" in msg
+    # --fg / --bg are repeatable (several sources per role); --out is not
+    assert find_repeat(root, ["build", "--fg=a", "--fg", "b", "--bg", "c", "--bg", "d"]) is None
+    path, _cmd, msg = find_repeat(root, ["build", "--out=a", "--out", "b"])
+    assert path == ["build"] and "--out given 2 times" in msg
     _, _, msg = find_repeat(root, ["-v", "train", "--data", "x", "-w", "1", "--workers", "2"])
     assert "-w and --workers given 2 times" in msg
     # a value that looks like the command name is not taken for it
