@@ -9,6 +9,7 @@ with the source (``--no-peer`` skips it).
 
     python benchmarks/ingest_memory.py                 # 10000 and 200000 items
     python benchmarks/ingest_memory.py --sizes 1000,20000 --px 192x256
+    python benchmarks/ingest_memory.py --layout folder-bg   # a folder of backgrounds
 
 The verdict compares the streamed ingest's peak RSS growth (largest minus smallest size)
 with a bound of 15 MB (the issue's target), and also prints the growth per 1,000 items
@@ -29,10 +30,12 @@ from pathlib import Path
 
 W, H = 48, 64  # small portraits (``--px``): memory depends on the item count
 GROUP_SIZE = 500  # portraits per shoot group folder
+#: ``--layout``: source kind and options ingested
+KINDS = {"aisegment": ("aisegment", {}), "folder-bg": ("folder", {"role": "bg"})}
 DISTINCT = 40  # distinct images, written repeatedly (decode cost is what matters)
 
 
-def make_tree(root: Path, n: int) -> None:
+def make_tree(root: Path, n: int, layout: str = "aisegment") -> None:
     import numpy as np
     from PIL import Image
 
@@ -53,6 +56,12 @@ def make_tree(root: Path, n: int) -> None:
         Image.fromarray(np.dstack([img, alpha]), "RGBA").save(b, "PNG", compress_level=1)
         pngs.append(blobs / f"{i}.png")
         pngs[-1].write_bytes(b.getvalue())
+    if layout == "folder-bg":  # a folder of backgrounds, 1,000 per sub-folder
+        for k in range(n):
+            d = root / f"scenes_{k // 1000:04d}"
+            d.mkdir(parents=True, exist_ok=True)
+            os.link(jpgs[k % DISTINCT], d / f"scene_{k:08d}.jpg")
+        return
     for k in range(n):
         group = f"18031{k // GROUP_SIZE:05d}"
         stem = f"{group}-{k:08d}"
@@ -64,33 +73,36 @@ def make_tree(root: Path, n: int) -> None:
         os.link(pngs[k % DISTINCT], mat / f"{stem}.png")
 
 
-def child(mode: str, root: str, out: str) -> None:
+def child(mode: str, root: str, out: str, layout: str = "aisegment") -> None:
     """Run in a fresh process: ingest (or in-memory scan) and print peak RSS as JSON."""
     import resource
 
     import pyarrow.parquet  # noqa: F401 - count imports in the baseline, not the scan
 
     import matdata.sources.aisegment  # noqa: F401
+    import matdata.sources.folder  # noqa: F401
     from matdata.catalog import scan_source
     from matdata.ingest import ingest
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     if mode == "stream":
-        res = ingest("aisegment", root, name="bench", out=out, register=False)
+        kind, opts = KINDS[layout]
+        res = ingest(kind, root, name="bench", out=out, options=opts, register=False)
         usable = res.usable
     else:
-        items, _ = scan_source("aisegment", root)
+        kind, opts = KINDS[layout]
+        items, _ = scan_source(kind, root, opts)
         usable = len(items)
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"base_mb": base, "peak_mb": peak, "seconds": dt, "usable": usable}))
 
 
-def run_child(mode: str, root: Path, out: Path) -> dict:
+def run_child(mode: str, root: Path, out: Path, layout: str) -> dict:
     env = {**os.environ, "MATDATA_CATALOG": str(out / "catalog"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(root), str(out)],
+        [sys.executable, __file__, "--child", mode, str(root), str(out), "--layout", layout],
         capture_output=True,
         text=True,
         env=env,
@@ -106,10 +118,11 @@ def main() -> None:
     ap.add_argument("--bound-mb", type=float, default=15.0)
     ap.add_argument("--px", default=f"{W}x{H}", help="portrait size WxH (default %(default)s)")
     ap.add_argument("--no-peer", action="store_true", help="skip the in-memory peer scan")
+    ap.add_argument("--layout", choices=sorted(KINDS), default="aisegment")
     ap.add_argument("--child", nargs=3, metavar=("MODE", "ROOT", "OUT"))
     args = ap.parse_args()
     if args.child:
-        child(*args.child)
+        child(*args.child, layout=args.layout)
         return
 
     from rich.console import Console
@@ -123,13 +136,15 @@ def main() -> None:
         for n in sizes:
             root = Path(tmp) / f"aiseg-{n}"
             t0 = time.perf_counter()
-            make_tree(root, n)
+            make_tree(root, n, args.layout)
             print(f"made {n} portraits in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
             for mode in modes:
-                results[(mode, n)] = run_child(mode, root, Path(tmp) / f"out-{mode}-{n}")
+                results[(mode, n)] = run_child(
+                    mode, root, Path(tmp) / f"out-{mode}-{n}", args.layout
+                )
                 assert results[(mode, n)]["usable"] == n
 
-    table = Table(title=f"ingest peak RSS (aisegment layout, {W}x{H}, fresh process each)")
+    table = Table(title=f"ingest peak RSS ({args.layout} layout, {W}x{H}, fresh process each)")
     for col in ("mode", "items", "baseline MB", "peak MB", "scan growth MB", "s", "items/s"):
         table.add_column(col, justify="right")
     for (mode, n), r in results.items():
