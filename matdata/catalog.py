@@ -193,39 +193,45 @@ def _for_role(
 
 
 def confine_items(res: ResolvedSource) -> ResolvedSource:
-    """Refuse a manifest whose items escape their source: every split must be a valid split
-    name, every role fg/bg, every id an id, and every image/matte path must lie inside the
-    source root (lexically: symbolic links inside a user's dataset are the user's choice).
-    Demo items (no root) must be ``demo://`` names."""
+    """Refuse a manifest whose items escape their source (see :func:`check_manifest_item`)."""
+    where = f"manifest {res.manifest or res.name}"
+    for it in res.items:
+        check_manifest_item(where, res.root or "", it.id, it.split, it.role, (it.image, it.alpha))
+    return res
+
+
+def check_manifest_item(
+    where: str, root: str, item_id: object, split: object, role: object, paths: tuple
+) -> None:
+    """Raise :class:`SourceError` for an item that escapes its source: every split must be
+    a valid split name, every role fg/bg, every id an id, and every image/matte path must
+    lie inside the source root (lexically: symbolic links inside a user's dataset are the
+    user's choice).  Demo items (no root) must be ``demo://`` names."""
     from matdata.paths import check_split, is_safe_relative
     from matdata.sources.base import ID_RE
 
-    where = f"manifest {res.manifest or res.name}"
-    root = res.root or ""
+    here = f"{where}: item {str(item_id)[:60]!r}"
+    check_split(split, here, SourceError)
+    if role not in ROLES or not isinstance(item_id, str) or not ID_RE.match(item_id):
+        raise SourceError(f"{here}: malformed item (role {str(role)[:20]!r})",
+                          hint="re-run `matdata ingest` to rewrite the manifest")  # fmt: skip
     prefix = root if root.endswith("/") else root + "/"
-    for it in res.items:
-        here = f"{where}: item {str(it.id)[:60]!r}"
-        check_split(it.split, here, SourceError)
-        if it.role not in ROLES or not isinstance(it.id, str) or not ID_RE.match(it.id):
-            raise SourceError(f"{here}: malformed item (role {str(it.role)[:20]!r})",
-                              hint="re-run `matdata ingest` to rewrite the manifest")  # fmt: skip
-        for path in (it.image, it.alpha):
-            if path is None:
-                continue
-            if not root:
-                ok = isinstance(path, str) and path.startswith("demo://") and ".." not in path
-            else:
-                ok = (
-                    isinstance(path, str)
-                    and path.startswith(prefix)
-                    and is_safe_relative(path[len(prefix) :])
-                )
-            if not ok:
-                raise SourceError(
-                    f"{here}: path {str(path)[:120]!r} is outside the source root {root!r}",
-                    hint="re-run `matdata ingest` to rewrite the manifest",
-                )
-    return res
+    for path in paths:
+        if path is None:
+            continue
+        if not root:
+            ok = isinstance(path, str) and path.startswith("demo://") and ".." not in path
+        else:
+            ok = (
+                isinstance(path, str)
+                and path.startswith(prefix)
+                and is_safe_relative(path[len(prefix) :])
+            )
+        if not ok:
+            raise SourceError(
+                f"{here}: path {str(path)[:120]!r} is outside the source root {root!r}",
+                hint="re-run `matdata ingest` to rewrite the manifest",
+            )
 
 
 def _from_manifest(name: str, manifest: str, role: str, rejects_file: str | None) -> ResolvedSource:

@@ -109,6 +109,20 @@ class SourceRows:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def _check_paths(self, got: pa.Table) -> None:
+        """Refuse fetched rows whose image/matte path leaves the source root."""
+        if self.table is not None:  # scanned now: the catalog confined the items already
+            return
+        from matdata.catalog import check_manifest_item
+
+        names = [c for c in ("image", "alpha") if c in got.column_names]
+        if not names or not {"id", "split"} <= set(got.column_names):
+            return
+        where = f"manifest {self.manifest or self.name}"
+        cols = [got[c].to_pylist() for c in ("id", "split", *names)]
+        for item_id, split, *paths in zip(*cols, strict=True):
+            check_manifest_item(where, self.root, item_id, split, self.role, tuple(paths))
+
     def fetch(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
         """Full rows (or ``columns``) for manifest row numbers ``rows``, in that order.
 
@@ -145,6 +159,7 @@ class SourceRows:
             got = pa.concat_tables(parts)
             if not got.schema.equals(schema, check_metadata=False):
                 got = got.cast(schema)
+        self._check_paths(got)
         if len(srt) < 2 or bool((np.diff(rows) >= 0).all()):
             return got  # asked in row order: no reordering copy
         inverse = np.empty_like(order)
@@ -211,7 +226,30 @@ def _manifest_rows(
         cols=cols,
     )
     _check_role(src, roles)
+    _check_confined(src)
     return src
+
+
+def _check_confined(src: SourceRows) -> None:
+    """Refuse a manifest whose planning columns hold an invalid split, role or id (the
+    values are checked once per distinct split/role, ids with one vectorised match); paths
+    are checked in :meth:`SourceRows.fetch`, for the rows a build uses."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from matdata.catalog import check_manifest_item
+    from matdata.sources.base import ID_RE
+
+    where = f"manifest {src.manifest or src.name}"
+    ids = src.cols["id"]
+    bad = pc.invert(pc.fill_null(pc.match_substring_regex(ids, ID_RE.pattern), False))
+    splits = src.cols["split"].cast(pa.string())
+    ok_split = pc.fill_null(pc.match_substring_regex(splits, r"^[a-z0-9_-]{1,64}$"), False)
+    bad = pc.or_(bad, pc.invert(ok_split))
+    if pc.any(bad).as_py():
+        i = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])
+        check_manifest_item(where, src.root, ids[i].as_py(), splits[i].as_py(), src.role, ())
+        raise SourceError(f"{where}: malformed item {str(ids[i].as_py())[:60]!r}")
 
 
 def _check_role(src: SourceRows, roles: Any) -> None:

@@ -161,7 +161,9 @@ class SegTrainer(Trainer):
         return {"total": loss, "bce": loss.detach()}, logits
 
     @torch.no_grad()
-    def validate(self, data: str | None = None) -> dict[str, float]:
+    def validate(self, data: str | None = None, log: Any = None) -> dict[str, float]:
+        """Loss, IoU and pixel accuracy on the ``val`` split of ``data`` (at most
+        :meth:`val_batches` batches; a Ctrl-C ends the pass early in a single process)."""
         from modnet.data import make_loader
 
         model = self.model
@@ -169,10 +171,13 @@ class SegTrainer(Trainer):
         model.eval()
         stream = self._stream("val", train=False, data=data)
         sums = torch.zeros(6, dtype=torch.float64)  # loss * n, n, I, U, correct, counted
-        loader = make_loader(stream, workers=min(self.cfg.workers, 2))
+        loader = make_loader(stream, workers=min(self.loader_workers, 2))
+        limit = self.val_batches()
         for i, batch in enumerate(loader):
-            if self.cfg.val_batches and i >= self.cfg.val_batches:
+            if (limit and i >= limit) or (self.interrupt.requested and self.dist.world == 1):
                 break
+            if self._note_bad(batch):
+                continue
             batch = self._to_device(batch)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
                 losses, logits = self.losses(model, batch)

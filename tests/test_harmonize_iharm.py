@@ -205,7 +205,7 @@ def test_cli_default_protocol_and_errors(tmp_path):
     assert data["protocol"] == "iharm" and data["size"] == 256
     base = ["harmonize-eval", str(tmp_path / "ih"), "-m", "none"]
     proc = subprocess.run(  # as users run it: one line, exit code 1
-        [sys.executable, "-m", "matdata", *base, "--size", "9"],
+        [sys.executable, "-m", "matdata", *base, "--size", "64"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -428,7 +428,8 @@ def test_bomb_cases_alone_stay_bounded(corpus: Path, tmp_path: Path, monkeypatch
         (root / "ds" / "ann" / a).write_bytes((src / "ann" / a).read_bytes())
         r, peak = _run(
             tmp_path, "ingest", "supervisely", str(root), "--name", f"b{len(name)}",
-            "--out", str(tmp_path / f"o-{name}"), "--no-progress", cwd=corpus / "cwd",
+            "--out", str(tmp_path / f"o-{name}"), "--no-progress", "--allow-empty",
+            cwd=corpus / "cwd",
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
         print(f"{name}: peak RSS {peak:.0f} MiB")
@@ -524,18 +525,20 @@ def test_shard_images_declaring_huge_sizes(tmp_path: Path, monkeypatch) -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     index = read_index(str(ds))
-    info = ShardInfo.from_dict(index["shards"][0])
-    recs = list(iter_shard(str(ds), info))
-    assert len(recs) >= 2
-    recs[0] = replace(recs[0], alpha=png_pixel_bomb())
-    recs[1] = replace(recs[1], image=jpeg_declaring())
     from matdata.shards import ShardWriter
 
-    with ShardWriter(str(ds), info.split, info.index, (info.format,)) as w:
-        for rec in recs:
-            w.write(rec)
-        new = w.close()
-    shards = [ShardInfo.from_dict(s) for s in index["shards"][1:]] + new
+    # every record gets a bomb (PNG alpha or JPEG image), so that train meets one for sure
+    shards = []
+    for d in index["shards"]:
+        info = ShardInfo.from_dict(d)
+        recs = list(iter_shard(str(ds), info))
+        for i, rec in enumerate(recs):
+            bomb = {"alpha": png_pixel_bomb()} if i % 2 == 0 else {"image": jpeg_declaring()}
+            recs[i] = replace(rec, **bomb)
+        with ShardWriter(str(ds), info.split, info.index, (info.format,)) as w:
+            for rec in recs:
+                w.write(rec)
+            shards += w.close()
     keep = {k: index[k] for k in ("config", "sources", "rejects")}
     extra = {k: v for k, v in index.items() if k not in ("format", "schema_version", "formats",
              "splits", "samples", "shards", *keep)}  # fmt: skip
@@ -561,8 +564,16 @@ def test_shard_images_declaring_huge_sizes(tmp_path: Path, monkeypatch) -> None:
     assert r.returncode == 0 or r.stderr.strip().splitlines()[-1].startswith("error:"), r.stderr
     print(f"train: rc {r.returncode}, peak RSS {peak:.0f} MiB, {r.stderr.strip()[-300:]}")
     assert peak < TRAIN_MEM_BOUND_MB, f"train: peak RSS {peak:.0f} MiB"
-    TALLY["tried"] += 4  # PNG and JPEG bombs, through qa and train
-    TALLY["handled"] += 4
+    # harmonize reads them too: a reject or one error line, never the bomb's allocation
+    r, peak = _run(
+        tmp_path, "harmonize", str(ds), "--model", "reinhard", "--out", str(tmp_path / "harm"),
+        "--workers", "1", "--device", "cpu", "--no-progress", cwd=tmp_path / "cwd",
+    )  # fmt: skip
+    print(f"harmonize: rc {r.returncode}, peak RSS {peak:.0f} MiB, {r.stderr.strip()[-300:]}")
+    assert r.returncode == 0 or r.stderr.strip().splitlines()[-1].startswith("error:"), r.stderr
+    assert peak < MEM_BOUND_MB, f"harmonize: peak RSS {peak:.0f} MiB"
+    TALLY["tried"] += 6  # PNG and JPEG bombs, through qa, train and harmonize
+    TALLY["handled"] += 6
 
 
 def test_tally_reported(capsys) -> None:

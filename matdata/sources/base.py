@@ -37,7 +37,8 @@ def safe_id(text: str) -> str:
 
     Runs of other characters become ``_``; if anything was replaced, a short hash of the
     original is appended so distinct inputs never collide.  Text decoded from a file name
-    that is not UTF-8 (lone surrogates, ``bad\udcff.jpg``) is hashed by its raw bytes.
+    that is not UTF-8 (lone surrogates, as ``os.fsdecode(b'bad\\xff.jpg')`` gives) is
+    hashed by its raw bytes.
     """
     cleaned = _ID_BAD.sub("_", text).strip("_") or "x"
     if cleaned == text:
