@@ -211,7 +211,9 @@ def _rgb_and_alpha(img: Image.Image, name: str) -> tuple[np.ndarray, np.ndarray 
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = np.asarray(img.convert("RGBA"))
         return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3])
-    if mode in ("RGB", "L", "1", "CMYK", "YCbCr", "LAB", "HSV"):
+    if mode == "RGB":  # one copy out of PIL (convert("RGB") would copy once more)
+        return np.array(img), None
+    if mode in ("L", "1", "CMYK", "YCbCr", "LAB", "HSV"):
         return np.asarray(img.convert("RGB")).copy(), None
     raise ImageDecodeError(name, "bad_channels", f"PIL mode {mode!r}")
 

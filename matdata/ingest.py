@@ -1,8 +1,9 @@
 """``matdata ingest``: scan a source once into a streamed Parquet manifest plus a rejects file.
 
 The scan is streamed: items go to :class:`~matdata.sources.base.ManifestWriter` in
-batches, so memory stays flat however many items a source has (only the ids, for the
-uniqueness check, and the rejects are kept).  The result is registered in the source
+batches, so memory stays flat however many items a source has: the ids, for the
+uniqueness check, go to an on-disk set (:class:`matdata.scratch.DiskSet`); only the
+rejects are kept in memory.  The result is registered in the source
 catalog (:mod:`matdata.catalog`) under a name, so later commands refer to it by name.
 """
 
@@ -121,7 +122,9 @@ def ingest(
     meta = {"kind": kind, "root": root, "options": options, "name": name}
     writer = ManifestWriter(manifest_path, meta=json.loads(json.dumps(meta, default=str)))
     rejects: list[Reject] = []
-    ids: set[str] = set()
+    from matdata.scratch import DiskSet
+
+    ids = DiskSet()  # on disk: no per-item object is held for the whole scan
     by_split: Counter[str] = Counter()
     by_role: Counter[str] = Counter()
     done = 0
@@ -139,10 +142,9 @@ def ingest(
                 if bad is not None:
                     rejects.append(bad)
                     continue
-                if x.id in ids:
+                if not ids.add(x.id):
                     rejects.append(Reject(kind, x.image, "duplicate_id", f"id {x.id} seen before"))
                     continue
-                ids.add(x.id)
                 writer.write(x)
                 by_split[x.split] += 1
                 by_role[x.role] += 1
@@ -151,6 +153,8 @@ def ingest(
     except BaseException:
         writer.abort()
         raise
+    finally:
+        ids.close()
     writer.close()
     write_rejects(rejects_path, rejects)
 

@@ -467,7 +467,10 @@ def list_shards(
 ) -> list[ShardInfo]:
     """Shards of ``split`` (default all) in ``fmt`` (default: the preferred one present)."""
     index = read_index(dataset_dir)
-    shards = [ShardInfo.from_dict(d) for d in index.get("shards", [])]
+    # read_index validated every entry against the shard schema and confined its path:
+    # build them directly (validating again doubled the cost at 1,400 shards).
+    fields = ("path", "split", "format", "index", "samples", "bytes", "sha256")
+    shards = [ShardInfo(**{k: d[k] for k in fields}) for d in index.get("shards", [])]
     present = [f for f in PREFERRED if any(s.format == f for s in shards)]
     if fmt is None:
         if not present:

@@ -31,12 +31,13 @@ Quirks of the real download, and what a scan reports (``usable + rejected == fou
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import groupby
 from typing import Any
 
 from matdata.errors import ItemError, MatdataError
 from matdata.rejects import Reject
+from matdata.scratch import ScratchDB, pack, unpack
 from matdata.sources._common import (
     IMAGE_EXTS,
     MATTE_EXTS,
@@ -45,7 +46,7 @@ from matdata.sources._common import (
     content_hash,
     extra_json,
     is_resource_fork,
-    list_files,
+    iter_files,
     opt_choice,
     opt_workers,
     ordered_map,
@@ -97,67 +98,98 @@ class AISegmentSource(Source):
         self.filtered = 0
 
     # -------------------------------------------------------------------- scanning
-    def _classify(self, files: list[str]) -> tuple[dict, dict, list[Reject]]:
-        """Sort files into image copies and matte copies by stem, and stray rejects."""
-        images: dict[str, list[tuple[int, str, str, str]]] = defaultdict(list)
-        mattes: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
-        strays: list[Reject] = []
+    def _classify(self, files: Iterable[str], db: ScratchDB) -> None:
+        """Sort files into image copies and matte copies by stem, and strays, in the
+        on-disk tables ``img``, ``mat`` and ``stray`` of ``db`` (flat memory)."""
+        db.execute("CREATE TABLE img (stem BLOB, depth INT, prefix BLOB, path BLOB, grp BLOB)")
+        db.execute("CREATE TABLE mat (stem BLOB, depth INT, prefix BLOB, path BLOB)")
+        db.execute("CREATE TABLE stray (path BLOB, reason TEXT, detail TEXT)")
         for path in files:
             parts = rel_parts(self.root, path)
             name = basename(path)
             if is_resource_fork(name):
-                strays.append(Reject(self.kind, path, "macos_resource_fork", "AppleDouble file"))
+                row = (pack(path), "macos_resource_fork", "AppleDouble file")
+                db.execute("INSERT INTO stray VALUES (?, ?, ?)", row)
                 continue
             stem, ext = stem_ext(name)
             dirs = parts[:-1]
             if IMAGE_DIR in dirs and ext in IMAGE_EXTS:
                 i = dirs.index(IMAGE_DIR)
                 prefix = "/".join(parts[:i])
-                images[stem].append((i, prefix, path, _group_of(parts, i, stem)))
+                row = (pack(stem), i, pack(prefix), pack(path), pack(_group_of(parts, i, stem)))
+                db.execute("INSERT INTO img VALUES (?, ?, ?, ?, ?)", row)
             elif MATTE_DIR in dirs and ext in MATTE_EXTS:
                 i = dirs.index(MATTE_DIR)
-                mattes[stem].append((i, "/".join(parts[:i]), path))
+                row = (pack(stem), i, pack("/".join(parts[:i])), pack(path))
+                db.execute("INSERT INTO mat VALUES (?, ?, ?, ?)", row)
             else:
-                strays.append(
-                    Reject(self.kind, path, "unexpected_file", "not in clip_img/ or matting/")
-                )
-        return images, mattes, strays
+                row = (pack(path), "unexpected_file", "not in clip_img/ or matting/")
+                db.execute("INSERT INTO stray VALUES (?, ?, ?)", row)
+        db.execute("CREATE INDEX img_stem ON img (stem, depth, prefix, path, grp)")
+        db.execute("CREATE INDEX mat_stem ON mat (stem, depth, prefix, path)")
 
     def scan(self, progress: Progress | None = None) -> Iterator[Item | Reject]:
-        files = list_files(self.root)
-        images, mattes, strays = self._classify(files)
-        del files
-        orphans = sorted(set(mattes) - set(images))
-        self.total = sum(len(v) for v in images.values()) + len(strays)
-        self.total += sum(len(mattes[s]) for s in orphans)
+        # Pairing by stem needs every file name at once: the join runs in an on-disk
+        # scratch table, so memory stays flat for any number of portraits.
+        db = ScratchDB(prefix="matdata-aisegment-")
+        try:
+            yield from self._scan(db, progress)
+        finally:
+            db.close()
+
+    def _scan(self, db: ScratchDB, progress: Progress | None) -> Iterator[Item | Reject]:
+        self._classify(iter_files(self.root), db)
+        orphan_sql = "FROM mat WHERE stem NOT IN (SELECT stem FROM img)"
+        (n_img,) = db.execute("SELECT count(*) FROM img").fetchone()
+        (n_stray,) = db.execute("SELECT count(*) FROM stray").fetchone()
+        (n_orph,) = db.execute(f"SELECT count(*) {orphan_sql}").fetchone()
+        self.total = n_img + n_stray + n_orph
         tick = progress or (lambda n: None)
 
-        for rej in strays:
-            yield rej
+        for path, reason, detail in db.execute("SELECT * FROM stray ORDER BY path"):
+            yield Reject(self.kind, unpack(path), reason, detail)
             tick(1)
-        for stem in orphans:
-            copies = sorted(mattes[stem])
-            yield Reject(self.kind, copies[0][2], "missing_image", f"no image with stem {stem}")
-            for _, _, path in copies[1:]:
+        orphans = db.execute(f"SELECT stem, path {orphan_sql} ORDER BY stem, depth, prefix, path")
+        for stem_b, rows in groupby(orphans, key=lambda r: r[0]):
+            stem = unpack(stem_b)
+            paths = [unpack(r[1]) for r in rows]
+            yield Reject(self.kind, paths[0], "missing_image", f"no image with stem {stem}")
+            for path in paths[1:]:
                 yield Reject(self.kind, path, "duplicate", f"another copy of matte {stem}")
-            tick(len(copies))
+            tick(len(paths))
 
-        def portrait(stem: str) -> list[Item | Reject]:
+        Copies = list[tuple[int, str, str, str]]
+        Mattes = list[tuple[int, str, str]]
+
+        def portraits() -> Iterator[tuple[str, Copies, Mattes]]:
+            """``(stem, image copies, matte copies)`` in stem order, from the scratch db."""
+            cur = db.execute("SELECT * FROM img ORDER BY stem, depth, prefix, path, grp")
+            for stem_b, rows in groupby(cur, key=lambda r: r[0]):
+                copies = [(d, unpack(p), unpack(f), unpack(g)) for _, d, p, f, g in rows]
+                mats = db.execute(
+                    "SELECT depth, prefix, path FROM mat WHERE stem = ? "
+                    "ORDER BY depth, prefix, path",
+                    (stem_b,),
+                ).fetchall()
+                yield unpack(stem_b), copies, [(d, unpack(p), unpack(f)) for d, p, f in mats]
+
+        def portrait(job: tuple[str, Copies, Mattes]) -> list[Item | Reject]:
             """One output per copy of the portrait: the first valid copy is the item."""
+            stem, copies, mats = job
             outs: list[Item | Reject] = []
             kept = False
-            for _, prefix, path, group in sorted(images[stem]):
+            for _, prefix, path, group in copies:
                 if kept:
                     outs.append(
                         Reject(self.kind, path, "duplicate", f"portrait {stem} already ingested")
                     )
                     continue
-                out = self._pair(stem, prefix, path, group, mattes.get(stem, []))
+                out = self._pair(stem, prefix, path, group, mats)
                 kept = isinstance(out, Item)
                 outs.append(out)
             return outs
 
-        for outs in ordered_map(portrait, sorted(images), self.workers):
+        for outs in ordered_map(portrait, portraits(), self.workers):
             yield from outs
             tick(len(outs))
 

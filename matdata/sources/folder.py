@@ -23,12 +23,13 @@ image without alpha), ``macos_resource_fork``, ``unexpected_file`` and the
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import groupby
 from typing import Any
 
 from matdata.errors import ConfigError, ItemError, MatdataError
 from matdata.rejects import Reject
+from matdata.scratch import ScratchDB, pack, unpack
 from matdata.sources._common import (
     IMAGE_EXTS,
     MATTE_EXTS,
@@ -36,7 +37,7 @@ from matdata.sources._common import (
     content_hash,
     extra_json,
     is_resource_fork,
-    list_files,
+    iter_files,
     opt_choice,
     opt_workers,
     ordered_map,
@@ -96,11 +97,16 @@ class FolderSource(Source):
         self.filtered = 0
 
     # ------------------------------------------------------------------- helpers
-    def _resolve_mode(self, files: list[str]) -> tuple[str, str | None]:
-        """``(mode, alphas dir name)`` after auto-detection."""
+    def _resolve_mode(self, files: Iterable[str]) -> tuple[str, str | None]:
+        """``(mode, alphas dir name)`` after auto-detection (``files`` is only walked when
+        the mode depends on the top folders that hold files)."""
         if self.mode == "bg" or (self.mode == "auto" and self.role == "bg"):
             return "bg", None
-        tops = {rel_parts(self.root, f)[0] for f in files if len(rel_parts(self.root, f)) > 1}
+        tops = set()
+        for f in files:
+            parts = rel_parts(self.root, f)
+            if len(parts) > 1:
+                tops.add(parts[0])
         alphas = self.alphas_dir or next((d for d in ALPHA_DIRS if d in tops), None)
         if self.mode == "pairs":
             if self.images_dir not in tops or not alphas or alphas not in tops:
@@ -126,59 +132,80 @@ class FolderSource(Source):
 
     # ------------------------------------------------------------------- scanning
     def scan(self, progress: Progress | None = None) -> Iterator[Item | Reject]:
-        files = list_files(self.root)
-        mode, alphas_dir = self._resolve_mode(files)
+        # Pairing by stem needs every file name at once: the join runs in an on-disk
+        # scratch table fed by a streamed walk, so memory stays flat for any folder size.
+        db = ScratchDB(prefix="matdata-folder-")
+        try:
+            yield from self._scan(db, progress)
+        finally:
+            db.close()
+
+    def _scan(self, db: ScratchDB, progress: Progress | None) -> Iterator[Item | Reject]:
+        mode, alphas_dir = self._resolve_mode(iter_files(self.root))
         self.resolved_mode = mode
         tick = progress or (lambda n: None)
-        strays: list[Reject] = []
-        images: dict[str, list[str]] = defaultdict(list)  # relative stem -> paths
-        mattes: dict[str, list[str]] = defaultdict(list)
-        for path in files:
+        db.execute("CREATE TABLE img (stem BLOB, path BLOB)")
+        db.execute("CREATE TABLE mat (stem BLOB, path BLOB)")
+        db.execute("CREATE TABLE stray (path BLOB, reason TEXT, detail TEXT)")
+
+        def stray(path: str, reason: str, detail: str) -> None:
+            db.execute("INSERT INTO stray VALUES (?, ?, ?)", (pack(path), reason, detail))
+
+        for path in iter_files(self.root):
             parts = rel_parts(self.root, path)
             name = parts[-1]
             if is_resource_fork(name):
-                strays.append(Reject(self.kind, path, "macos_resource_fork", "AppleDouble file"))
+                stray(path, "macos_resource_fork", "AppleDouble file")
                 continue
             stem, ext = stem_ext(name)
             if mode == "pairs":
                 top = parts[0] if len(parts) > 1 else ""
                 rel_stem = "/".join([*parts[1:-1], stem])
                 if top == self.images_dir and ext in IMAGE_EXTS:
-                    images[rel_stem].append(path)
+                    db.execute("INSERT INTO img VALUES (?, ?)", (pack(rel_stem), pack(path)))
                 elif top == alphas_dir and ext in MATTE_EXTS:
-                    mattes[rel_stem].append(path)
+                    db.execute("INSERT INTO mat VALUES (?, ?)", (pack(rel_stem), pack(path)))
                 else:
-                    strays.append(
-                        Reject(
-                            self.kind, path, "unexpected_file", "not an image in the pair folders"
-                        )
-                    )
+                    stray(path, "unexpected_file", "not an image in the pair folders")
             elif ext in IMAGE_EXTS:
-                images["/".join([*parts[:-1], stem])].append(path)
+                row = (pack("/".join([*parts[:-1], stem])), pack(path))
+                db.execute("INSERT INTO img VALUES (?, ?)", row)
             else:
-                strays.append(Reject(self.kind, path, "unexpected_file", "not an image file"))
-        orphans = sorted(set(mattes) - set(images))
-        self.total = len(strays) + sum(len(v) for v in images.values())
-        self.total += sum(len(mattes[s]) for s in orphans)
+                stray(path, "unexpected_file", "not an image file")
+        db.execute("CREATE INDEX img_stem ON img (stem, path)")
+        db.execute("CREATE INDEX mat_stem ON mat (stem, path)")
+        orphan_sql = "FROM mat WHERE stem NOT IN (SELECT stem FROM img)"
+        (n_img,) = db.execute("SELECT count(*) FROM img").fetchone()
+        (n_stray,) = db.execute("SELECT count(*) FROM stray").fetchone()
+        (n_orph,) = db.execute(f"SELECT count(*) {orphan_sql}").fetchone()
+        self.total = n_stray + n_img + n_orph
 
-        for rej in strays:
-            yield rej
+        for path, reason, detail in db.execute("SELECT * FROM stray ORDER BY path"):
+            yield Reject(self.kind, unpack(path), reason, detail)
             tick(1)
-        for rel_stem in orphans:
-            for path in sorted(mattes[rel_stem]):
-                yield Reject(self.kind, path, "missing_image", f"no image with stem {rel_stem}")
-                tick(1)
+        for stem, path in db.execute(f"SELECT stem, path {orphan_sql} ORDER BY stem, path"):
+            rel_stem = unpack(stem)
+            yield Reject(self.kind, unpack(path), "missing_image", f"no image with stem {rel_stem}")
+            tick(1)
 
-        def one(rel_stem: str) -> list[Item | Reject]:
-            paths = sorted(images[rel_stem])
-            outs = [self._item(mode, rel_stem, paths[0], sorted(mattes.get(rel_stem, [])))]
+        def stems() -> Iterator[tuple[str, list[str], list[str]]]:
+            """``(relative stem, image paths, matte paths)`` in stem order."""
+            for stem_b, rows in groupby(db.execute("SELECT * FROM img ORDER BY stem, path"),
+                                        key=lambda r: r[0]):  # fmt: skip
+                paths = [unpack(r[1]) for r in rows]
+                mats = db.execute("SELECT path FROM mat WHERE stem = ? ORDER BY path", (stem_b,))
+                yield unpack(stem_b), paths, [unpack(m) for (m,) in mats]
+
+        def one(job: tuple[str, list[str], list[str]]) -> list[Item | Reject]:
+            rel_stem, paths, mats = job
+            outs = [self._item(mode, rel_stem, paths[0], mats)]
             for dup in paths[1:]:
                 outs.append(
                     Reject(self.kind, dup, "duplicate", f"another image with stem {rel_stem}")
                 )
             return outs
 
-        for outs in ordered_map(one, sorted(images), self.workers):
+        for outs in ordered_map(one, stems(), self.workers):
             yield from outs
             tick(len(outs))
 
