@@ -180,11 +180,19 @@ class OCRDistributionHead(nn.Module):
 
 def gather_objects(feats: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
     """Object vectors (B, C, K, 1): ``feats`` (B,C,h,w) averaged under ``softmax`` over all
-    positions of each of the K channels of ``probs`` (B,K,h,w)."""
+    positions of each of the K channels of ``probs`` (B,K,h,w).
+
+    The softmax and the sum over the h*w positions run in float64 (where the device has it)
+    and the result is rounded back once.  The same order of operations as the original,
+    but its float32 rounding here is the deep HRNets' dominant error: this one sum of ~6e3
+    terms of size ~3e3 feeds every pixel's attention, and its kernel-dependent rounding
+    moved hrnet32's output by up to 0.6 of the spec tolerance (docs/harmonization.md).
+    """
     b, k = probs.shape[:2]
-    p = F.softmax(probs.reshape(b, k, -1), dim=2)  # (B, K, hw)
-    f = feats.reshape(b, feats.shape[1], -1).permute(0, 2, 1)  # (B, hw, C)
-    return torch.matmul(p, f).permute(0, 2, 1).unsqueeze(3)
+    acc = feats.dtype if feats.device.type == "mps" else torch.float64
+    p = F.softmax(probs.reshape(b, k, -1).to(acc), dim=2)  # (B, K, hw)
+    f = feats.reshape(b, feats.shape[1], -1).permute(0, 2, 1).to(acc)  # (B, hw, C)
+    return torch.matmul(p, f).permute(0, 2, 1).unsqueeze(3).to(feats.dtype)
 
 
 class HighResolutionNet(nn.Module):
