@@ -446,6 +446,8 @@ def generate_records(
                 fgl = _src(fname).load_foreground(fitem)
                 colors = estimate_foreground(fgl.rgb, fgl.alpha, cfg.fg_estimator)
                 fg_data = (colors, fgl.alpha, fgl.ignore, bool(fgl.coarse or fitem.coarse))
+            except _BUGS:
+                raise  # our own coding error: fail the shard, loudly (see _BUGS)
             except Exception as exc:  # one bad input is a reject, never a failed shard
                 bad_fg.add(fi)
                 yield _reject(fname, fitem, exc)
@@ -456,6 +458,8 @@ def generate_records(
         if bg is None:
             try:
                 bg = _src(bname).load_background(bitem)
+            except _BUGS:
+                raise
             except Exception as exc:  # (the build's --max-reject-rate catches a pattern)
                 bad_bg.add(bi)
                 yield _reject(bname, bitem, exc)
@@ -499,6 +503,16 @@ def generate_records(
             ignore=encode_png(comp.ignore) if comp.ignore is not None else None,
             meta=meta,
         )
+
+
+#: Exceptions no input can cause, only a coding error: they fail the shard (and the build)
+#: instead of becoming a reject.  Everything else raised while loading a source's item or
+#: estimating its foreground colours is a reject with its type and message recorded:
+#: third-party decoders raise a wide range of types on hostile files (ValueError, OSError,
+#: SyntaxError, cv2.error, TypeError...), so listing "input errors" cannot be complete,
+#: while a bug that does raise one of those on every item is stopped by the build's
+#: --max-reject-rate (default 1% per source), which fails the build naming the reason.
+_BUGS = (NameError, ImportError, NotImplementedError, AssertionError)
 
 
 def _reject(source: str, item: Item, exc: Exception) -> Reject:

@@ -62,7 +62,7 @@ Methods (``estimate_foreground(..., method=...)``):
     on synthetic composites with known ``F`` (numbers in ``docs/compositing.md``).
 
 ``"blur_fusion_v1"``
-    The previous default (matdata <= this change): stage 1 with a fourth pass ``(6, 4)``,
+    The default before ``"blur_fusion"`` replaced it: stage 1 with a fourth pass ``(6, 4)``,
     then a background refinement (the background implied by the regularised ``F``,
     ``(I - a*F) / (1 - a)`` where ``a <= 0.9``, re-blurred over 8 px) and the per-pixel
     update above against ``F_r``, ``B_r`` with ``lam = 0.3``.  Kept to reproduce
@@ -169,7 +169,7 @@ def _box(x: np.ndarray, r: int) -> np.ndarray:
 
 
 def _blur_fr_br(
-    image: np.ndarray, a1: np.ndarray, f: np.ndarray, b: np.ndarray, r: int, prior: bool = False
+    a1: np.ndarray, f: np.ndarray, b: np.ndarray, r: int, prior: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(F_r, B_r, a3, 1 - a3)`` at one level (float32, 3 channels, same shape).
 
@@ -229,7 +229,7 @@ def blur_fusion(
     """
     f = b = image
     for r in radii:
-        fr, br, a3, one_a3 = _blur_fr_br(image, alpha, f, b, r)
+        fr, br, a3, one_a3 = _blur_fr_br(alpha, f, b, r)
         f, b = _paper_update(image, fr, br, a3, one_a3), br
     return f
 
@@ -302,7 +302,7 @@ def multiscale_blur_fusion(
             b = cv2.resize(b, (lw, lh), interpolation=cv2.INTER_LINEAR)
         if i > 0:  # anchor B: it is the image itself where alpha is (nearly) zero
             cv2.copyTo(image, (a1 <= _ANCHOR).astype(np.uint8), b)
-        fr, br, a3, one_a3 = _blur_fr_br(image, a1, f, b, max(1, round(r / d)), prior=True)
+        fr, br, a3, one_a3 = _blur_fr_br(a1, f, b, max(1, round(r / d)), prior=True)
         if i < len(passes) - 1:
             f, b = _paper_update(image, fr, br, a3, one_a3), br
     assert fr is not None and br is not None

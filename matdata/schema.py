@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -120,7 +120,6 @@ class Record:
     trimap: bytes | None = None
     ignore: bytes | None = None
     image_raw: bytes | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # never written; for in-memory use
 
     @property
     def split(self) -> str:
@@ -259,3 +258,13 @@ def decode_record(rec: Record, fields: tuple[str, ...] | None = None) -> Decoded
             fast_decode_jpeg(value) if spec.kind == "jpeg" else fast_decode_png_gray(value)
         )
     return DecodedRecord(**out)
+
+
+def is_coarse(meta: Mapping[str, Any]) -> bool:
+    """Whether a record's alpha is a coarse mask (e.g. Supervisely: no matting ground truth,
+    semantic supervision only): the ONE rule, used by training, evaluation and QA.
+
+    The builder writes ``meta["coarse"]`` and ``meta["fg"]["coarse"]``; either being true
+    makes the record coarse (a record that says neither is fine)."""
+    fg = meta.get("fg")
+    return bool(meta.get("coarse")) or (isinstance(fg, Mapping) and bool(fg.get("coarse")))

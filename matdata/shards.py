@@ -309,8 +309,8 @@ class ShardWriter:
     Records are validated, then streamed to temporary hidden files; :meth:`close` renames
     them into place and returns one :class:`ShardInfo` per format (with sha256 computed
     while writing).  :meth:`abort` (or leaving a ``with`` block by an exception) deletes
-    the temporary files.  ``jpeg_quality`` is accepted for API symmetry and recorded by
-    callers: records arrive already encoded.
+    the temporary files.  Records arrive already encoded (the JPEG quality is the
+    builder's, recorded in ``dataset.json``'s config).
     """
 
     def __init__(
@@ -319,14 +319,12 @@ class ShardWriter:
         split: str,
         index: int,
         formats: tuple[str, ...] | list[str] | str = FORMATS,
-        jpeg_quality: int | None = None,
         row_group_size: int = ROW_GROUP_SIZE,
     ):
         self.dataset_dir = dataset_dir
         self.split = split
         self.index = int(index)
         self.formats = check_formats(formats)
-        self.jpeg_quality = jpeg_quality
         self._keys: set[str] = set()
         self._parts: list[_Part] = []
         self._closed = False

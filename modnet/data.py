@@ -50,6 +50,7 @@ import torch
 import torch.utils.data
 
 from matdata.errors import DatasetError, MatdataError
+from matdata.schema import is_coarse  # the one coarse rule (re-exported here)
 from modnet.augment import AugmentConfig, binarize, crop_into, recompose
 
 _log = logging.getLogger("matdata.modnet")
@@ -127,20 +128,6 @@ def worker_owns(
     """Whether rank-global sample ``position`` is produced by loader worker ``worker``."""
     k = position // batch_size
     return k >= first_batch and (k - first_batch) % workers == worker
-
-
-def is_coarse(meta: dict[str, Any]) -> bool:
-    """Whether a record's alpha is a coarse mask (Supervisely-like): semantic loss only.
-
-    Recognised flags: ``meta["coarse"]``, ``meta["fg"]["coarse"]`` (fg provenance object)
-    or ``meta["alpha_quality"] == "coarse"``.
-    """
-    if meta.get("coarse"):
-        return True
-    fg = meta.get("fg")
-    if isinstance(fg, dict) and fg.get("coarse"):
-        return True
-    return str(meta.get("alpha_quality", "")).lower() == "coarse"
 
 
 # ------------------------------------------------------------------------ the dataset

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from matdata.errors import CheckpointError, DeviceError
+from matdata.device import resolve_device
+from matdata.errors import CheckpointError
 from modnet.model import MODNet, build_modnet, infer_config, load_modnet_weights
 
 REF_SIZE = 512
@@ -40,23 +41,6 @@ def to_input(rgb: np.ndarray) -> torch.Tensor:
     """(H,W,3) uint8 RGB -> (1,3,H,W) float32 in [-1, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
     return (t * 2.0 - 1.0)[None]
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> cuda when available else cpu; a CUDA request without CUDA is an error."""
-    if device in ("", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise DeviceError(f"unknown device {device!r}", hint="auto | cpu | cuda | cuda:N") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {device} asked for, but CUDA is not available here")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise DeviceError(
-            f"device {device} asked for, but this machine has {torch.cuda.device_count()} GPU(s)"
-        )
-    return dev
 
 
 @dataclass

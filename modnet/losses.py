@@ -27,7 +27,33 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DEFAULT_WEIGHTS = (10.0, 10.0, 1.0)
+#: (semantic, detail, matte) loss weights of MODNet's released trainer: the trainer's
+#: default (``TrainConfig.loss_weights``, ``matdata train --loss-weights``) is this constant.
+DEFAULT_WEIGHTS: tuple[float, float, float] = (10.0, 10.0, 1.0)
+
+
+def parse_loss_weights(text: str) -> tuple[float, float, float]:
+    """``"S,D,M"`` (semantic, detail, matte; e.g. ``10,10,1``) -> three finite weights >= 0,
+    not all 0; anything else is a :class:`~matdata.errors.ConfigError`."""
+    import math
+
+    from matdata.errors import ConfigError
+
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ConfigError(
+            f"--loss-weights {text!r} is not three weights",
+            hint="give semantic,detail,matte as numbers >= 0, e.g. --loss-weights 10,10,1",
+        )
+    if not any(values):
+        raise ConfigError("--loss-weights are all 0: nothing would be learned")
+    return values  # type: ignore[return-value]
+
+
 BOUNDARY_WEIGHT = 4.0  # extra weight of the unknown region in the matte loss
 
 
@@ -174,6 +200,7 @@ __all__ = [
     "gaussian_blur",
     "gaussian_kernel",
     "modnet_losses",
+    "parse_loss_weights",
     "semantic_target",
     "soc_losses",
 ]

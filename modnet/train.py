@@ -38,7 +38,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from matdata.errors import CheckpointError, ConfigError, DatasetError, DeviceError, Interrupted
+from matdata import testhooks
+from matdata.errors import CheckpointError, ConfigError, DatasetError, Interrupted
+from modnet.losses import DEFAULT_WEIGHTS
 
 CKPT_FORMAT = "matdata-modnet-train"
 #: Largest training crop side (``--image-size``).
@@ -98,7 +100,7 @@ class TrainConfig:
     fmt: str | None = None
     shuffle_buffer: int = 256
     recompose: float = 0.0
-    loss_weights: tuple[float, float, float] = (10.0, 10.0, 1.0)
+    loss_weights: tuple[float, float, float] = DEFAULT_WEIGHTS  # modnet.losses: one place
     record_keys: bool = False
     verify: bool = True  # hash shards while streaming; refuse a mismatch
     max_bad_records: int = 10  # undecodable records skipped before training stops
@@ -304,20 +306,11 @@ def setup_distributed(device_kind: str) -> DistInfo:
 
 
 def pick_device(spec: str, local_rank: int = 0) -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a device (CUDA rank-local under DDP)."""
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"device {spec} requested but CUDA is not available", hint="--device cpu"
-            )
-        if spec == "cuda":
-            return torch.device("cuda", local_rank)
-    try:
-        return torch.device(spec)
-    except RuntimeError as exc:
-        raise DeviceError(f"unknown device {spec!r}", hint="auto, cpu, cuda or cuda:N") from exc
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a device (CUDA rank-local under DDP):
+    :func:`matdata.device.resolve_device`, the resolver harmonization uses too."""
+    from matdata.device import resolve_device
+
+    return resolve_device(spec, local_rank)
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -828,6 +821,7 @@ class Trainer:
                     if cfg.record_keys:
                         log.keys(self.step, batch["key"])
                     train = self.train_step(self._to_device(batch))
+                    testhooks.step_done(self.step)  # MATDATA_TEST_SIGINT_AFTER_STEPS: Ctrl-C
                     stop = interrupt.requested
                     if self.dist.world > 1:
                         train["total"], stop = _reduce_step(train["total"], stop, self.device)

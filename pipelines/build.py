@@ -55,10 +55,6 @@ class BuildSummary:
     task_seconds: float = 0.0  # sum over written shards of their task time (worker busy)
     peak_rss_mb: float = 0.0  # highest worker peak RSS reported by a written shard
 
-    @property
-    def throughput(self) -> float:
-        return self.samples_written / self.seconds if self.seconds > 0 else 0.0
-
 
 def build_shard(task: ShardTask, progress: Callable[[int], None] | None = None) -> ShardResult:
     """The per-shard function: reuse a complete shard from a previous run, else write it."""

@@ -39,6 +39,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from matdata import testhooks
 from matdata.errors import ConfigError, DatasetError, MatdataError
 from matdata.locks import LOCK_NAME, output_lock
 from matdata.progress import make_progress
@@ -155,9 +156,12 @@ class TaskFailure:
 def _call(fn: TaskFn, task: Any, topic: str | None) -> Any:
     """What a worker runs: the pipeline's task function with a progress reporter."""
     try:
-        return fn(task, Reporter(topic, task.name) if topic else None)
+        res = fn(task, Reporter(topic, task.name) if topic else None)
     except MatdataError as exc:
         return TaskFailure(exc.one_line())
+    if not getattr(res, "skipped", True):
+        testhooks.shard_written()  # no-op unless a test set MATDATA_TEST_KILL_AFTER_SHARDS
+    return res
 
 
 # ------------------------------------------------------------------------- the Dask loop

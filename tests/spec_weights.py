@@ -1,4 +1,4 @@
-"""Deterministic weights for the weight-compatibility specs (tests/data/specs/README).
+"""Deterministic weights for the weight-compatibility specs (tests/data/specs/README.md).
 
 Shared by the MODNet and harmonization tests: for every key of a manifest, a value drawn
 from ``numpy.random.default_rng([seed, crc32(canonical_key)])`` as the spec defines, so a

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -117,31 +116,27 @@ def test_resume_after_kill(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     out = tmp_path / "ds"
-    # 48 samples of 256x256 in 12 shards (one foreground each) on one worker: about a
-    # second of work after the cluster starts, so a kill after the first marker lands
-    # mid-way
+    # 48 samples in 12 shards (one foreground each) on one single-threaded worker, which
+    # SIGKILLs the whole process group (CLI, fork server, workers) right after its 5th
+    # shard's marker (a test hook, see matdata.testhooks): exactly 5 shards are complete
     cmd = [*CLI, "build", "--fg", "demo", "--bg", "demo", "--fg-option", "n_fg=12"]
     cmd += ["--out", str(out), "--per-fg", "4", "--size", "256", "--format", "both"]
     cmd += ["--samples-per-shard", "4", "--workers", "1", "--no-progress"]
+    env = {**os.environ, "MATDATA_TEST_KILL_AFTER_SHARDS": "5"}
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+    )  # fmt: skip
     parts = out / ".parts"
-    deadline = time.time() + 120
     try:
-        while time.time() < deadline and proc.poll() is None:
-            if any(p.name.startswith("train-") for p in parts.glob("*.json")):
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, "the build ended before it could be killed"
-        os.killpg(proc.pid, signal.SIGKILL)  # the CLI, its fork server and its workers
+        assert proc.wait(180) == -signal.SIGKILL
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+            proc.wait(30)
 
     done = sorted(p for p in parts.glob("*-*.json") if not p.name.startswith("."))
-    assert 1 <= len(done) < 12, f"{len(done)} shards complete at kill time"
+    assert len(done) == 5, f"{len(done)} shards complete at kill time"
     assert not (out / "dataset.json").exists()
     for p in _visible_shards(out):  # every visible shard is complete, never partial
         if p.suffix == ".parquet":

@@ -36,14 +36,32 @@ def test_every_command_help_is_light():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     count, heavy = res.stdout.strip().split(" ", 1)
     assert heavy == "[]", res.stdout
+    assert int(count) >= 10, res.stdout  # every command group registered, not a stub app
 
 
 def test_version_and_unknown_command():
     ok = subprocess.run(["matdata", "--version"], capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stdout.startswith("matdata ")
-    bad = subprocess.run(["matdata", "no-such-command"], capture_output=True, text=True)
-    assert bad.returncode != 0
-    assert "no-such-command" in bad.stderr
+    for args, what in (
+        (["no-such-command"], "No such command 'no-such-command'"),
+        (["build", "--fg", "demo", "--bg", "demo", "--out", "x", "--per-fg", "x"], "--per-fg"),
+        (["build", "--bg", "demo", "--out", "x"], "--fg"),
+    ):
+        bad = subprocess.run(["matdata", *args], capture_output=True, text=True)
+        _assert_one_usage_error(bad, what)
+
+
+def _assert_one_usage_error(proc: subprocess.CompletedProcess, what: str) -> None:
+    """A usage error: exit 2, nothing on stdout, click's short usage + ONE ``Error:`` line
+    naming the problem on stderr; no traceback, no boxed panel."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert proc.stdout == "", proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("Error:")]
+    assert len(errors) == 1 and what in errors[0], proc.stderr
+    assert lines[0].startswith("Usage: matdata") and lines[-1] == errors[0], proc.stderr
+    assert len(lines) == 3, proc.stderr  # usage, "Try 'matdata ... -h' for help.", error
+    assert "Traceback" not in proc.stderr and "\u2500" not in proc.stderr
 
 
 def test_unwritable_output_is_one_error_line(tmp_path):

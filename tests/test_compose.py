@@ -81,8 +81,15 @@ def test_cover_crop_keeps_aspect(bg_size: tuple, out: tuple, crop: str) -> None:
         assert x0 >= 0 and y0 >= 0 and x0 + cw <= bw and y0 + ch <= bh
         # aspect of the source window equals the output's to within one source pixel
         assert abs(cw * H / W - ch) <= 1.0 and abs(ch * W / H - cw) <= 1.0
-        # it covers: one side of the window spans the whole background
-        assert cw == bw or ch == bh or c.params["bg_zoom"] > 1.0
+        # it covers: one side of the window, zoomed back out, spans the whole background
+        # (to within the window's rounding: half a source pixel, times the zoom)
+        z = c.params["bg_zoom"]
+        assert 1.0 <= z <= cfg.bg_zoom[1]
+        assert min(abs(cw * z - bw), abs(ch * z - bh)) <= 0.5 * z + 1e-9, (cw, ch, z)
+        # without augment there is no zoom: one side is the background's, exactly
+        c0 = compose_sample(f, a, _bg(bw, bh), np.random.default_rng(seed), _no_aug(cfg))
+        _, _, cw0, ch0 = c0.params["bg_crop"]
+        assert c0.params["bg_zoom"] == 1.0 and (cw0 == bw or ch0 == bh)
         if crop == "center":
             assert abs((bw - cw) - 2 * x0) <= 1 and abs((bh - ch) - 2 * y0) <= 1
 
@@ -149,6 +156,85 @@ def test_domain_gap_recorded_and_json() -> None:
     assert plain.params["domain_gap"] == {}
     assert np.array_equal(plain.alpha, c.alpha)
     assert not np.array_equal(plain.image, c.image)
+
+
+def _no_aug(cfg: ComposeConfig) -> ComposeConfig:
+    return ComposeConfig(**{**cfg.__dict__, "augment": False})
+
+
+def _gap_alone(op: str, **extra: float) -> tuple:
+    """The same draws with only ``op`` on (probability 1) and with no op: both composites."""
+    f, a = _fg()
+    cfg = ComposeConfig(size=(48, 48), keep_layers=True, **{op: 1.0}, **extra)
+    c = compose_sample(f, a, _bg(), np.random.default_rng(5), cfg)
+    plain_cfg = ComposeConfig(size=(48, 48), keep_layers=True)
+    plain = compose_sample(f, a, _bg(), np.random.default_rng(5), plain_cfg)
+    assert set(c.params["domain_gap"]) == {op} and plain.params["domain_gap"] == {}
+    # the ops are drawn after the geometry: everything else is the same
+    drop = ("domain_gap",)
+    assert {k: v for k, v in c.params.items() if k not in drop} == {
+        k: v for k, v in plain.params.items() if k not in drop
+    }
+    assert np.array_equal(c.alpha, plain.alpha)
+    return c, plain
+
+
+def _sharpness(rgb: np.ndarray) -> float:
+    x = rgb.astype(np.float64)
+    return float(np.abs(np.diff(x, axis=0)).mean() + np.abs(np.diff(x, axis=1)).mean())
+
+
+def test_domain_gap_bg_blur_alone() -> None:
+    c, plain = _gap_alone("bg_blur", bg_blur_sigma=(1.5, 2.5))
+    assert np.array_equal(c.fg, plain.fg)  # the foreground is not blurred
+    # the background loses most of its pixel-to-pixel detail (random noise, sigma >= 1.5)
+    assert _sharpness(c.bg) < 0.5 * _sharpness(plain.bg)
+    assert abs(c.bg.astype(float).mean() - plain.bg.astype(float).mean()) < 3
+    assert np.array_equal(c.image, composite_rgb(c.fg, c.alpha, c.bg))
+    assert not np.array_equal(c.image, plain.image)
+
+
+def test_domain_gap_jpeg_match_alone() -> None:
+    import cv2
+
+    c, plain = _gap_alone("jpeg_match")
+    q = c.params["domain_gap"]["jpeg_match"]["quality"]
+
+    def jpeg(rgb: np.ndarray) -> np.ndarray:
+        ok, buf = cv2.imencode(".jpg", rgb[..., ::-1].copy(), [cv2.IMWRITE_JPEG_QUALITY, q])
+        assert ok
+        return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+
+    # both layers went through JPEG at the same recorded quality
+    assert not np.array_equal(c.bg, plain.bg) and not np.array_equal(c.fg, plain.fg)
+    assert np.array_equal(c.bg, jpeg(plain.bg)) and np.array_equal(c.fg, jpeg(plain.fg))
+    assert np.array_equal(c.image, composite_rgb(c.fg, c.alpha, c.bg))
+
+
+def test_domain_gap_color_jitter_alone() -> None:
+    c, plain = _gap_alone("color_jitter", color_jitter_strength=0.3)
+    gains = c.params["domain_gap"]["color_jitter"]
+    assert gains["fg"] != gains["bg"]  # drawn independently for each layer
+    for layer, name in ((c.bg, "bg"), (c.fg, "fg")):
+        base = getattr(plain, name)
+        assert not np.array_equal(layer, base), name
+    # brightness scales the background's mean grey (contrast and saturation keep it,
+    # up to clipping at 0 / 255 and rounding)
+    want = plain.bg.astype(float).mean() * gains["bg"]["brightness"]
+    assert abs(c.bg.astype(float).mean() - want) < 4, (c.bg.mean(), want)
+    assert np.array_equal(c.image, composite_rgb(c.fg, c.alpha, c.bg))
+
+
+def test_domain_gap_noise_alone() -> None:
+    c, plain = _gap_alone("noise", noise_sigma=(4.0, 6.0))
+    sigma = c.params["domain_gap"]["noise"]["sigma"]
+    # the layers are untouched; the noise is on the composite, zero-mean with that sigma
+    assert np.array_equal(c.fg, plain.fg) and np.array_equal(c.bg, plain.bg)
+    clean = composite_rgb(c.fg, c.alpha, c.bg).astype(float)
+    assert np.array_equal(clean, plain.image.astype(float))
+    inner = (clean > 20) & (clean < 235)  # away from clipping
+    resid = (c.image.astype(float) - clean)[inner]
+    assert abs(resid.mean()) < 0.5 and 0.8 * sigma < resid.std() < 1.2 * sigma
 
 
 def test_config_json_roundtrip_and_validation() -> None:

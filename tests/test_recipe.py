@@ -1,9 +1,9 @@
 """docs/recipes.md at toy scale: the seed's coarse-to-fine recipe, command by command.
 
-Fixtures are the real layouts of Supervisely Person, AISegment and Places365 made by the
-source tests (every quirk included); images 64 px, two training steps per stage.  The
-commands are the ones in docs/recipes.md with toy sizes.  COCO backgrounds and builds with
-several --fg/--bg sources are not on this branch yet: the builds here use one source per role.
+Fixtures are the real layouts of Supervisely Person, AISegment, Places365 and COCO made by
+the source tests (every quirk included); images 64 px, two training steps per stage.  The
+commands are the ones in docs/recipes.md with toy sizes; both builds mix Places365 and COCO
+backgrounds.
 """
 
 from __future__ import annotations
@@ -54,22 +54,24 @@ def test_recipe_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capf
     import test_sources_aisegment as aiseg
     import test_sources_places365 as places
     import test_sources_supervisely as sly
+    from coco_fixture import make_coco
 
     monkeypatch.chdir(tmp_path)
     sly.build_project(tmp_path / "raw" / "supervisely")
     aiseg.build_tree(tmp_path / "raw" / "aisegment")
     places.build(tmp_path / "raw" / "places365")
+    make_coco(tmp_path / "raw" / "coco")
 
-    # 1. ingest (val_fraction so that the toy sources have a val split)
-    for kind in ("supervisely", "aisegment", "places365"):
-        proc = _cli(["ingest", kind, f"raw/{kind}", "-o", "val_fraction=0.5", "--no-progress"],
-                    tmp_path)  # fmt: skip
+    # 1. ingest (val_fraction so that the toy sources have a val split; COCO has its own)
+    for kind in ("supervisely", "aisegment", "places365", "coco"):
+        opts = [] if kind == "coco" else ["-o", "val_fraction=0.5"]
+        proc = _cli(["ingest", kind, f"raw/{kind}", *opts, "--no-progress"], tmp_path)
         assert f"registered as {kind}" in proc.stdout
 
     # 2. coarse dataset, backbone pretraining on it
     build = ["--size", "64", "--per-fg", "2", "--workers", "1", "--no-progress"]
-    _cli(["build", "--fg", "supervisely", "--bg", "places365", "--out", "coarse", *build],
-         tmp_path)  # fmt: skip
+    _cli(["build", "--fg", "supervisely", "--bg", "places365", "--bg", "coco", "--out", "coarse",
+          *build], tmp_path)  # fmt: skip
     assert _main(["train", "--task", "segmentation", "--data", "coarse", "--backbone",
                   "mobilenetv2", "--out", "runs/seg", "--steps", "2", *TOY]) == 0  # fmt: skip
     seg_vals = [json.loads(x) for x in Path("runs/seg/metrics.jsonl").read_text().splitlines()]
@@ -77,8 +79,11 @@ def test_recipe_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capf
     assert seg_vals and all(0.0 <= r["iou"] <= 1.0 for r in seg_vals)
 
     # 3. fine dataset (layers kept for harmonization and --recompose), harmonized
-    _cli(["build", "--fg", "aisegment", "--bg", "places365", "--out", "fine", "--keep-layers",
-          *build], tmp_path)  # fmt: skip
+    _cli(["build", "--fg", "aisegment", "--bg", "places365", "--bg", "coco", "--bg-weights",
+          "places365=0.7,coco=0.3", "--out", "fine", "--keep-layers", *build],
+         tmp_path)  # fmt: skip
+    fine_index = json.loads(Path("fine/dataset.json").read_text())
+    assert fine_index["samples"] > 0
     _cli(["harmonize", "fine", "--model", "reinhard", "--out", "fine-h", "--workers", "1",
           "--no-progress"], tmp_path)  # fmt: skip
     capfd.readouterr()

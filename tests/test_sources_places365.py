@@ -159,3 +159,23 @@ def test_threaded_scan_matches_single_thread(tmp_path: Path) -> None:
     a, items1, rejects1 = scan(tmp_path, workers=1, io="outdoor")
     b, items4, rejects4 = scan(tmp_path, workers=4, io="outdoor")
     assert items1 == items4 and rejects1 == rejects4 and a.filtered == b.filtered == 5
+
+
+def test_hostile_category_index_costs_no_allocation(tmp_path: Path) -> None:
+    """An index read off disk never sizes an allocation: a category file claiming index
+    10^12 (a list of that length would need terabytes) scans like any other."""
+    import resource
+
+    build(tmp_path)
+    put(
+        tmp_path / "categories_places365.txt",
+        b"/a/airfield 0\n/b/bedroom 999999999999\n/s/swimming_pool/indoor 2\n",
+    )
+    put(tmp_path / "places365_val.txt", b"Places365_val_00000001.jpg 999999999999\n")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    got = list(Places365Source(str(tmp_path)).scan())
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    items = [x for x in got if isinstance(x, Item)]
+    assert items and grown_mb < 200
+    by_name = {Path(x.image).name: x for x in items if "val_256" in x.image}
+    assert by_name["Places365_val_00000001.jpg"].category == "bedroom"

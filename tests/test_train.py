@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from train_check import assert_metrics_match, independent_val_metrics
 
 from modnet.train import (
     LOCKED,
@@ -91,9 +93,13 @@ def test_training_lowers_validation_loss(runs: dict[str, Path]) -> None:
     first, last = log[("val", 0)], log[("val", STEPS)]
     assert last["loss"] < 0.75 * first["loss"], (first["loss"], last["loss"])
     assert last["samples"] == first["samples"] > 0
+    # the logged metrics are the model's: an independent recomputation on the same val
+    # split agrees (scoring the ground truth instead would log 0)
+    want = independent_val_metrics(runs["a"] / "last.pt", runs["data"], 64, 4, 8)
+    assert_metrics_match(last, want)
     for region in ("unknown", "whole"):
         for metric in ("sad", "mse", "mad", "grad", "conn"):
-            assert last[f"{region}/{metric}"] >= 0
+            assert last[f"{region}/{metric}"] > 0, (region, metric)
     # the LR schedule steps (cosine, no warm-up): strictly decreasing
     lrs = [log[("train", s)]["lr"] for s in range(1, STEPS + 1)]
     assert lrs[0] == pytest.approx(3e-3) and all(x > y for x, y in zip(lrs, lrs[1:], strict=False))
@@ -155,23 +161,16 @@ def test_resume_in_place_after_an_interruption(runs: dict[str, Path], tmp_path) 
 
 def test_ctrl_c_saves_a_consistent_checkpoint(runs: dict[str, Path], tmp_path) -> None:
     """SIGINT during training: the step in progress finishes, last.pt is written, exit 130;
-    resuming then reproduces the uninterrupted run."""
-    import signal
-    import time
-
+    resuming then reproduces the uninterrupted run.  The run sends itself the SIGINT right
+    after step 3 (a test hook, see matdata.testhooks), so it stops at exactly step 3."""
     run = tmp_path / "run"
     args = [
         "train", "--data", str(runs["data"]), "--out", str(run), "--steps", str(STEPS),
         "--ckpt-every", "100", "--val-every", "0", "--workers", "0", *COMMON,
     ]  # fmt: skip
-    proc = subprocess.Popen([*CLI, *args], env=_env(), stderr=subprocess.PIPE, text=True)
+    env = {**_env(), "MATDATA_TEST_SIGINT_AFTER_STEPS": "3"}
+    proc = subprocess.Popen([*CLI, *args], env=env, stderr=subprocess.PIPE, text=True)
     log = run / "metrics.jsonl"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        if log.exists() and '"kind": "train"' in log.read_text():
-            proc.send_signal(signal.SIGINT)
-            break
-        time.sleep(0.01)
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err
@@ -179,7 +178,7 @@ def test_ctrl_c_saves_a_consistent_checkpoint(runs: dict[str, Path], tmp_path) -
     assert str(run / "checkpoints" / "step-") in err and f"--resume {run}" in err, err
     assert "completed shards" not in err and "Traceback" not in err
     stopped = torch.load(run / "last.pt", weights_only=True)["step"]
-    assert 1 <= stopped < STEPS
+    assert stopped == 3
     assert max(d["step"] for d in map(json.loads, log.read_text().splitlines())) == stopped
     assert _main(["train", "--resume", str(run)]) == 0
     la, lb = _log(runs["a"]), _log(run)
@@ -224,8 +223,27 @@ def test_predict_and_evaluate_on_the_checkpoint(runs: dict[str, Path], tmp_path,
     ckpt = str(runs["a"] / "last.pt")
     small = ["--ref-size", "64", "--device", "cpu", "--no-progress"]
     capsys.readouterr()
-    assert _main(["evaluate", "--checkpoint", ckpt, "--data", str(runs["data"]), *small]) == 0
+    report = tmp_path / "eval.json"
+    args = ["evaluate", "--checkpoint", ckpt, "--data", str(runs["data"]), "--json", str(report)]
+    assert _main([*args, *small]) == 0
     assert "sad" in capsys.readouterr().out.lower()
+    # every fine val record is scored, with the model's own prediction: the per-image SAD
+    # equals one computed here from `predict_alpha` and the ground truth (SAD = sum|d|/1000)
+    from modnet.inference import load_checkpoint_model, predict_alpha
+
+    got = json.loads(report.read_text())
+    fine = [
+        decode_record(r) for r in iter_records(str(runs["data"]), "val") if not r.meta.get("coarse")
+    ]
+    assert [d["key"] for d in got["images"]] == [r.key for r in fine]
+    model = load_checkpoint_model(ckpt, "cpu").model
+    sads = []
+    for rec, row in zip(fine, got["images"], strict=True):
+        pred = predict_alpha(model, rec.image, ref_size=64).astype(np.float64)
+        want = float(np.abs(pred - rec.alpha / 255.0).sum() / 1000.0)
+        assert want > 0 and row["whole"]["sad"] == pytest.approx(want, rel=1e-3), rec.key
+        sads.append(want)
+    assert got["metrics"]["whole"]["sad"] == pytest.approx(np.mean(sads), rel=1e-3)
 
     rec = decode_record(next(iter_records(str(runs["data"]), "val")))
     img = tmp_path / "p.jpg"
@@ -270,3 +288,44 @@ def test_ignored_pixels_get_no_gradient() -> None:
     assert det.grad[..., :20, :].abs().max() == 0 and det.grad[..., 20:, :].abs().max() > 0
     assert mat.grad[..., :20, :].abs().max() == 0 and mat.grad[..., 20:, :].abs().max() > 0
     assert sem.grad[..., :2, :].abs().max() == 0 and sem.grad[..., 2:, :].abs().max() > 0
+
+
+def test_loss_weights_have_one_source_and_reach_the_loss(tmp_path, capsys) -> None:
+    """The trainer's default IS modnet.losses.DEFAULT_WEIGHTS (editing the constant changes
+    training), ``--loss-weights`` sets them, and compute_losses scales each term by its own."""
+    import dataclasses
+
+    from modnet import build_modnet
+    from modnet.losses import DEFAULT_WEIGHTS, parse_loss_weights
+    from modnet.train import compute_losses
+
+    field = {f.name: f for f in dataclasses.fields(TrainConfig)}["loss_weights"]
+    assert field.default is DEFAULT_WEIGHTS
+    assert parse_loss_weights(" 1, 0.5,2 ") == (1.0, 0.5, 2.0)
+    for bad in ("1,2", "a,b,c", "1,-1,1", "0,0,0", "1,nan,1"):
+        with pytest.raises(Exception, match="loss-weights"):
+            parse_loss_weights(bad)
+    capsys.readouterr()
+    assert _main(["train", "--data", str(tmp_path), "--loss-weights", "1,2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--loss-weights '1,2'" in err[0], err
+    # the weights are part of the run's config (and a resumed run may not change them)
+    cfg = TrainConfig.from_json(TrainConfig(loss_weights=(1.0, 0.0, 3.0)).to_json())
+    assert cfg.loss_weights == (1.0, 0.0, 3.0) and "loss_weights" in LOCKED
+
+    torch.manual_seed(0)
+    model = build_modnet("mobilenetv2", 8, log=None).eval()
+    alpha = (torch.rand(2, 1, 64, 64) > 0.5).float()
+    batch = {
+        "image": torch.rand(2, 3, 64, 64) * 2 - 1, "alpha": alpha,
+        "trimap": torch.full_like(alpha, 0.5), "ignore": torch.zeros_like(alpha),
+        "coarse": torch.zeros(2, dtype=torch.bool),
+    }  # fmt: skip
+    with torch.no_grad():
+        unit, _ = compute_losses(model, batch, (1.0, 1.0, 1.0))
+        got, _ = compute_losses(model, batch, (2.0, 0.0, 5.0))
+    for term, w in (("semantic", 2.0), ("detail", 0.0), ("matte", 5.0)):
+        assert float(got[term]) == pytest.approx(w * float(unit[term]), rel=1e-5), term
+    assert float(got["total"]) == pytest.approx(
+        2 * float(unit["semantic"]) + 5 * float(unit["matte"]), rel=1e-5
+    )

@@ -218,7 +218,7 @@ def _evaluate_dataset(
 
     from matdata.errors import ImageDecodeError
     from matdata.metrics import METRICS, REGIONS
-    from matdata.schema import decode_record
+    from matdata.schema import decode_record, is_coarse
     from matdata.shards import iter_records, list_shards
     from matdata.storage import atomic_write_text
     from modnet.inference import evaluate, load_checkpoint_model
@@ -229,7 +229,7 @@ def _evaluate_dataset(
 
     def _samples():
         for rec in iter_records(data, split, fmt):
-            if rec.meta.get("coarse"):
+            if is_coarse(rec.meta):
                 skipped["coarse"] += 1  # coarse masks are no matting ground truth
                 continue
             try:

@@ -40,7 +40,9 @@ HarmStrengthOpt = Annotated[
 ]
 HarmNetSizeOpt = Annotated[
     str | None,
-    typer.Option("--net-size", help="Networks only: input size N or HxW (default: the model's)."),
+    typer.Option(
+        "--net-size", help="Networks only: input size N or WxH, width first (default: the model's)."
+    ),
 ]
 
 
@@ -53,13 +55,10 @@ def _harmonizer_params(model: str, strength: float | None, net_size: str | None)
     if net_size is not None:
         if model in ("reinhard", "none"):
             _fail("--net-size applies to networks only")
-        try:
-            parts = [int(p) for p in net_size.lower().split("x")]
-        except ValueError:
-            parts = []
-        if len(parts) not in (1, 2):
-            _fail(f"--net-size must be N or HxW, got {net_size!r}")
-        params["size"] = parts[0] if len(parts) == 1 else tuple(parts)
+        from matdata.sizes import parse_wxh
+
+        w, h = parse_wxh(net_size, "--net-size")  # W x H on the command line (matdata.sizes)
+        params["size"] = w if w == h else (h, w)  # the networks take (H, W)
     return params
 
 

@@ -373,9 +373,7 @@ def build_cmd(
     table.add_row("throughput (shard phase)", f"{rate:.1f} samples/s")
     if s.peak_rss_mb:
         table.add_row("peak worker memory", f"{s.peak_rss_mb:.0f} MiB")
-    out.print(table)
-    for w in s.warnings:
-        out.print(f"[yellow]note:[/] {w}", highlight=False, soft_wrap=True)
+    out.print(table)  # the plan's warnings were printed once, before the build (run_build)
 
 
 def _print_reject_table(exc) -> None:  # exc: matdata.rejects.RejectRateError

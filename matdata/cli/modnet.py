@@ -103,6 +103,13 @@ def train_cmd(
         float | None,
         typer.Option("--clip-grad", min=0.0, help="Max grad norm, 0 = off.  \\[default: 1.0]"),
     ] = None,
+    loss_weights: Annotated[
+        str | None,
+        typer.Option(
+            "--loss-weights",
+            help="Semantic,detail,matte loss weights.  \\[default: 10,10,1]",
+        ),
+    ] = None,
     amp: Annotated[
         bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (CUDA).")
     ] = None,
@@ -198,6 +205,7 @@ def train_cmd(
     With --task segmentation, pretrain the backbone on coarse masks instead; the run's
     checkpoint then serves --backbone-weights.
     """
+    from modnet.losses import parse_loss_weights
     from modnet.mixing import parse_weights
     from modnet.train import resolve_config, train
 
@@ -214,6 +222,7 @@ def train_cmd(
         seed=seed, fmt=fmt, shuffle_buffer=shuffle_buffer, recompose=recompose, init=init,
         record_keys=record_keys, verify=verify, max_bad_records=max_bad_records,
         val_limit=val_limit, threads=threads,
+        loss_weights=parse_loss_weights(loss_weights) if loss_weights is not None else None,
     )  # fmt: skip
     if resume and not out_dir:
         overrides["out"] = None  # keep the checkpoint's run directory

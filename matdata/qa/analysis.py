@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from matdata.schema import is_coarse
+
 #: Every flag QA can raise, with what it means (the report's legend).
 FLAGS: dict[str, str] = {
     "undecodable": "a field of the record does not decode",
@@ -121,15 +123,13 @@ def compose_params(meta: dict[str, Any]) -> dict[str, Any]:
 def provenance(meta: dict[str, Any]) -> dict[str, Any]:
     """Flat provenance of a record for counts and captions (missing values are None).
 
-    ``coarse`` is read from ``meta.coarse`` or ``meta.fg.coarse``; the harmonizer from
+    ``coarse``: :func:`matdata.schema.is_coarse`; the harmonizer from
     ``meta.harmonize.model`` / ``meta.harmonization.model`` / ``meta.harmonizer``.
     """
     harm = _get(meta, "harmonize", "model") or _get(meta, "harmonization", "model")
     if harm is None and isinstance(meta.get("harmonizer"), str):
         harm = meta["harmonizer"]
-    coarse = meta.get("coarse")
-    if coarse is None:
-        coarse = _get(meta, "fg", "coarse")
+    coarse = is_coarse(meta)  # the one rule (matdata.schema)
     return {
         "split": str(meta.get("split", "train")),
         "fg_source": _get(meta, "fg", "source"),

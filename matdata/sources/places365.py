@@ -128,7 +128,10 @@ class Places365Source(Source):
         self.want_io = _io_code(options.get("io"))
         self.total: int | None = None
         self.filtered = 0
-        self.categories: list[str] = []  # index -> name, from categories_places365.txt
+        # index -> name, from categories_places365.txt (a dict: an index read off disk
+        # must not size an allocation; a hostile "/a/b 999999999999" costs one entry)
+        self.categories: dict[int, str] = {}
+        self._category_names: set[str] = set()
         self.io: dict[str, int] = {}  # name -> 1 | 2
         self.val_labels: dict[str, int] = {}  # file name -> category index
 
@@ -137,9 +140,8 @@ class Places365Source(Source):
 
         if CATEGORIES_FILE in by_name:
             idx = parse_index_file(read_bytes(by_name[CATEGORIES_FILE]).decode("utf-8", "replace"))
-            self.categories = [""] * (max(idx.values(), default=-1) + 1)
-            for path, i in idx.items():
-                self.categories[i] = category_name(path)
+            self.categories = {i: category_name(path) for path, i in idx.items()}
+            self._category_names = set(self.categories.values())
         if IO_FILE in by_name:
             raw = parse_index_file(read_bytes(by_name[IO_FILE]).decode("utf-8", "replace"))
             self.io = {category_name(k): v for k, v in raw.items()}
@@ -176,12 +178,13 @@ class Places365Source(Source):
 
     def _canonical(self, category: str | None, fname: str) -> str | None:
         if category is None and fname in self.val_labels:
-            i = self.val_labels[fname]
-            if 0 <= i < len(self.categories):
-                return self.categories[i]
-        if category is not None and self.categories and category not in self.categories:
+            name = self.categories.get(self.val_labels[fname])
+            if name is not None:
+                return name
+        names = self._category_names
+        if category is not None and names and category not in names:
             alt = category.replace("-", "/")  # easy-format dir names may flatten nesting
-            if alt in self.categories:
+            if alt in names:
                 return alt
         return category
 
