@@ -21,9 +21,18 @@ from harmonization.harmonizers import (
     paste_back,
     reinhard_transfer,
 )
-from harmonization.registry import REGISTRY, NetworkConfig, available, build_network, get_config
+from harmonization.registry import (
+    NETWORKS,
+    REGISTRY,
+    NetworkConfig,
+    available,
+    build_network,
+    create_network,
+    get_config,
+)
 
 __all__ = [
+    "NETWORKS",
     "REGISTRY",
     "Harmonizer",
     "NetworkConfig",
@@ -32,6 +41,7 @@ __all__ = [
     "ReinhardHarmonizer",
     "available",
     "build_network",
+    "create_network",
     "get_config",
     "load_harmonizer",
     "load_network",

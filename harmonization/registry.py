@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
@@ -22,7 +23,7 @@ from harmonization.networks.backboned import (
     hrnet32_idih256,
 )
 from matdata.checkpoints import FilterFn, StateDict
-from matdata.errors import ConfigError
+from matdata.registry import Registry
 
 
 def strip_common_prefix(*prefixes: str) -> FilterFn:
@@ -60,6 +61,10 @@ class NetworkConfig:
     filter_fn: FilterFn | None = None
     extra: dict = field(default_factory=dict)
 
+    def __call__(self, **kwargs: Any) -> nn.Module:
+        """A fresh network from :attr:`builder` (what ``NETWORKS.create(name)`` returns)."""
+        return self.builder(**kwargs)
+
 
 _IHARM = "Sofiiuk, Popenova, Konushin: Foreground-aware Semantic Representations for Image Harmonization (WACV 2021)"  # noqa: E501
 _IHARM_ORIGIN = "github.com/SamsungLabs/image_harmonization"
@@ -69,9 +74,12 @@ _RAIN_ORIGIN = "github.com/junleen/RainNet"
 _IHARM_FILTER = strip_common_prefix("model.", "net.")
 _RAIN_FILTER = strip_common_prefix("netG.", "net_G.", "generator.")
 
-REGISTRY: dict[str, NetworkConfig] = {
-    c.name: c
-    for c in (
+#: The wrapped networks by name; ``NETWORKS.create(name)`` builds one.
+NETWORKS: Registry[NetworkConfig] = Registry("network")
+#: The former name of :data:`NETWORKS`.
+REGISTRY = NETWORKS
+
+_CONFIGS: tuple[NetworkConfig, ...] = (
         NetworkConfig(
             "idih256", idih256, "imagenet", 256, 128, 256, ("idih256.pth",), _IHARM, _IHARM_ORIGIN,
             autocast=True, filter_fn=_IHARM_FILTER,
@@ -108,8 +116,9 @@ REGISTRY: dict[str, NetworkConfig] = {
                 ("deeplab_r34_idih256", deeplab_r34_idih256, "deeplab_idih256.pth"),
             )
         ),
-    )
-}  # fmt: skip
+)  # fmt: skip
+for _cfg in _CONFIGS:
+    NETWORKS.register(_cfg.name, _cfg)
 
 #: Harmonizers that need no weights.
 CLASSICAL = ("reinhard", "none")
@@ -121,15 +130,14 @@ def available() -> list[str]:
 
 
 def get_config(name: str) -> NetworkConfig:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown network {name!r}", hint=f"choose one of {', '.join(REGISTRY)}"
-        ) from None
+    """The config registered as ``name`` (:class:`~matdata.errors.ConfigError` if none)."""
+    return NETWORKS.get(name)
 
 
-def build_network(name: str) -> nn.Module:
+def create_network(name: str, **kwargs: Any) -> nn.Module:
     """A fresh network (random init, train mode) whose ``forward(image, mask)`` follows the
     spec conventions; load weights with :func:`load_network`."""
-    return get_config(name).builder()
+    return NETWORKS.create(name, **kwargs)
+
+
+build_network = create_network

@@ -292,7 +292,9 @@ def compose_sample(
 
     import cv2
 
-    identity = (sw, sh, x0, y0) == (W, H, 0, 0) and not flip
+    # (the input's own size too: a scale that rounds to the canvas, e.g. 1001x1000 into
+    # 1000x999, still needs the resize)
+    identity = (fw, fh, sw, sh, x0, y0) == (W, H, W, H, 0, 0) and not flip
     if identity:  # no resampling at all: the alpha is the input's, bit for bit
         f_l, a_out = fg_colors, alpha.copy()
         i_out = ignore.copy() if ignore is not None else None

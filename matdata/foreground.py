@@ -93,18 +93,21 @@ Why hand-written: the algorithm is a handful of OpenCV calls; depending on ``pym
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-METHODS = (
-    "blur_fusion",
-    "blur_fusion_fine",
-    "blur_fusion_v1",
-    "blur_fusion_paper",
-    "ml",
-    "none",
-)
+from matdata.errors import ConfigError
+from matdata.registry import Registry
+
+
+class UnknownMethodError(ConfigError, ValueError):
+    """An unknown foreground method (also a ``ValueError``, as it always was)."""
+
+
+#: The estimators by method name: ``ESTIMATORS.create(method, rgb, alpha, passes=...)``
+#: (uint8 in, uint8 ``(H, W, 3)`` out; ``passes`` matters to the blur-fusion family only).
+ESTIMATORS: Registry = Registry("foreground method", error=UnknownMethodError)
 
 #: Passes of ``"blur_fusion_v1"`` as ``(radius, factor)``: a box blur of ``radius`` pixels
 #: (full-resolution units) computed on the image downscaled by ``factor``.
@@ -517,25 +520,39 @@ def estimate_foreground(
         raise ValueError(
             f"alpha must be (H, W) uint8 matching rgb {rgb.shape[:2]}, got {alpha.shape}"
         )
-    if method == "none":
-        return rgb.copy()
-    if method in ("blur_fusion", "blur_fusion_fine", "blur_fusion_v1"):
-        return multiscale_blur_fusion(
-            rgb,
-            alpha,
-            passes,
-            refine=method == "blur_fusion_fine",
-            local_fit=method != "blur_fusion_v1",
-        )
+    return ESTIMATORS.create(method, rgb, alpha, passes=passes)
+
+
+ESTIMATORS.register("blur_fusion")(multiscale_blur_fusion)
+ESTIMATORS.register("blur_fusion_fine", refine=True)(multiscale_blur_fusion)
+ESTIMATORS.register("blur_fusion_v1", local_fit=False)(multiscale_blur_fusion)
+
+
+def _float_estimator(
+    rgb: np.ndarray, alpha: np.ndarray, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> np.ndarray:
     image = rgb.astype(np.float32) * np.float32(1 / 255)
     a = alpha.astype(np.float32) * np.float32(1 / 255)
-    if method == "blur_fusion_paper":
-        f = blur_fusion(image, a, PAPER_RADII)
-    elif method == "ml":
-        f = _pymatting_ml(image, a)
-    else:
-        raise ValueError(f"unknown foreground method {method!r}; choose one of {METHODS}")
-    return np.rint(f * 255.0).astype(np.uint8)
+    return np.rint(fn(image, a) * 255.0).astype(np.uint8)
+
+
+@ESTIMATORS.register("blur_fusion_paper")
+def _paper_estimator(rgb: np.ndarray, alpha: np.ndarray, passes: object = None) -> np.ndarray:
+    return _float_estimator(rgb, alpha, lambda image, a: blur_fusion(image, a, PAPER_RADII))
+
+
+@ESTIMATORS.register("ml")
+def _ml_estimator(rgb: np.ndarray, alpha: np.ndarray, passes: object = None) -> np.ndarray:
+    return _float_estimator(rgb, alpha, _pymatting_ml)
+
+
+@ESTIMATORS.register("none")
+def _none_estimator(rgb: np.ndarray, alpha: np.ndarray, passes: object = None) -> np.ndarray:
+    return rgb.copy()
+
+
+#: Every method name ``estimate_foreground`` accepts.
+METHODS: tuple[str, ...] = tuple(ESTIMATORS.names())
 
 
 def _pymatting_ml(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modnet.backbones import BACKBONES
+from modnet.backbones import BACKBONES, create_backbone
 
 
 def _resize(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -179,20 +179,14 @@ class MODNet(nn.Module):
 
     def __init__(self, backbone: str = "mobilenetv2", hr_channels: int = 32, in_channels: int = 3):
         super().__init__()
-        if backbone not in BACKBONES:
-            from matdata.errors import ConfigError
-
-            raise ConfigError(
-                f"unknown MODNet backbone {backbone!r}",
-                hint="one of " + ", ".join(sorted(BACKBONES)),
-            )
+        BACKBONES.get(backbone)  # an unknown name fails first, listing the valid ones
         if hr_channels < 4:  # conv_f's IBNorm needs >= 2 channels at hr/2
             from matdata.errors import ConfigError
 
             raise ConfigError(f"hr_channels must be >= 4, got {hr_channels}")
         self.backbone_name = backbone
         self.hr_channels = hr_channels
-        self.backbone = BACKBONES[backbone](in_channels)
+        self.backbone = create_backbone(backbone, in_channels=in_channels)
         enc = tuple(self.backbone.enc_channels)
         self.lr_branch = LRBranch(self.backbone)
         self.hr_branch = HRBranch(hr_channels, enc)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modnet.backbones import BACKBONES
+from modnet.backbones import create_backbone
 from modnet.train import Trainer
 
 
@@ -102,14 +102,8 @@ class SegNet(nn.Module):
 
     def __init__(self, backbone: str = "mobilenetv2"):
         super().__init__()
-        if backbone not in BACKBONES:
-            from matdata.errors import ConfigError
-
-            raise ConfigError(
-                f"unknown backbone {backbone!r}", hint="one of " + ", ".join(sorted(BACKBONES))
-            )
+        self.backbone = create_backbone(backbone, in_channels=3)
         self.backbone_name = backbone
-        self.backbone = BACKBONES[backbone](3)
         self.head = HEADS[backbone](tuple(self.backbone.enc_channels))
         for m in self.head.modules():
             if isinstance(m, nn.Conv2d):

@@ -23,388 +23,51 @@ variables select the process group (``nccl`` on CUDA, ``gloo`` on CPU).  BatchNo
 become SyncBatchNorm before wrapping in DDP on CUDA (PyTorch's SyncBatchNorm has no CPU
 kernel, so CPU ranks keep per-rank batch statistics; rank 0's running statistics are
 saved).
+
+The parts around the trainer live in their own modules (their names stay importable from
+here): :mod:`modnet.train_config` (TrainConfig, resolve_config), :mod:`modnet.schedule`
+(lr_factor), :mod:`modnet.distributed` (DistInfo, process group, device, step reduction),
+:mod:`modnet.train_checkpoint` (format, read_checkpoint, RNG state),
+:mod:`modnet.loss_masking` (mask_ignored, compute_losses), :mod:`modnet.run_log` (metrics
+log and progress displays) and :mod:`modnet.interrupt` (Ctrl-C).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from matdata import testhooks
-from matdata.errors import CheckpointError, ConfigError, DatasetError, Interrupted
-from modnet.losses import DEFAULT_WEIGHTS
+from matdata.errors import DatasetError, Interrupted
 
-CKPT_FORMAT = "matdata-modnet-train"
-#: Largest training crop side (``--image-size``).
-MAX_IMAGE_SIZE = 4096
-CKPT_VERSION = 1
-
-#: Fields that fix what a run computes: a resumed run may not change them.
-LOCKED = (
-    "backbone",
-    "hr_channels",
-    "batch_size",
-    "image_size",
-    "seed",
-    "fmt",
-    "shuffle_buffer",
-    "recompose",
-    "optimizer",
-    "loss_weights",
-    "task",
-    "data_weights",
+# The trainer's parts live in their own modules; their names stay importable from here.
+from modnet.distributed import DistInfo as DistInfo
+from modnet.distributed import _reduce_step, pick_device, setup_distributed
+from modnet.interrupt import _Interrupt
+from modnet.loss_masking import compute_losses
+from modnet.loss_masking import mask_ignored as mask_ignored
+from modnet.run_log import _null_progress, _RunLog
+from modnet.run_log import _stderr_console as _stderr_console
+from modnet.run_log import _truncate_log as _truncate_log
+from modnet.schedule import lr_factor
+from modnet.train_checkpoint import (
+    CKPT_FORMAT,
+    CKPT_VERSION,
+    _rng_state,
+    _set_rng_state,
+    read_checkpoint,
 )
-TASKS = ("matting", "segmentation")
-
-
-@dataclass
-class TrainConfig:
-    """All options of a training run (``matdata train`` maps its flags onto these)."""
-
-    data: str | list[str] = ""  # one dataset dir, or several (mixed, modnet.mixing)
-    out: str = ""
-    task: str = "matting"  # matting (MODNet) | segmentation (coarse backbone pretraining)
-    data_weights: dict[str, float] | None = None  # mixing weights by dataset name / path
-    backbone_weights: str | None = None  # checkpoint holding a pretrained backbone
-    backbone: str = "mobilenetv2"
-    hr_channels: int = 32
-    steps: int = 1000
-    batch_size: int = 8
-    image_size: int = 512
-    device: str = "auto"
-    optimizer: str = "adamw"  # adamw | sgd (MODNet's SGD + momentum 0.9)
-    lr: float | None = None  # default: 1e-3 (adamw) / 1e-2 (sgd, as MODNet)
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    schedule: str = "cosine"  # cosine | step (x0.1 every quarter, as MODNet) | constant
-    warmup: int | None = None  # linear warm-up steps; default min(500, steps // 20)
-    clip_grad: float = 1.0  # max global grad norm; 0 = off
-    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
-    val_every: int = 500  # 0 = only at the end
-    val_at_start: bool = True
-    val_batches: int = 0  # 0 = the whole val split
-    ckpt_every: int = 1000  # 0 = only at the end
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    workers: int | None = None  # DataLoader workers; None: matdata.threads.plan decides
-    seed: int = 0
-    init: str | None = None
-    fmt: str | None = None
-    shuffle_buffer: int = 256
-    recompose: float = 0.0
-    loss_weights: tuple[float, float, float] = DEFAULT_WEIGHTS  # modnet.losses: one place
-    record_keys: bool = False
-    verify: bool = True  # hash shards while streaming; refuse a mismatch
-    max_bad_records: int = 10  # undecodable records skipped before training stops
-    val_limit: int = 128  # samples per validation pass (0 = the whole val split)
-    threads: int | None = None  # torch threads of each process; None: matdata.threads.plan
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        d = dataclasses.asdict(self)
-        d["loss_weights"] = list(self.loss_weights)
-        return json.dumps(d, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainConfig:
-        d = json.loads(text)
-        names = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in names}
-        if "loss_weights" in d:
-            d["loss_weights"] = tuple(float(w) for w in d["loss_weights"])
-        return cls(**d)
-
-    @property
-    def data_dirs(self) -> list[str]:
-        """The dataset directories (``data`` as a list)."""
-        return [self.data] if isinstance(self.data, str) else list(self.data)
-
-    def check(self) -> None:
-        if not self.data or not all(self.data_dirs):
-            raise ConfigError("no dataset given", hint="pass --data DIR (a `matdata build` output)")
-        if self.task not in TASKS:
-            raise ConfigError(f"unknown task {self.task!r}", hint="matting or segmentation")
-        if self.task == "segmentation" and self.init:
-            raise ConfigError(
-                "--init loads a whole MODNet, not a segmentation model",
-                hint="start the segmentation stage from --backbone-weights (e.g. ImageNet)",
-            )
-        if self.init and self.backbone_weights:
-            raise ConfigError(
-                "--init and --backbone-weights both set the backbone",
-                hint="--init for a whole MODNet, --backbone-weights for the backbone only",
-            )
-        if self.data_weights:
-            from modnet.mixing import resolve_weights
-
-            resolve_weights(self.data_dirs, self.data_weights, [1] * len(self.data_dirs))
-        if not self.out:
-            raise ConfigError("no run directory given", hint="pass --out RUN")
-        if self.image_size % 32 or self.image_size < 32:
-            raise ConfigError(f"--image-size {self.image_size} is not a multiple of 32")
-        if self.image_size > MAX_IMAGE_SIZE:
-            raise ConfigError(f"--image-size {self.image_size} is above {MAX_IMAGE_SIZE}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ConfigError("--steps and --batch-size must be >= 1")
-        if self.lr is not None and not 0 < self.lr <= 10:
-            raise ConfigError(f"--lr must be in (0, 10], got {self.lr:g}")
-        if self.warmup is not None and self.warmup < 0:
-            raise ConfigError(f"--warmup must be >= 0, got {self.warmup}")
-        if not 0.0 <= self.recompose <= 1.0:
-            raise ConfigError(f"--recompose is a probability in [0, 1], got {self.recompose:g}")
-        for name in ("val_every", "val_batches", "val_limit", "ckpt_every", "shuffle_buffer"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
-        if self.log_every < 1:
-            raise ConfigError(f"--log-every must be >= 1, got {self.log_every}")
-        if self.workers is not None and self.workers < 0:
-            raise ConfigError(f"--workers must be >= 0, got {self.workers}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}", hint="adamw or sgd")
-        if self.schedule not in ("cosine", "step", "constant"):
-            raise ConfigError(f"unknown schedule {self.schedule!r}", hint="cosine, step, constant")
-        if self.max_bad_records < 0:
-            raise ConfigError(f"--max-bad-records must be >= 0, got {self.max_bad_records}")
-
-    @property
-    def base_lr(self) -> float:
-        if self.lr is not None:
-            return float(self.lr)
-        return 1e-3 if self.optimizer == "adamw" else 1e-2
-
-    @property
-    def warmup_steps(self) -> int:
-        return self.warmup if self.warmup is not None else min(500, self.steps // 20)
-
-
-def resolve_config(
-    overrides: dict[str, Any], resume: str | None = None, notes: list[str] | None = None
-) -> TrainConfig:
-    """Defaults (or the resumed checkpoint's config) updated with the non-None overrides.
-
-    A resumed run may change e.g. ``steps``, ``device``, ``workers``, ``out``, ``data`` and
-    the logging cadence, but not the fields in :data:`LOCKED` (that would not continue the
-    same run): those raise :class:`ConfigError`, and so does ``steps`` below the
-    checkpoint's step.  Each change that is allowed is described in ``notes`` (when given),
-    so the CLI can say what differs from the run being resumed.
-    """
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if resume is None:
-        cfg = TrainConfig(**overrides)
-    else:
-        ckpt = read_checkpoint(resume)
-        base = TrainConfig.from_json(ckpt["config"])
-        at = int(ckpt.get("step", 0))
-        if "steps" in overrides and overrides["steps"] < at:
-            raise ConfigError(
-                f"--steps {overrides['steps']} is below the checkpoint's step {at}",
-                hint=f"give --steps {at} or more, or drop --steps",
-            )
-        if notes is not None:
-            notes.extend(_resume_notes(base, overrides, at))
-        clash = [
-            k for k in LOCKED if k in overrides and _norm(overrides[k]) != _norm(getattr(base, k))
-        ]
-        if clash:
-            raise ConfigError(
-                "a resumed run cannot change " + ", ".join(clash),
-                hint="drop these options or start a new run with --init",
-            )
-        cfg = dataclasses.replace(base, **overrides)
-        if len(cfg.data_dirs) != len(base.data_dirs):
-            raise ConfigError(
-                f"the run trains on {len(base.data_dirs)} dataset(s); a resume cannot change that",
-                hint="pass the same --data list (paths may move) or start a new run",
-            )
-    cfg.check()
-    return cfg
-
-
-def _norm(v: Any) -> Any:
-    return list(v) if isinstance(v, tuple | list) else v
-
-
-def _resume_notes(base: TrainConfig, overrides: dict[str, Any], at: int) -> list[str]:
-    """One line per option a resumed run changes (the locked ones are refused before)."""
-    notes = []
-    for key, new in sorted(overrides.items()):
-        old = getattr(base, key, None)
-        if key in LOCKED or _norm(new) == _norm(old):
-            continue
-        text = f"{key}: {old} -> {new}"
-        if key == "steps":
-            what = "extends" if new > old else "shortens"
-            text += (
-                f" ({what} the run from step {at}; the {base.schedule} learning-rate schedule"
-                f" is recomputed for {new} steps)"
-            )
-        elif key in ("lr", "warmup", "schedule", "clip_grad"):
-            text += " (the optimisation differs from an uninterrupted run)"
-        notes.append(text)
-    return notes
-
-
-# --------------------------------------------------------------------- schedule
-
-
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Multiplier of the base LR at ``step`` (0-based): linear warm-up from ``1/warmup``,
-    then cosine to 0 over the remaining steps, MODNet's step decay (x0.1 every quarter of
-    the run) or constant."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    if schedule == "step":
-        return 0.1 ** (step * 4 // max(total, 1))
-    span = max(total - warmup, 1)
-    t = min(max(step - warmup, 0), span) / span
-    return 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-# ------------------------------------------------------------------ distributed
-
-
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    initialized_here: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device_kind: str) -> DistInfo:
-    """Join the process group described by torchrun's environment (no-op when single)."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    if dist.is_initialized():
-        return DistInfo(dist.get_rank(), dist.get_world_size(), local, False)
-    backend = "nccl" if device_kind == "cuda" else "gloo"
-    if device_kind == "cuda":
-        torch.cuda.set_device(local)
-    dist.init_process_group(backend=backend)
-    return DistInfo(rank, world, local, True)
-
-
-def pick_device(spec: str, local_rank: int = 0) -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a device (CUDA rank-local under DDP):
-    :func:`matdata.device.resolve_device`, the resolver harmonization uses too."""
-    from matdata.device import resolve_device
-
-    return resolve_device(spec, local_rank)
-
-
-# ------------------------------------------------------------------ checkpoints
-
-
-def read_checkpoint(path: str) -> dict[str, Any]:
-    """Read a training checkpoint (a file, or a run directory -> its ``last.pt``) safely."""
-    import pickle
-
-    from matdata.checkpoints import check_torch_file
-    from matdata.storage import exists, join, open_input
-
-    if exists(join(path, "last.pt")):
-        path = join(path, "last.pt")
-    check_torch_file(path)
-    try:
-        with open_input(path) as f:
-            ckpt = torch.load(f, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(
-            f"checkpoint {path} is not a readable training checkpoint: {str(exc)[:200]}"
-        ) from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
-        raise CheckpointError(
-            f"{path} is not a `matdata train` checkpoint",
-            hint="use --init to start from released or foreign weights",
-        )
-    return ckpt
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-# ------------------------------------------------------------------ losses
-
-
-def mask_ignored(
-    preds: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    alpha: torch.Tensor,
-    ignore: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Replace predictions by their (constant) targets where ``ignore`` is 1, so ignored
-    pixels add neither loss nor gradient to any MODNet term.  The semantic prediction is
-    replaced in every 1/16 cell that touches an ignored pixel."""
-    from modnet.losses import semantic_target
-
-    sem, det, matte = preds
-    if not bool(ignore.any()):
-        return sem, det, matte
-    keep = 1.0 - ignore
-    det = det * keep + alpha * ignore
-    matte = matte * keep + alpha * ignore
-    ign_low = F.adaptive_max_pool2d(ignore, tuple(sem.shape[-2:]))
-    target = semantic_target(alpha, tuple(sem.shape[-2:]))
-    sem = sem * (1.0 - ign_low) + target * ign_low
-    return sem, det, matte
-
-
-def compute_losses(
-    model: torch.nn.Module, batch: dict[str, Any], weights: tuple[float, float, float]
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Forward one batch (already on the device): MODNet's weighted losses and the matte."""
-    from modnet.losses import modnet_losses
-
-    sem, det, matte = model(batch["image"], False)
-    sem, det, matte = (t.float() for t in (sem, det, matte))
-    raw_matte = matte
-    sem, det, matte = mask_ignored((sem, det, matte), batch["alpha"], batch["ignore"])
-    losses = modnet_losses(
-        sem,
-        det,
-        matte,
-        batch["image"],
-        batch["alpha"],
-        batch["trimap"],
-        coarse_mask=batch["coarse"],
-        weights=weights,
-    )
-    return losses, raw_matte
-
-
-# ------------------------------------------------------------------ trainer
+from modnet.train_config import LOCKED as LOCKED
+from modnet.train_config import MAX_IMAGE_SIZE as MAX_IMAGE_SIZE
+from modnet.train_config import TASKS as TASKS
+from modnet.train_config import TrainConfig
+from modnet.train_config import _norm as _norm
+from modnet.train_config import _resume_notes as _resume_notes
+from modnet.train_config import resolve_config as resolve_config
 
 
 class Trainer:
@@ -862,50 +525,6 @@ class Trainer:
             dist.destroy_process_group()
 
 
-def _reduce_step(total: float, stop: bool, device: torch.device) -> tuple[float, bool]:
-    """Mean loss over ranks, and whether any rank was asked to stop (all stop together)."""
-    import torch.distributed as dist
-
-    t = torch.tensor([total, float(stop)], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t[0]) / dist.get_world_size(), bool(t[1] > 0)
-
-
-class _Interrupt:
-    """Turn the first Ctrl-C (SIGINT) into a request to stop after the current step, so the
-    checkpoint written on the way out is consistent; a second Ctrl-C aborts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        import signal
-
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous)
-
-    def __enter__(self) -> _Interrupt:
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        import signal
-
-        if self._previous is not None and not self.requested:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-def _null_progress() -> Any:
-    from contextlib import nullcontext
-
-    return nullcontext(lambda _n: None)
-
-
 class _MetricAccumulator:
     """Matting metrics (:mod:`matdata.metrics`) over validation batches, summed per rank
     and all-reduced across ranks (sums and counts add up exactly)."""
@@ -935,167 +554,6 @@ class _MetricAccumulator:
             dist.all_reduce(t)
             sums = MetricSums.from_array(t.cpu().numpy(), sums.regions, sums.convention)
         return sums.flat()
-
-
-class _RunLog:
-    """JSONL metrics (+ TensorBoard when installed) and the rich live display, rank 0."""
-
-    def __init__(
-        self,
-        cfg: TrainConfig,
-        dist: DistInfo,
-        start_step: int,
-        datasets: list[dict[str, Any]] | None = None,
-    ):
-        from matdata.storage import join, makedirs
-
-        self.cfg = cfg
-        self.main = dist.is_main
-        self.rank = dist.rank
-        self.world = dist.world
-        self._keys = None
-        makedirs(cfg.out)
-        if cfg.record_keys:
-            name = os.path.join(cfg.out, f"keys.rank{dist.rank}.jsonl")
-            self._keys = open(name, "a")  # noqa: SIM115 - lives as long as the run
-        self.tb = None
-        if not self.main:
-            return
-        from matdata.storage import atomic_write_text
-
-        record = json.loads(cfg.to_json())
-        record["datasets"] = datasets  # path, name, weight, splits, dataset.json SHA-256
-        atomic_write_text(join(cfg.out, "config.json"), json.dumps(record, sort_keys=True) + "\n")
-        path = os.path.join(cfg.out, "metrics.jsonl")
-        _truncate_log(path, start_step)
-        self.f = open(path, "a")  # noqa: SIM115 - lives as long as the run
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(os.path.join(cfg.out, "tensorboard"), purge_step=start_step)
-        except ImportError:
-            self.tb = None
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.main:
-            return
-        self.f.write(json.dumps(record, allow_nan=True) + "\n")
-        self.f.flush()
-        if self.tb is not None:
-            for k, v in record.items():
-                if isinstance(v, int | float) and k != "step":
-                    self.tb.add_scalar(f"{record['kind']}/{k}", v, record["step"])
-
-    def keys(self, step: int, keys: list[str]) -> None:
-        if self._keys is not None:
-            self._keys.write(json.dumps({"step": step, "keys": list(keys)}) + "\n")
-            self._keys.flush()
-
-    def progress(self, total: int, start: int) -> Any:
-        """The training display (rank 0): a rich bar on a terminal, plain lines otherwise
-        (step, loss, samples/s, ETA); yields ``advance(metrics)``."""
-        from contextlib import contextmanager
-
-        samples_per_step = self.cfg.batch_size * self.world
-
-        @contextmanager
-        def ctx():
-            if not self.main:
-                yield lambda _m: None
-                return
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            from matdata.progress import make_progress
-
-            with make_progress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=_stderr_console(),
-                transient=False,
-                label="train step",
-                unit="steps",
-            ) as prog:
-                task = prog.add_task("train", total=total, completed=start, info="")
-                t0, done = time.perf_counter(), 0
-
-                def advance(m: dict[str, float]) -> None:
-                    nonlocal done
-                    done += 1
-                    rate = done * samples_per_step / max(time.perf_counter() - t0, 1e-9)
-                    terms = " ".join(
-                        f"{k[0]} {m[k]:.3f}" for k in ("semantic", "detail", "matte") if k in m
-                    )
-                    terms = f" ({terms})" if terms else ""
-                    info = f"loss {m['total']:.4f}{terms} lr {m['lr']:.2e} {rate:.1f} samples/s"
-                    prog.update(task, advance=1, info=info)
-
-                yield advance
-
-        return ctx()
-
-    def val_progress(self, total: int | None) -> Any:
-        """The display of one validation pass (rank 0); yields ``tick(batches)``."""
-        from contextlib import contextmanager
-
-        @contextmanager
-        def ctx():
-            if not self.main:
-                yield lambda _n: None
-                return
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
-
-            from matdata.progress import make_progress
-
-            with make_progress(
-                TextColumn("[bold]validate"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                console=_stderr_console(),
-                transient=True,
-                label="validate batch",
-                unit="batches",
-            ) as prog:
-                task = prog.add_task("validate", total=total)
-                yield lambda n: prog.advance(task, n)
-
-        return ctx()
-
-    def close(self) -> None:
-        if self._keys is not None:
-            self._keys.close()
-        if self.main:
-            self.f.close()
-            if self.tb is not None:
-                self.tb.close()
-
-
-def _stderr_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def _truncate_log(path: str, start_step: int) -> None:
-    """Drop log lines after ``start_step`` (left by an interrupted run being resumed)."""
-    if not os.path.exists(path):
-        return
-    if start_step == 0:
-        os.remove(path)
-        return
-    with open(path) as f:
-        lines = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
-    with open(path, "w") as f:
-        f.writelines(lines)
 
 
 def _describe(cfg: TrainConfig) -> list[dict[str, Any]]:

@@ -289,3 +289,17 @@ def test_box_blend_equals_full_canvas_composite(
         assert np.array_equal(lean.image, composite_rgb(full.fg, full.alpha, full.bg))
         assert lean.fg is None and lean.bg is None
     assert np.array_equal(bg, bg0) and np.array_equal(f, f0) and np.array_equal(a, a0)
+
+
+@pytest.mark.parametrize(("fg_size", "out"), [((2, 1), (1, 1)), ((1001, 1000), (1000, 999))])
+def test_a_scale_that_rounds_to_the_canvas_still_resizes(fg_size: tuple, out: tuple) -> None:
+    """Found by the property test: a foreground whose scaled size rounds to the canvas was
+    taken as already in place and came back at its own size."""
+    fw, fh = fg_size
+    rng = np.random.default_rng(0)
+    f = rng.integers(0, 256, (fh, fw, 3), dtype=np.uint8)
+    a = rng.integers(0, 256, (fh, fw), dtype=np.uint8)
+    cfg = ComposeConfig(size=out, augment=False, keep_layers=True)
+    c = compose_sample(f, a, _bg(), np.random.default_rng(1), cfg)
+    assert c.alpha.shape == (out[1], out[0]) and c.image.shape == (out[1], out[0], 3)
+    assert np.array_equal(c.image, composite_rgb(c.fg, c.alpha, c.bg))

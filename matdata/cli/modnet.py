@@ -9,7 +9,6 @@ import typer
 
 from matdata.cli.app import (
     DeviceOpt,
-    _fail,
     app,
     console,
     out,
@@ -341,76 +340,38 @@ def predict_cmd(
 
     The float matte is written as round(255 a) (``--truncate``: floor, as the official
     demo does: up to 1 lower)."""
-    from collections import Counter
-    from pathlib import Path as _Path
+    from contextlib import ExitStack
 
     from rich.table import Table
 
-    from matdata.errors import ImageDecodeError
-    from matdata.imageio import encode_png, load_image
-    from matdata.storage import atomic_write_bytes, join, makedirs
-    from modnet.inference import (
-        alpha_to_uint8,
-        encode_rgba_png,
-        iter_predictions,
-        list_images,
-        load_checkpoint_model,
-    )
-    from modnet.inference import (
-        cutout as make_cutout,
-    )
+    from modnet.predict import predict_images
 
-    files = list_images(images)
-    if not files:
-        _fail("no image files found in " + ", ".join(images))
-    by_stem: dict[str, list[str]] = {}
-    for f in files:
-        by_stem.setdefault(_Path(f).stem, []).append(f)
-    clash = sorted((s, fs) for s, fs in by_stem.items() if len(fs) > 1)
-    if clash:
-        stem, paths = clash[0]
-        more = f" (and {len(clash) - 1} more names)" if len(clash) > 1 else ""
-        _fail(
-            f"{' and '.join(paths)} would both be written as {join(out_dir, stem + '.png')}"
-            f"{more}; predict them in separate runs or rename one"
-        )
     _apply_threads(n_threads)
-    loaded = load_checkpoint_model(checkpoint, device)
-    makedirs(out_dir)
-    skipped: Counter[str] = Counter()
+    with ExitStack() as stack:
+        bar_task: list = []
 
-    def _inputs():
-        for f in files:
-            try:
-                yield f, load_image(f)
-            except ImageDecodeError as exc:
-                skipped[exc.reason] += 1
-                console.print(f"[yellow]skipped[/] {exc.one_line()}", highlight=False)
+        def progress(done: int, total: int) -> None:
+            if not bar_task:  # the bar starts once the model is loaded
+                bar = stack.enter_context(_modnet_progress("predict", progress_bar))
+                bar_task.extend((bar, bar.add_task("predict", total=total)))
+            bar_task[0].update(bar_task[1], completed=done)
 
-    written = 0
-    with _modnet_progress("predict", progress_bar) as bar:
-        task = bar.add_task("predict", total=len(files))
-        for f, rgb, alpha in iter_predictions(
-            loaded.model, _inputs(), batch_size=batch_size, ref_size=ref_size
-        ):
-            stem = _Path(f).stem
-            a8 = alpha_to_uint8(alpha, truncate)
-            atomic_write_bytes(join(out_dir, f"{stem}.png"), encode_png(a8))
-            if cutout:
-                rgba = make_cutout(rgb, a8)
-                atomic_write_bytes(join(out_dir, f"{stem}.cutout.png"), encode_rgba_png(rgba))
-            written += 1
-            bar.update(task, completed=written + sum(skipped.values()))
+        res = predict_images(
+            images, checkpoint, out_dir, cutout=cutout, device=device, batch_size=batch_size,
+            ref_size=ref_size, truncate=truncate, on_progress=progress,
+            on_skip=lambda exc: console.print(f"[yellow]skipped[/] {exc.one_line()}",
+                                              highlight=False),
+        )  # fmt: skip
     table = Table(title=f"predict -> {out_dir}")
     table.add_column("item")
     table.add_column("value", justify="right")
-    table.add_row("model", f"{loaded.config['backbone']} hr={loaded.config['hr_channels']}")
-    table.add_row("device", str(next(loaded.model.parameters()).device))
-    table.add_row("alpha mattes", str(written))
-    for reason, n in sorted(skipped.items()):
+    table.add_row("model", f"{res.backbone} hr={res.hr_channels}")
+    table.add_row("device", res.device)
+    table.add_row("alpha mattes", str(res.written))
+    for reason, n in res.skipped.items():
         table.add_row(f"skipped ({reason})", str(n))
     out.print(table)
-    if not written:
+    if not res.written:
         raise typer.Exit(1)
 
 

@@ -2,11 +2,13 @@
 
 from matdata.sources.base import (
     REGISTRY,
+    SOURCES,
     Foreground,
     Item,
     ScanResult,
     Source,
     assign_split,
+    create_source,
     make_source,
     read_manifest,
     source_class,
@@ -14,11 +16,13 @@ from matdata.sources.base import (
 
 __all__ = [
     "REGISTRY",
+    "SOURCES",
     "Foreground",
     "Item",
     "ScanResult",
     "Source",
     "assign_split",
+    "create_source",
     "make_source",
     "read_manifest",
     "source_class",

@@ -58,6 +58,7 @@ from matdata.sources._common import (
 )
 from matdata.sources.base import (
     COMMON_OPTIONS,
+    SOURCES,
     Foreground,
     Item,
     Progress,
@@ -78,6 +79,7 @@ def _group_of(parts: list[str], i: int, stem: str) -> str:
     return stem.rsplit("-", 1)[0] if "-" in stem else stem
 
 
+@SOURCES.register("aisegment")
 class AISegmentSource(Source):
     """Fine-alpha portraits from the AISegment ``matting_human_half`` layout.
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from matdata.errors import ConfigError, SourceError
+from matdata.registry import Registry
 from matdata.rejects import Reject
 
 #: Manifest format version (Parquet key-value metadata ``matdata_manifest_version``).
@@ -211,32 +212,31 @@ def assign_split(
 
 # ---------------------------------------------------------------------------- registry
 
-#: kind -> "module:Class"; imported lazily so that ``matdata --help`` stays light.
-REGISTRY: dict[str, str] = {
-    "aisegment": "matdata.sources.aisegment:AISegmentSource",
-    "supervisely": "matdata.sources.supervisely:SuperviselySource",
-    "places365": "matdata.sources.places365:Places365Source",
-    "coco": "matdata.sources.coco:CocoSource",
-    "folder": "matdata.sources.folder:FolderSource",
-    "demo": "matdata.sources.demo:DemoSource",
-}
+#: Source kinds.  Each source module registers its class with ``@SOURCES.register(kind)``;
+#: the modules are imported on the first lookup, so that ``matdata --help`` stays light.
+SOURCES: Registry[type[Source]] = Registry(
+    "source kind",
+    modules=tuple(
+        f"matdata.sources.{m}"
+        for m in ("aisegment", "supervisely", "places365", "coco", "folder", "demo")
+    ),
+    error=SourceError,
+)
+#: The former name of :data:`SOURCES` (``kind in REGISTRY``, ``REGISTRY[kind]`` still work).
+REGISTRY = SOURCES
 
 
 def source_class(kind: str) -> type[Source]:
-    import importlib
-
-    try:
-        target = REGISTRY[kind]
-    except KeyError:
-        raise SourceError(
-            f"unknown source kind {kind!r}", hint=f"choose one of {', '.join(sorted(REGISTRY))}"
-        ) from None
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
+    """The :class:`Source` subclass registered as ``kind``."""
+    return SOURCES.get(kind)
 
 
 def make_source(kind: str, root: str, **options: Any) -> Source:
-    return source_class(kind)(root, **options)
+    """``create_source``: an instance of the ``kind`` source over ``root``."""
+    return SOURCES.create(kind, root, **options)
+
+
+create_source = make_source
 
 
 # ---------------------------------------------------------------------------- manifests

@@ -54,7 +54,7 @@ from matdata.sources._common import (
     stem_ext,
     validate_image,
 )
-from matdata.sources.base import Item, Progress, Source, safe_id
+from matdata.sources.base import SOURCES, Item, Progress, Source, safe_id
 
 ANN_RE = re.compile(r"^instances_(train|val)(2014|2017)\.json$")
 YEARS = ("2017", "2014")
@@ -257,6 +257,7 @@ def find_annotations(root: str, year: str | None = None) -> list[tuple[str, str,
     ]
 
 
+@SOURCES.register("coco")
 class CocoSource(Source):
     """COCO photos as backgrounds (role ``bg``); see the module docstring.
 

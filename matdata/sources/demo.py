@@ -37,7 +37,7 @@ import numpy as np
 from matdata.errors import SourceError
 from matdata.rejects import Reject
 from matdata.sources._common import opt_fraction
-from matdata.sources.base import Foreground, Item, Progress, Source, assign_split
+from matdata.sources.base import SOURCES, Foreground, Item, Progress, Source, assign_split
 
 #: Bump when the generator changes: it is part of every item's hash.
 DEMO_VERSION = 1
@@ -306,6 +306,7 @@ def bg_size(index: int) -> tuple[int, int]:
     return BG_SIZES[index % len(BG_SIZES)]
 
 
+@SOURCES.register("demo")
 class DemoSource(Source):
     """Procedural foregrounds and backgrounds (see the module docstring). ``root`` is ignored."""
 

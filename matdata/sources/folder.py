@@ -49,6 +49,7 @@ from matdata.sources._common import (
 )
 from matdata.sources.base import (
     COMMON_OPTIONS,
+    SOURCES,
     Foreground,
     Item,
     Progress,
@@ -61,6 +62,7 @@ ALPHA_DIRS = ("alphas", "alpha", "mattes", "matte", "masks", "mask")
 MODES = ("auto", "pairs", "rgba", "bg")
 
 
+@SOURCES.register("folder")
 class FolderSource(Source):
     """Generic folders.  Options: ``mode``, ``role``, ``images``, ``alphas``, ``group``,
     ``verify``, ``workers``, ``val_fraction``, ``test_fraction``, ``salt``."""

@@ -52,7 +52,15 @@ from matdata.sources._common import (
     stem_ext,
     validate_image,
 )
-from matdata.sources.base import COMMON_OPTIONS, Item, Progress, Source, assign_split, safe_id
+from matdata.sources.base import (
+    COMMON_OPTIONS,
+    SOURCES,
+    Item,
+    Progress,
+    Source,
+    assign_split,
+    safe_id,
+)
 
 CATEGORIES_FILE = "categories_places365.txt"
 IO_FILE = "IO_places365.txt"
@@ -102,6 +110,7 @@ def _io_code(value: Any) -> int | None:
     return table[v]
 
 
+@SOURCES.register("places365")
 class Places365Source(Source):
     """Background scenes from Places365 (role ``bg``)."""
 

@@ -60,6 +60,7 @@ from matdata.sources._common import (
 )
 from matdata.sources.base import (
     COMMON_OPTIONS,
+    SOURCES,
     Foreground,
     Item,
     Progress,
@@ -384,6 +385,7 @@ def image_tags(ann: dict[str, Any], name: str = "<ann>") -> tuple[tuple[str, ...
 # ----------------------------------------------------------------------------- source
 
 
+@SOURCES.register("supervisely")
 class SuperviselySource(Source):
     """Coarse person masks from a Supervisely project.
 

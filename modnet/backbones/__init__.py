@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from modnet.backbones.mobilenetv2 import MobileNetV2Backbone
 from modnet.backbones.pvt import PVTBackbone
+from modnet.backbones.registry import BACKBONES, create_backbone
 from modnet.backbones.resnet18 import ResNet18Backbone
 
-BACKBONES = {
-    "mobilenetv2": MobileNetV2Backbone,
-    "resnet18": ResNet18Backbone,
-    "pvt": PVTBackbone,
-}
-
-__all__ = ["BACKBONES", "MobileNetV2Backbone", "PVTBackbone", "ResNet18Backbone"]
+__all__ = [
+    "BACKBONES",
+    "MobileNetV2Backbone",
+    "PVTBackbone",
+    "ResNet18Backbone",
+    "create_backbone",
+]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from modnet.backbones.registry import BACKBONES
+
 # (expansion t, output channels c, repeats n, first stride s)
 SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
             (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
@@ -62,6 +64,7 @@ class MobileNetV2(nn.Module):
         self.features = nn.Sequential(*layers)
 
 
+@BACKBONES.register("mobilenetv2")
 class MobileNetV2Backbone(nn.Module):
     """MODNet's ``backbone``: ``forward(x) -> [enc2x, enc4x, enc8x, enc16x, enc32x]``."""
 

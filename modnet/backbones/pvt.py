@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modnet.backbones.registry import BACKBONES
+
 DIMS = (16, 32, 64, 160, 256)
 DEPTHS = (1, 2, 2, 2, 2)
 HEADS = (1, 1, 2, 5, 8)
@@ -127,6 +129,7 @@ class PVT(nn.Module):
             nn.init.zeros_(m.bias)
 
 
+@BACKBONES.register("pvt")
 class PVTBackbone(nn.Module):
     """``forward(x) -> [enc2x, enc4x, enc8x, enc16x, enc32x]`` (one per stage)."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from modnet.backbones.registry import BACKBONES
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 conv+BN with an identity (or 1x1 conv+BN ``downsample``) shortcut."""
@@ -54,6 +56,7 @@ class ResNet18(nn.Module):
             cin = w
 
 
+@BACKBONES.register("resnet18")
 class ResNet18Backbone(nn.Module):
     """``forward(x) -> [enc2x, enc4x, enc8x, enc16x, enc32x]``."""
 
