@@ -568,6 +568,13 @@ class TaskList(Sequence):
         for i in range(len(self)):
             yield self._plan._task(i)
 
+    @property
+    def total_samples(self) -> int:
+        """Sum of every task's ``samples`` (K per foreground of each shard), without
+        materialising the tasks."""
+        k = int(self._plan.picks.shape[1]) if self._plan.picks.ndim == 2 else 0
+        return sum(len(fgs) for _, _, fgs in self._plan._shards) * k
+
 
 class CompactPlan:
     """The pairs of a build as arrays, and how to turn them into shard tasks."""

@@ -24,7 +24,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,10 +173,16 @@ class RunStats:
 
     workers: int = 0
     seconds: float = 0.0  # wall time of the Dask phase (after the cluster started)
+    window: int = 0  # most tasks submitted at a time
+
+
+#: Tasks kept in flight per worker thread: enough to keep every worker busy while the
+#: client refills, few enough that the driver and scheduler hold a bounded number of tasks.
+WINDOW_PER_THREAD = 4
 
 
 def run_shards(
-    tasks: Sequence[Any],
+    tasks: Iterable[Any],
     fn: TaskFn,
     *,
     label: str,
@@ -185,10 +191,17 @@ def run_shards(
     console: Console | None = None,
     progress: bool = True,
     stats: RunStats | None = None,
+    window: int | None = None,
 ) -> list[Any]:
     """Run ``fn`` on every task on Dask (first tasks first) and return the results in
     task order.  Failures are collected; after all tasks ran, the first failure (by task
-    name) is raised as one :class:`DatasetError` (completed shards are kept)."""
+    name) is raised as one :class:`DatasetError` (completed shards are kept).
+
+    Tasks are drawn from ``tasks`` lazily and at most ``window`` (default
+    :data:`WINDOW_PER_THREAD` per worker thread) are submitted at a time, refilled in task
+    order as each completes, so memory stays flat however many shards there are.  The
+    progress total is ``tasks.total_samples`` where ``tasks`` has it (a plan's
+    :class:`~matdata.planning.TaskList`), else one pass summing ``samples``."""
     from distributed import as_completed
 
     from pipelines.cluster import dask_client
@@ -197,6 +210,11 @@ def run_shards(
     stats = stats if stats is not None else RunStats()
     results: dict[int, Any] = {}
     failures: list[tuple[str, Any]] = []
+    total_samples = getattr(tasks, "total_samples", None)
+    if total_samples is None and iter(tasks) is tasks:  # a one-shot iterator: keep it
+        tasks = list(tasks)
+    if total_samples is None:  # one pass, one task at a time (nothing kept)
+        total_samples = sum(t.samples for t in tasks)
     columns = (
         TextColumn(label),
         BarColumn(),
@@ -216,8 +234,13 @@ def run_shards(
             unit="samples",
         ) as bar,
     ):
-        stats.workers = len(client.scheduler_info().get("workers", {}))
-        job = bar.add_task("samples", total=sum(t.samples for t in tasks))
+        info = client.scheduler_info().get("workers", {})
+        stats.workers = len(info)
+        if window is None:
+            threads = sum(int(w.get("nthreads", 1) or 1) for w in info.values())
+            window = WINDOW_PER_THREAD * max(1, threads)
+        window = max(1, int(window))
+        job = bar.add_task("samples", total=total_samples)
         # workers report samples as they go (events, throttled); a shard's completion then
         # settles its count exactly, whatever events arrived or were lost
         topic = f"matdata-run-{uuid.uuid4().hex[:12]}"
@@ -235,40 +258,55 @@ def run_shards(
 
         client.subscribe_topic(topic, _on_event)
         t0 = time.perf_counter()
-        futures = {
-            client.submit(_call, fn, t, topic, pure=False, priority=-i): i
-            for i, t in enumerate(tasks)
-        }
-        for fut in as_completed(futures):
-            i = futures[fut]
-            task = tasks[i]
+        pending = enumerate(tasks)  # lazy: a task is materialised when it is submitted
+        in_flight: dict[Any, tuple[int, str, int]] = {}  # future -> (index, name, samples)
+        done = as_completed()
+        n_tasks = 0
+
+        def _submit_next() -> None:
+            nonlocal n_tasks
+            nxt = next(pending, None)
+            if nxt is None:
+                return
+            i, t = nxt
+            n_tasks += 1
+            fut = client.submit(_call, fn, t, topic, pure=False, priority=-i)
+            in_flight[fut] = (i, t.name, t.samples)
+            done.add(fut)
+
+        for _ in range(window):
+            _submit_next()
+        for fut in done:
+            i, name, samples = in_flight.pop(fut)
             try:
                 res = fut.result()
             except Exception as exc:  # recorded; reported together below
-                failures.append((task.name, exc))
+                failures.append((name, exc))
                 continue
             finally:
                 fut.release()
+                _submit_next()
             if isinstance(res, TaskFailure):
-                failures.append((task.name, res))
+                failures.append((name, res))
                 continue
             results[i] = res
             with lock:
-                finished.add(task.name)
-                seen = reported.pop(task.name, 0)
+                finished.add(name)
+                seen = reported.pop(name, 0)
             total = bar.tasks[0].total or 0
             if res.skipped:  # resumed shards do not count towards the speed
-                bar.update(job, total=total - task.samples)
+                bar.update(job, total=total - samples)
             else:  # records lost to rejects leave the total too
-                bar.update(job, total=total - (task.samples - res.samples))
+                bar.update(job, total=total - (samples - res.samples))
                 bar.advance(job, res.samples - seen)
         stats.seconds = time.perf_counter() - t0
+        stats.window = window
         client.unsubscribe_topic(topic)
     if failures:
         name, exc = sorted(failures, key=lambda f: f[0])[0]
         msg = exc.one_line() if hasattr(exc, "one_line") else str(exc)
         raise DatasetError(
-            f"{len(failures)} of {len(tasks)} shards failed (first: {name}: {msg})",
+            f"{len(failures)} of {n_tasks} shards failed (first: {name}: {msg})",
             hint="complete shards are kept; fix the cause and re-run the same command",
         )
     return [results[i] for i in sorted(results)]
@@ -285,7 +323,7 @@ class ShardJob:
     out: str
     plan_name: str  # where the plan is recorded, relative to ``out``
     plan: dict[str, Any]
-    tasks: list[Any]
+    tasks: Iterable[Any]  # drawn lazily, in order (a plan's TaskList, or a list)
     fn: TaskFn
     same: Callable[[dict[str, Any] | None, dict[str, Any]], bool] | None = None
     differs: Callable[[dict[str, Any] | None, dict[str, Any]], str] | None = None
