@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_run import run_main as _main
 
 CLI = [sys.executable, "-c", "from matdata.cli import main; main()"]
 TOY = [
@@ -34,20 +35,6 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     if proc.returncode != 0:
         raise AssertionError(f"matdata {' '.join(args[:2])} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
-
-
-def _main(args: list[str]) -> int:
-    from matdata.cli import main
-
-    old = sys.argv
-    sys.argv = ["matdata", *args]
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        sys.argv = old
-    return 0
 
 
 def test_recipe_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_run import run_main as _main
 from train_check import assert_metrics_match, independent_val_metrics
 
 from modnet.train import (
@@ -46,21 +47,6 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="200")
     return env
-
-
-def _main(args: list[str]) -> int:
-    """``matdata ARGS`` in this process (the entry point, error handling included)."""
-    from matdata.cli import main
-
-    old = sys.argv
-    sys.argv = ["matdata", *args]
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        sys.argv = old
-    return 0
 
 
 def _log(run: Path) -> dict[tuple[str, int], dict]:

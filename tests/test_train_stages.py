@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_run import run_main as _main
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,20 +36,6 @@ def _cli(args: list[str]) -> subprocess.CompletedProcess:
     if proc.returncode != 0:
         raise AssertionError(f"{args[:2]} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
-
-
-def _main(args: list[str]) -> int:
-    from matdata.cli import main
-
-    old = sys.argv
-    sys.argv = ["matdata", *args]
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        sys.argv = old
-    return 0
 
 
 def _build(out: Path, seed: int, val: float) -> None:

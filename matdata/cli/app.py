@@ -66,6 +66,7 @@ SchedulerOpt = Annotated[
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed for every random choice.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
 
 
 def _fail(message: str) -> None:

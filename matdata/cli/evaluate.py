@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from matdata.cli.app import DeviceOpt, _fail, app, console, out
+from matdata.cli.app import DeviceOpt, ProgressOpt, _fail, app, console, out
 from matdata.cli.modnet import (
     BatchOpt,
     CheckpointOpt,
@@ -117,7 +117,7 @@ def evaluate_cmd(
     batch_size: BatchOpt = 4,
     ref_size: RefSizeOpt = 512,
     n_threads: ThreadsOpt = None,
-    progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress_bar: ProgressOpt = True,
 ) -> None:
     """SAD / MSE / MAD / Grad / Conn of a checkpoint: over the unknown region of the
     trimaps and over the whole image, with MODNet's official inference protocol

@@ -8,6 +8,7 @@ import typer
 
 from matdata.cli.app import (
     DeviceOpt,
+    ProgressOpt,
     SchedulerOpt,
     WorkersOpt,
     _fail,
@@ -86,9 +87,7 @@ def harmonize_cmd(
             help="Refuse an input shard whose bytes differ from its sha256 (hashed as read).",
         ),
     ] = True,
-    progress_bar: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
-    ] = True,
+    progress_bar: ProgressOpt = True,
 ) -> None:
     """Harmonize every composite of a dataset into a new one (same keys; original kept as
     image_raw).  Re-running the same command resumes."""

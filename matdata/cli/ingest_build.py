@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from matdata.cli.app import (
+    ProgressOpt,
     SchedulerOpt,
     SeedOpt,
     WorkersOpt,
@@ -65,9 +66,7 @@ def ingest_cmd(
             help="Register the result even with no usable item or mostly unexpected files.",
         ),
     ] = False,
-    progress_bar: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
-    ] = True,
+    progress_bar: ProgressOpt = True,
 ) -> None:
     """Scan a source once: write a Parquet manifest + rejects and register it by NAME."""
     from rich.progress import (
@@ -261,9 +260,7 @@ def build_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a different build in --out.")
     ] = False,
-    progress_bar: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
-    ] = True,
+    progress_bar: ProgressOpt = True,
     max_reject_rate: Annotated[
         float,
         typer.Option(

@@ -9,6 +9,7 @@ import typer
 
 from matdata.cli.app import (
     DeviceOpt,
+    ProgressOpt,
     app,
     console,
     out,
@@ -334,7 +335,7 @@ def predict_cmd(
             help="Write floor(255 a) like the official MODNet demo, instead of rounding.",
         ),
     ] = False,
-    progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress_bar: ProgressOpt = True,
 ) -> None:
     """Predict alpha mattes (PNG, the input's resolution) with a MODNet checkpoint.
 
@@ -394,7 +395,7 @@ def adapt_cmd(
     device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
     n_threads: ThreadsOpt = None,
-    progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress_bar: ProgressOpt = True,
 ) -> None:
     """SOC: adapt a trained MODNet to unlabelled images of a new domain (MODNet Sec. 4)."""
     from rich.table import Table

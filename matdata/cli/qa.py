@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from matdata.cli.app import (
+    ProgressOpt,
     SchedulerOpt,
     SeedOpt,
     WorkersOpt,
@@ -49,9 +50,7 @@ def qa_cmd(
         bool,
         typer.Option("--in-process", help="Scan in this process without Dask (small data)."),
     ] = False,
-    progress_bar: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
-    ] = True,
+    progress_bar: ProgressOpt = True,
     compare_with: Annotated[
         str | None,
         typer.Option(
