@@ -126,6 +126,8 @@ def _render_fg(index: int, w: int, h: int, seed: int) -> tuple[np.ndarray, np.nd
 
 
 class _Ellipse(NamedTuple):
+    """An axis-aligned ellipse: centre and radii, in pixels."""
+
     cx: float
     cy: float
     rx: float
