@@ -337,7 +337,7 @@ _LINE = re.compile(r"^(PASSED|FAILED|ERROR|XPASS|XFAIL) (\S+?)(?: - (.*))?$")
 
 def run_tests(copy: Path, tests: tuple[str, ...], timeout: int) -> Run:
     """pytest on ``tests`` in ``copy``; every outcome from the ``-rA`` summary."""
-    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1", COLUMNS="200")
     env.pop("PYTEST_ADDOPTS", None)
     cmd = [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", *tests]
     t0 = time.monotonic()
@@ -371,8 +371,14 @@ def _failed(cases: list[tuple[str, str]]) -> tuple[str, str] | None:
     return next(((k, d) for k, d in cases if k in ("FAILED", "ERROR")), None)
 
 
-def check_break(b: Break, timeout: int, keep: bool) -> tuple[bool, list[str]]:
-    """(caught, one line per named test)."""
+@dataclass
+class Result:
+    caught: bool
+    per_test: list[tuple[str, str]]  # (node id, what it did under the break)
+    seconds: float
+
+
+def check_break(b: Break, timeout: int, keep: bool) -> Result:
     tmp = Path(tempfile.mkdtemp(prefix=f"break-{b.name}-"))
     try:
         copy = scratch_copy(ROOT, tmp / "repo")
@@ -383,29 +389,29 @@ def check_break(b: Break, timeout: int, keep: bool) -> tuple[bool, list[str]]:
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
     if run.rc is None:
-        return False, [f"{_short(t)}: TIMEOUT after {run.seconds:.0f} s" for t in b.tests]
-    lines, caught = [], run.rc == 1
+        return Result(False, [(t, "TIMEOUT") for t in b.tests], run.seconds)
+    per_test, caught = [], run.rc == 1
     for t in b.tests:
         cases = run.outcomes[t]
         bad = _failed(cases)
         if bad:
-            lines.append(f"{_short(t)}: {bad[0]} ({_clip(bad[1])})")
+            per_test.append((t, f"{bad[0]}: {_clip(bad[1])}" if bad[1] else bad[0]))
         elif cases:
             caught = False
-            lines.append(f"{_short(t)}: passed ({len(cases)} case(s))")
+            per_test.append((t, f"passed ({len(cases)} case(s))"))
         else:
             caught = False
-            lines.append(f"{_short(t)}: no result (pytest exit {run.rc})")
+            per_test.append((t, f"no result (pytest exit {run.rc})"))
     if run.rc not in (0, 1):
-        lines.append(f"pytest exit code {run.rc}: {_clip(run.tail.strip().splitlines()[-1])}")
-    return caught, [f"{x}  [{run.seconds:.0f} s]" for x in lines[:1]] + lines[1:]
+        per_test.append(("pytest", f"exit {run.rc}: {_clip(run.tail.strip().splitlines()[-1])}"))
+    return Result(caught, per_test, run.seconds)
 
 
 def _short(node: str) -> str:
     return node.removeprefix("tests/")
 
 
-def _clip(text: str, n: int = 90) -> str:
+def _clip(text: str, n: int = 70) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 3] + "..."
 
@@ -426,24 +432,32 @@ def baseline(breaks: list[Break], timeout: int) -> tuple[bool, str]:
     return ok, what
 
 
-def report(rows: list[tuple[Break, bool, list[str]]]) -> None:
+def report(rows: list[tuple[Break, Result]]) -> None:
     try:
         from rich.console import Console
         from rich.table import Table
     except ImportError:  # plain text without rich
-        for b, caught, lines in rows:
-            print(f"{'caught' if caught else 'NOT CAUGHT':11} {b.name:30} {' | '.join(lines)}")
+        for b, r in rows:
+            print(f"{'caught' if r.caught else 'NOT CAUGHT':11} {b.name:30} {b.issue}")
+            for t, what in r.per_test:
+                print(f"{'':42} {_short(t)}: {what}")
         return
     table = Table(title="issue 14: does each strengthened test fail on its break?")
-    table.add_column("break")
-    table.add_column("issue 14 says")
-    table.add_column("named tests under the break")
+    table.add_column("break (issue 14's wording)", overflow="fold", ratio=3)
+    table.add_column("named test", overflow="fold", ratio=3)
+    table.add_column("under the break", overflow="fold", ratio=3)
+    table.add_column("s", justify="right")
     table.add_column("result")
-    for b, caught, lines in rows:
+    for b, r in rows:
         table.add_row(
-            b.name, b.issue, "\n".join(lines), "[green]caught" if caught else "[red]NOT CAUGHT"
+            f"[bold]{b.name}[/]\n{b.issue}",
+            "\n".join(_short(t) for t, _ in r.per_test),
+            "\n".join(what for _, what in r.per_test),
+            f"{r.seconds:.0f}",
+            "[green]caught[/]" if r.caught else "[red]NOT CAUGHT[/]",
+            end_section=True,
         )
-    Console(width=max(160, shutil.get_terminal_size().columns)).print(table)
+    Console(width=max(150, shutil.get_terminal_size().columns)).print(table)
 
 
 def check_definitions(breaks: list[Break]) -> None:
@@ -482,11 +496,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for i, b in enumerate(breaks, 1):
         print(f"[{i}/{len(breaks)}] {b.name} ...", flush=True)
-        caught, lines = check_break(b, args.timeout, args.keep)
-        print(f"    {'caught' if caught else 'NOT CAUGHT'}: " + "; ".join(lines), flush=True)
-        rows.append((b, caught, lines))
+        r = check_break(b, args.timeout, args.keep)
+        what = "; ".join(f"{_short(t)}: {w}" for t, w in r.per_test)
+        print(
+            f"    {'caught' if r.caught else 'NOT CAUGHT'} ({r.seconds:.0f} s): {what}", flush=True
+        )
+        rows.append((b, r))
     report(rows)
-    missed = [b.name for b, caught, _ in rows if not caught]
+    missed = [b.name for b, r in rows if not r.caught]
     tail = f"; NOT caught: {', '.join(missed)}" if missed else ""
     print(f"{len(rows) - len(missed)} of {len(rows)} breaks caught{tail}")
     return 1 if missed else 0
