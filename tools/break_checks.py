@@ -148,7 +148,10 @@ BREAKS: tuple[Break, ...] = (
                 "m, s = float(np.dot(cv2.mean(rgb)[:3], LUMA)), 1.0",
             ),
         ),
-        ("tests/test_modnet_data.py::test_color_jitter_identity_and_range",),
+        (
+            "tests/test_modnet_data.py::test_color_jitter_identity_and_range",
+            "tests/test_modnet_data.py::test_stream_applies_the_saturation_jitter",
+        ),
     ),
     Break(
         "saturation-not-drawn",
@@ -160,7 +163,22 @@ BREAKS: tuple[Break, ...] = (
                 "1.0 + 0.0 * float(rng.uniform(1 - saturation, 1 + saturation))",
             ),
         ),
-        ("tests/test_modnet_data.py::test_color_jitter_identity_and_range",),
+        (
+            "tests/test_modnet_data.py::test_color_jitter_identity_and_range",
+            "tests/test_modnet_data.py::test_stream_applies_the_saturation_jitter",
+        ),
+    ),
+    Break(
+        "stream-drops-saturation",
+        "saturation jitter disabled in modnet/data.py (the stream passes factor 1 on)",
+        (
+            Edit(
+                "modnet/data.py",
+                "crop_into(image, box, out.image, flip, jitter)",
+                "crop_into(image, box, out.image, flip, jitter and (*jitter[:2], 1.0))",
+            ),
+        ),
+        ("tests/test_modnet_data.py::test_stream_applies_the_saturation_jitter",),
     ),
     Break(
         "recompose-weight-off",
