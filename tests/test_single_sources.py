@@ -40,7 +40,7 @@ def test_sizes_are_width_first() -> None:
         with pytest.raises(ConfigError) as exc:
             parse_wxh(bad, "--net-size")
         assert "W x H, width first" in exc.value.one_line()
-    from matdata.builder import parse_size
+    from matdata.options import parse_size
 
     assert parse_size("640x480") == parse_wxh("640x480", "--size")  # build agrees
 

@@ -20,22 +20,6 @@ from matdata.cli.app import (
 # ==== ingest (issue 2) ================================================================
 
 
-def _parse_source_options(pairs: list[str] | None) -> dict:
-    """``["k=v", ...]`` -> dict; values parsed as JSON when they are JSON (numbers, lists)."""
-    import json
-
-    opts: dict = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            _fail(f"--option {pair!r} is not KEY=VALUE")
-        try:
-            opts[key.strip()] = json.loads(value)
-        except ValueError:
-            opts[key.strip()] = value
-    return opts
-
-
 @app.command("ingest")
 def ingest_cmd(
     kind: Annotated[
@@ -80,11 +64,12 @@ def ingest_cmd(
     from rich.table import Table
 
     from matdata.ingest import ingest
+    from matdata.options import parse_options
     from matdata.progress import make_progress
 
     if not root and kind != "demo":
         _fail(f"ingest {kind} needs a ROOT path")
-    opts = _parse_source_options(option)
+    opts = parse_options(option)
     with make_progress(
         SpinnerColumn(),
         TextColumn(f"[bold]ingest {kind}[/]"),
@@ -276,34 +261,26 @@ def build_cmd(
     """
     from rich.table import Table
 
-    from matdata.builder import (
-        DEFAULT_EXCLUDE_TAGS,
-        BuildConfig,
-        parse_bytes,
-        parse_options,
-        parse_size,
-    )
+    from matdata.build_config import build_config
     from matdata.rejects import RejectRateError
     from pipelines.build import run_build
 
-    if not 0.0 <= max_reject_rate <= 1.0:
-        _fail(f"--max-reject-rate must be in 0..1, got {max_reject_rate}")
-    if exclude_tag is None:
-        tags = DEFAULT_EXCLUDE_TAGS
-    else:
-        tags = tuple(t for t in exclude_tag if t and t.lower() != "none")
-    cfg = BuildConfig(
-        fg=tuple(fg),
-        bg=tuple(bg),
-        out=out_dir,
+    cfg = build_config(
+        fg,
+        bg,
+        out_dir,
+        size=size,
+        shard_size=shard_size,
+        fg_options=fg_option,
+        bg_options=bg_option,
+        exclude_tags=exclude_tag,
+        bg_categories=bg_category,
         per_fg=per_fg,
-        size=parse_size(size),
         augment=augment,
         trimap=trimap,
         trimap_rel_width=trimap_rel_width,
         keep_layers=keep_layers,
-        formats=fmt,  # type: ignore[arg-type]  # normalised by BuildConfig
-        shard_size=parse_bytes(shard_size),
+        formats=fmt,
         samples_per_shard=samples_per_shard,
         seed=seed,
         jpeg_quality=jpeg_quality,
@@ -313,12 +290,8 @@ def build_cmd(
         jpeg_match=jpeg_match,
         color_jitter=color_jitter,
         fg_estimator=fg_estimator,
-        bg_categories=tuple(bg_category or ()),
         bg_io=bg_io,
-        exclude_tags=tags,
-        fg_options=parse_options(fg_option),
-        bg_options=parse_options(bg_option),
-        bg_weights=bg_weights,  # type: ignore[arg-type]  # parsed by BuildConfig
+        bg_weights=bg_weights,
     )
     try:
         s = run_build(
