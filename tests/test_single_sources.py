@@ -46,10 +46,10 @@ def test_sizes_are_width_first() -> None:
 
 
 def test_net_size_reaches_the_network_as_height_width() -> None:
-    from matdata.cli.harmonize import _harmonizer_params
+    from harmonization.options import harmonizer_params
 
-    assert _harmonizer_params("idih256", None, "384x256") == {"size": (256, 384)}
-    assert _harmonizer_params("idih256", None, "256") == {"size": 256}
+    assert harmonizer_params("idih256", None, "384x256") == {"size": (256, 384)}
+    assert harmonizer_params("idih256", None, "256") == {"size": 256}
 
 
 def test_net_size_other_form_is_one_line() -> None:

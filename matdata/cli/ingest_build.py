@@ -13,6 +13,7 @@ from matdata.cli.app import (
     WorkersOpt,
     _fail,
     app,
+    command_progress,
     console,
     out,
 )
@@ -53,48 +54,22 @@ def ingest_cmd(
     progress_bar: ProgressOpt = True,
 ) -> None:
     """Scan a source once: write a Parquet manifest + rejects and register it by NAME."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
     from rich.table import Table
 
     from matdata.ingest import ingest
     from matdata.options import parse_options
-    from matdata.progress import make_progress
 
     if not root and kind != "demo":
         _fail(f"ingest {kind} needs a ROOT path")
     opts = parse_options(option)
-    with make_progress(
-        SpinnerColumn(),
-        TextColumn(f"[bold]ingest {kind}[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not progress_bar,
-        label=f"ingest {kind}",
-        unit="files",
-    ) as bar:
-        task = bar.add_task("scan", total=None)
-
-        def _update(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with command_progress(f"ingest {kind}", progress_bar, unit="files") as bar:
         res = ingest(
             kind,
             root,
             name=name,
             out=out_dir,
             options=opts,
-            progress=_update,
+            progress=bar.update,
             allow_empty=allow_empty,
         )
 
