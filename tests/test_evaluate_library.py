@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from portraits import portrait
 from spec_weights import deterministic_state_dict, modnet_rename
 
 from matdata.benchmarks import DatasetSplit, Skip, open_eval_set, scan_dataset
@@ -34,19 +35,8 @@ def model(tmp_path_factory):
     return load_checkpoint_model(str(path), "cpu").model
 
 
-def _portrait(seed: int, h: int = 40, w: int = 48) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w]
-    d = np.hypot((yy - h / 2) / (h / 3), (xx - w / 2) / (w / 4))
-    a = np.clip((1.2 - d) * 3, 0, 1)
-    fg = np.array([200, 150, 120]) + rng.normal(0, 10, (h, w, 3))
-    bg = np.array([30, 90, 40]) + rng.normal(0, 10, (h, w, 3))
-    rgb = np.clip(a[..., None] * fg + (1 - a[..., None]) * bg, 0, 255).astype(np.uint8)
-    return rgb, (a * 255).round().astype(np.uint8)
-
-
 def _record(key: str, seed: int, *, coarse: bool = False, junk: bool = False, small=False):
-    rgb, alpha = _portrait(seed)
+    rgb, alpha = portrait(seed)
     if small:
         alpha = alpha[:20]
     meta = {"split": "val", "fg": {"id": key}, "bg": {"id": "b"}, "seed": seed, "coarse": coarse}
@@ -109,7 +99,7 @@ def test_evaluate_a_dataset_from_python(dataset, model) -> None:
     # independent check: the same metrics computed image by image
     sums = MetricSums()
     for seed in (1, 3, 6):
-        rgb, gt = _portrait(seed)
+        rgb, gt = portrait(seed)
         rgb = decode_image(encode_jpeg(rgb, 95), "x")  # as stored
         sums.add(predict_alpha(model, rgb, ref_size=REF), gt, make_trimap(gt))
     for region, values in sums.result().items():

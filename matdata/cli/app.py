@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -83,6 +85,21 @@ def command_progress(label: str, enabled: bool = True, **kwargs: Any) -> TaskPro
     from matdata.progress import TaskProgress
 
     return TaskProgress(label, console=console, enabled=enabled, **kwargs)
+
+
+@contextmanager
+def resumable(job: str, out_dir: str) -> Iterator[None]:
+    """Ctrl-C during a resumable shard job (build, harmonize): one line saying what is kept
+    and how to go on (:class:`~matdata.errors.Interrupted`, exit 130)."""
+    from matdata.errors import Interrupted
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"{job} stopped; the shards completed so far are kept in {out_dir}",
+            hint="run the same command again to resume",
+        ) from None
 
 
 def hold_output_lock(ctx: typer.Context, directory: str, job: str) -> None:

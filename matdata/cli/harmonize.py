@@ -15,6 +15,7 @@ from matdata.cli.app import (
     command_progress,
     console,
     out,
+    resumable,
 )
 
 # ==== harmonize (issue 4) =============================================================
@@ -80,7 +81,7 @@ def harmonize_cmd(
     from harmonization.options import harmonizer_params
     from pipelines.harmonize import run_harmonize
 
-    try:
+    with resumable("harmonize", out_dir):
         s = run_harmonize(
             dataset,
             out_dir,
@@ -96,13 +97,6 @@ def harmonize_cmd(
             console=console,
             progress=progress_bar,
         )
-    except KeyboardInterrupt:
-        from matdata.errors import Interrupted
-
-        raise Interrupted(
-            f"harmonize stopped; the shards completed so far are kept in {out_dir}",
-            hint="run the same command again to resume",
-        ) from None
     table = Table(title=f"harmonize {s.out} ({s.model})", title_justify="left")
     table.add_column("", style="bold")
     table.add_column("value", justify="right")

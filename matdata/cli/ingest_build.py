@@ -16,6 +16,7 @@ from matdata.cli.app import (
     command_progress,
     console,
     out,
+    resumable,
 )
 
 # ==== ingest (issue 2) ================================================================
@@ -269,25 +270,19 @@ def build_cmd(
         bg_weights=bg_weights,
     )
     try:
-        s = run_build(
-            cfg,
-            workers=workers,
-            scheduler=scheduler,
-            overwrite=overwrite,
-            console=console,
-            progress=progress_bar,
-            max_reject_rate=max_reject_rate,
-        )
+        with resumable("build", out_dir):
+            s = run_build(
+                cfg,
+                workers=workers,
+                scheduler=scheduler,
+                overwrite=overwrite,
+                console=console,
+                progress=progress_bar,
+                max_reject_rate=max_reject_rate,
+            )
     except RejectRateError as exc:
         _print_reject_table(exc)
         raise
-    except KeyboardInterrupt:
-        from matdata.errors import Interrupted
-
-        raise Interrupted(
-            f"build stopped; the shards completed so far are kept in {out_dir}",
-            hint="run the same command again to resume",
-        ) from None
     inputs = Table(title="inputs", title_justify="left")
     for col in ("source", "found", "used", "rejected", "ingest", "filtered", "build"):
         inputs.add_column(col, justify="left" if col == "source" else "right")

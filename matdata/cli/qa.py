@@ -142,23 +142,20 @@ def _compare(
     """Scan ``dataset_b`` and write ``compare.html`` / ``compare.json`` next to the report."""
     from rich.table import Table
 
-    from matdata.qa.compare import compare, fetch_views, write_compare
     from matdata.storage import join
-    from pipelines.qa import run_qa
+    from pipelines.qa import run_compare
 
     with console.status(f"qa {dataset_b}"):
-        report_b = run_qa(
+        data = run_compare(
+            report_a,
             dataset_b,
+            report_dir,
             sample=sample,
             seed=seed,
             workers=workers,
             scheduler=scheduler,
             in_process=in_process,
         )
-    cmp = compare(report_a, report_b)
-    cmp.views_a = fetch_views(report_a.dataset, report_a, cmp.pair_keys)
-    cmp.views_b = fetch_views(dataset_b, report_b, cmp.pair_keys)
-    data = write_compare(cmp, report_dir)
     table = Table(title=f"compare (B = {dataset_b})", title_justify="left")
     for col in ("statistic", "A median", "B median", "median B-A"):
         table.add_column(col, justify="left" if col == "statistic" else "right")
