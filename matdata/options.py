@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from matdata.errors import ConfigError
+from matdata.sizes import parse_wxh
 
 _UNITS = {
     "": 1,
@@ -39,18 +40,18 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     t = str(text).strip().lower()
     if t == "native":
         return None
-    m = re.fullmatch(r"(\d+)(?:\s*[x×]\s*(\d+))?", t)
-    if not m or int(m.group(1)) < 16 or (m.group(2) and int(m.group(2)) < 16):
-        raise ConfigError(
-            f"bad --size {text!r}", hint="use a side like 512, WxH like 640x480, or native"
-        )
-    w = int(m.group(1))
-    h = int(m.group(2)) if m.group(2) else w
+    hint = "use a side like 512, WxH like 640x480, or native"
+    try:
+        w, h = parse_wxh(t, "--size")  # the one W x H convention (matdata.sizes)
+    except ConfigError:
+        raise ConfigError(f"bad --size {text!r}", hint=hint) from None
+    if min(w, h) < 16:
+        raise ConfigError(f"bad --size {text!r}", hint=hint)
     lo, hi = SIZE_RANGE
     if not (lo <= w <= hi and lo <= h <= hi):
         raise ConfigError(
             f"--size {text} is out of range: each side must be in {lo}..{hi}",
-            hint="use a side like 512, WxH like 640x480, or native",
+            hint=hint,
         )
     return w, h
 
