@@ -402,6 +402,36 @@ def test_ctrl_c_while_the_cluster_starts_is_clean(tmp_path) -> None:
     assert (out / ".parts" / "plan.json").exists() and _markers(out) == []
 
 
+#: what pip's console-script wrapper for ``matdata = "matdata.cli:main"`` runs
+SCRIPT = (
+    "import sys\nfrom matdata.cli import main\n\nif __name__ == '__main__':\n    sys.exit(main())\n"
+)
+
+
+@pytest.mark.parametrize("how", ["console-script", "python-m"])
+def test_ctrl_c_while_the_command_imports_is_one_line(how: str, tmp_path: Path) -> None:
+    """The command sends itself SIGINT while it imports its modules, before ``main()``
+    runs (a test hook): one line, exit 130, no traceback."""
+    cmd = CLI
+    if how == "console-script":
+        script = tmp_path / "bin" / "matdata"
+        script.parent.mkdir()
+        script.write_text(SCRIPT)
+        cmd = [sys.executable, str(script)]
+    proc = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120,
+                          env=_env(MATDATA_TEST_SIGINT_AT_STARTUP="1"))  # fmt: skip
+    assert (proc.returncode, proc.stderr, proc.stdout) == (130, "interrupted\n", ""), proc.stderr
+
+
+def test_a_program_importing_the_cli_keeps_its_own_ctrl_c() -> None:
+    code = "import matdata.cli"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=_env(MATDATA_TEST_SIGINT_AT_STARTUP="1"))  # fmt: skip
+    # an uncaught KeyboardInterrupt: Python dies of the SIGINT, with its traceback
+    assert proc.returncode == -signal.SIGINT, proc
+    assert proc.stderr.rstrip().endswith("KeyboardInterrupt"), proc.stderr
+
+
 def test_the_fork_server_ignores_ctrl_c_before_its_slow_imports() -> None:
     """A Ctrl-C while the fork server imports its preload (seconds on a busy machine) killed
     it with a traceback and "Nanny failed to start" while SIGINT was ignored only after the
