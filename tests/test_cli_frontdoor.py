@@ -17,31 +17,17 @@ from typing import Annotated
 import numpy as np
 import pytest
 import typer
-
-ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "matdata"]
+from cli_run import CLI, cli_env, run_cli
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("MATDATA_DEBUG", None)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update(COLUMNS="200", OMP_NUM_THREADS="1", MATDATA_PROGRESS_INTERVAL="0")
-    env.update(extra)
-    return env
+    return cli_env(MATDATA_PROGRESS_INTERVAL="0", **extra)
 
 
 def run(
     args: list[str], cwd: Path | None = None, timeout: float = 300, **env: str
 ) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*CLI, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=_env(**env),
-    )
+    return run_cli(args, cwd=cwd, timeout=timeout, MATDATA_PROGRESS_INTERVAL="0", **env)
 
 
 def _png(path: Path, size: tuple[int, int] = (8, 8)) -> None:
@@ -445,11 +431,8 @@ def test_the_fork_server_ignores_ctrl_c_before_its_slow_imports() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tiny") / "ds"
-    proc = run([*BUILD, "--out", str(out), "--no-progress"])
-    assert proc.returncode == 0, proc.stderr
-    return out
+def tiny(demo_dataset) -> Path:
+    return demo_dataset(per_fg=2)  # the dataset BUILD makes
 
 
 TRAIN = ["--hr-channels", "8", "--batch-size", "4", "--image-size", "64", "--device", "cpu",
