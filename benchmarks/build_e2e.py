@@ -1,0 +1,346 @@
+"""End-to-end build throughput as a user runs it, against a codec floor (issue 15).
+
+``matdata build --workers 1`` is run as a subprocess, as a user runs it, at two build
+sizes (``--small`` and ``--large`` composites); the difference cancels start-up (Python
+and Dask start, planning, index writing), so what is left is the *marginal* cost of
+1,000 more composites.  Measured by wall time and by the CPU time of the whole process
+tree (the build, its fork server, nanny and worker processes: ``RUSAGE_CHILDREN`` after
+each build exits), which stays put when other jobs share the machine.
+
+Inputs, written once to a temporary folder and ingested (``matdata ingest``, untimed):
+
+* foregrounds in the AISegment layout: 600x800 JPEG photos (``clip_img/``) and RGBA PNG
+  mattes (``matting/``: the photo's colours plus the alpha channel, like the download),
+  photo-like portraits with soft hair (the demo generator's, at that size);
+* backgrounds: photo-like 683x512 JPEG scenes (Places365-large size), one per composite
+  (``fg * K``), so that each is used about once as with Places' 1.8M scenes.
+
+Output 512x512, K = ``--per-fg`` (10), Parquet, JPEG quality 95.
+
+**Codec floor**, in this process, one core (``cv2.setNumThreads(1)``, as in a worker), in
+the same run: decode every input of the large build once, with the decoders the build
+uses (fg JPEG, matte PNG's alpha, bg JPEG), and encode one output per composite at the
+build's settings (JPEG quality 95 for the composite, PNG at the build's compression for
+the alpha) from realistic content (the decoded photo blended over the decoded
+background, the real matte resized), prepared outside the timed part.  Floor per 1,000
+composites = that time / composites * 1000.
+
+Floor and builds are interleaved (``--rounds`` rounds of floor, small, large); the ratio
+floor / marginal build time is taken per round and the median reported, by CPU time and
+by wall time.  Target >= 0.8x.
+
+Usage: ``python benchmarks/build_e2e.py [--small 20] [--large 120] [--per-fg 10]
+[--rounds 3]`` (composites; rounded to whole foregrounds).  ``--profile`` also runs one
+shard task of the large build in this process under cProfile and prints where the time
+goes (``--stages``: per-stage timers of the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+QUALITY = 95
+SIZE = 512
+
+
+def make_aisegment(root: Path, n_fg: int, group_size: int = 10) -> None:
+    """``n_fg`` portraits in AISegment's layout (JPEG photo + RGBA PNG matte)."""
+    import cv2
+
+    from matdata.imageio import encode_jpeg
+    from matdata.sources.demo import demo_foreground_layers
+
+    for i in range(n_fg):
+        group = f"18031{i // group_size:05d}"
+        stem = f"{group}-{i:08d}"
+        img_dir = root / "clip_img" / group / f"clip_{i:08d}"
+        mat_dir = root / "matting" / group / f"matting_{i:08d}"
+        img_dir.mkdir(parents=True)
+        mat_dir.mkdir(parents=True)
+        _, alpha, photo = demo_foreground_layers(i, size=(600, 800), seed=1)
+        (img_dir / f"{stem}.jpg").write_bytes(encode_jpeg(photo, QUALITY))
+        bgra = np.dstack([cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), alpha])
+        ok, buf = cv2.imencode(".png", bgra)
+        assert ok
+        (mat_dir / f"{stem}.png").write_bytes(buf.tobytes())
+
+
+def make_backgrounds(root: Path, n_bg: int) -> None:
+    from build_throughput import _scene
+
+    from matdata.imageio import encode_jpeg
+
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for j in range(n_bg):
+        (root / f"s{j:06d}.jpg").write_bytes(encode_jpeg(_scene(rng, 683, 512), QUALITY))
+
+
+def _env(catalog: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MATDATA_CATALOG"] = str(catalog)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _matdata(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run ``python -m matdata ARGS``; (wall, CPU of the whole process tree) seconds.
+
+    The CPU time of the command itself is exact (``RUSAGE_CHILDREN``, it is waited for
+    here).  Dask's fork server is never waited for by the build, so its time and its
+    workers' (which it reaps) never reach the build's rusage: every descendant is polled
+    (psutil, every 0.1 s) and its last seen user + system time added; the tail of a
+    process after its last poll is lost (a few ms, the same in both build sizes).
+    """
+    import psutil
+
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    log = tempfile.TemporaryFile("w+")  # (a pipe could fill up and stall the command)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "matdata", *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: dict[tuple[int, float], float] = {}
+    root = psutil.Process(p.pid)
+    while p.poll() is None:
+        try:
+            kids = root.children(recursive=True)
+        except psutil.Error:
+            kids = []
+        for c in kids:
+            try:
+                ct = c.cpu_times()
+                seen[(c.pid, c.create_time())] = ct.user + ct.system
+            except psutil.Error:
+                pass
+        time.sleep(0.1)
+    p.wait()
+    log.seek(0)
+    out = log.read()
+    log.close()
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        raise SystemExit(f"matdata {' '.join(args)} failed:\n{out}")
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime) + sum(seen.values())
+    return wall, cpu
+
+
+def build(fg: str, out: Path, per_fg: int, env: dict[str, str]) -> tuple[float, float]:
+    return _matdata(
+        [
+            "build",
+            "--fg",
+            fg,
+            "--bg",
+            "bg",
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--per-fg",
+            str(per_fg),
+            "--size",
+            str(SIZE),
+            "--jpeg-quality",
+            str(QUALITY),
+            "--no-progress",
+        ],
+        env,
+    )
+
+
+def _inputs(root: Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    fgs = sorted((root / "clip_img").rglob("*.jpg"))
+    mattes = {p.stem: p for p in (root / "matting").rglob("*.png")}
+    return [(f, mattes[f.stem]) for f in fgs], sorted((root.parent / "bg").glob("*.jpg"))
+
+
+def codec_floor(root: Path, per_fg: int) -> tuple[float, float, int]:
+    """(wall, CPU) seconds to decode every input once and encode every output; outputs."""
+    import cv2
+
+    from matdata.imageio import decode_alpha, decode_image, encode_jpeg, encode_png
+
+    cv2.setNumThreads(1)
+    pairs, bgs = _inputs(root)
+    t0, c0 = time.perf_counter(), time.process_time()
+    fgs = [
+        (decode_image(f.read_bytes(), f.name), decode_alpha(m.read_bytes(), m.name))
+        for f, m in pairs
+    ]
+    bg_px = [decode_image(b.read_bytes(), b.name) for b in bgs]
+    t_dec, c_dec = time.perf_counter() - t0, time.process_time() - c0
+    outs = [
+        _floor_output(rgb, a, bg_px[(i * per_fg + k) % len(bg_px)], k)
+        for i, (rgb, a) in enumerate(fgs)
+        for k in range(per_fg)
+    ]
+    t0, c0 = time.perf_counter(), time.process_time()
+    for img, al in outs:
+        encode_jpeg(img, QUALITY)
+        encode_png(al)
+    t_enc, c_enc = time.perf_counter() - t0, time.process_time() - c0
+    return t_dec + t_enc, c_dec + c_enc, len(outs)
+
+
+def _floor_output(rgb: np.ndarray, a: np.ndarray, bg: np.ndarray, k: int):
+    """A realistic 512x512 composite and alpha (the portrait scaled into the frame over
+    a cover crop of the scene, as the build makes them; made outside the timed part)."""
+    import cv2
+
+    from matdata.compose import composite_rgb
+
+    s = 0.8 + 0.02 * (k % 10)  # the build's fg scale range, roughly
+    h, w = a.shape
+    sw, sh = round(w * SIZE / h * s), round(SIZE * s)
+    f = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
+    al = cv2.resize(a, (sw, sh), interpolation=cv2.INTER_AREA)
+    canvas_a = np.zeros((SIZE, SIZE), np.uint8)
+    canvas_f = np.zeros((SIZE, SIZE, 3), np.uint8)
+    x0, y0 = (SIZE - sw) // 2, SIZE - sh
+    canvas_a[y0:, x0 : x0 + sw] = al
+    canvas_f[y0:, x0 : x0 + sw] = f
+    b = cv2.resize(bg[:, 85:597], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+    return composite_rgb(canvas_f, canvas_a, b), canvas_a
+
+
+def profile_shard(catalog: Path, fg: str, per_fg: int, stages: bool) -> None:
+    """One shard task of the large build, in this process, under cProfile."""
+    import cProfile
+    import pstats
+
+    os.environ["MATDATA_CATALOG"] = str(catalog)
+    from matdata.builder import BuildConfig, prepare_build, run_shard
+    from pipelines.build import prepare_output
+
+    with tempfile.TemporaryDirectory(prefix="matdata-prof-") as out:
+        cfg = BuildConfig(fg=fg, bg="bg", out=out, per_fg=per_fg, size=(SIZE, SIZE))
+        plan = prepare_build(cfg)
+        prepare_output(plan)
+        task = max(plan.tasks, key=lambda t: t.samples)
+        run_shard(plan.tasks[0] if plan.tasks[0] is not task else plan.tasks[-1])  # warm
+        prof = cProfile.Profile()
+        c0 = time.process_time()
+        prof.enable()
+        res = run_shard(task)
+        prof.disable()
+        cpu = time.process_time() - c0
+        print(f"shard {task.name}: {res.samples} samples, {res.seconds:.2f} s wall, "
+              f"{cpu:.2f} s CPU, {1000 * cpu / res.samples:.1f} CPU-ms per composite")  # fmt: skip
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--small", type=int, default=20, help="composites of the small build")
+    ap.add_argument("--large", type=int, default=120, help="composites of the large build")
+    ap.add_argument("--per-fg", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="also cProfile one shard task")
+    ap.add_argument("--stages", action="store_true", help="(with --profile) stage timers")
+    args = ap.parse_args()
+    k = args.per_fg
+    n_small, n_large = max(1, args.small // k), max(2, args.large // k)
+    if n_large <= n_small:
+        raise SystemExit("--large must exceed --small by at least one foreground's K")
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="matdata-e2e-") as tmp:
+        t = Path(tmp)
+        t0 = time.perf_counter()
+        make_aisegment(t / "small" / "aiseg", n_small)
+        make_aisegment(t / "large" / "aiseg", n_large)
+        make_backgrounds(t / "large" / "bg", n_large * k)
+        env = _env(t / "catalog")
+        for name, root in (("fgs", t / "small" / "aiseg"), ("fgl", t / "large" / "aiseg")):
+            _matdata(["ingest", "aisegment", str(root), "--name", name, "-o",
+                      "val_fraction=0", "--no-progress"], env)  # fmt: skip
+        _matdata(["ingest", "folder", str(t / "large" / "bg"), "--name", "bg", "-o", "role=bg",
+                  "-o", "val_fraction=0", "--no-progress"], env)  # fmt: skip
+        console.print(
+            f"inputs: {n_large} + {n_small} fg 600x800 (AISegment layout, RGBA mattes), "
+            f"{n_large * k} bg 683x512, ingested ({time.perf_counter() - t0:.1f} s); "
+            f"load {os.getloadavg()[0]:.1f}"
+        )
+        if args.profile:
+            profile_shard(t / "catalog", "fgl", k, args.stages)
+        d_samples = (n_large - n_small) * k
+        rows = []
+        for r in range(args.rounds):
+            fw, fc, n = codec_floor(t / "large" / "aiseg", k)
+            sw, sc = build("fgs", t / f"out-s{r}", k, env)
+            lw, lc = build("fgl", t / f"out-l{r}", k, env)
+            per_k = 1000 / d_samples
+            row = {
+                "floor_wall": fw / n * 1000,
+                "floor_cpu": fc / n * 1000,
+                "build_wall": (lw - sw) * per_k,
+                "build_cpu": (lc - sc) * per_k,
+                "small_wall": sw,
+                "small_cpu": sc,
+                "load": os.getloadavg()[0],
+            }
+            rows.append(row)
+            console.print(
+                f"round {r + 1}: per 1,000 composites floor {row['floor_cpu']:.1f} CPU-s "
+                f"({row['floor_wall']:.1f} s wall), build {row['build_cpu']:.1f} CPU-s "
+                f"({row['build_wall']:.1f} s wall); start-up {sc:.1f} CPU-s "
+                f"({sw:.1f} s); load {row['load']:.1f}"
+            )
+
+    med = statistics.median
+    tab = Table(
+        title=f"build end to end (matdata build --workers 1), {SIZE}x{SIZE}, K={k}, "
+        f"marginal over {d_samples} composites ({n_small * k} -> {n_large * k}), "
+        f"median of {len(rows)} rounds, load {med(x['load'] for x in rows):.1f}",
+        title_justify="left",
+    )
+    for col in ("measure", "per 1,000 composites", "ratio (floor / build)", "target"):
+        tab.add_column(col, justify="left" if col == "measure" else "right")
+    tab.add_row("codec floor, CPU", f"{med(x['floor_cpu'] for x in rows):.1f} s", "1.00x", "")
+    tab.add_row("codec floor, wall", f"{med(x['floor_wall'] for x in rows):.1f} s", "", "")
+    tab.add_row(
+        "build, CPU of the process tree",
+        f"{med(x['build_cpu'] for x in rows):.1f} s",
+        f"{med(x['floor_cpu'] / x['build_cpu'] for x in rows):.2f}x",
+        ">= 0.80x",
+    )
+    tab.add_row(
+        "build, wall",
+        f"{med(x['build_wall'] for x in rows):.1f} s",
+        f"{med(x['floor_wall'] / x['build_wall'] for x in rows):.2f}x",
+        ">= 0.80x",
+    )
+    tab.add_row(
+        "start-up (small build), CPU / wall",
+        f"{med(x['small_cpu'] for x in rows):.1f} / {med(x['small_wall'] for x in rows):.1f} s",
+        "",
+        "",
+    )
+    console.print(tab)
+
+
+if __name__ == "__main__":
+    main()
