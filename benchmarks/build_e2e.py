@@ -110,32 +110,32 @@ def _matdata(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    log = tempfile.TemporaryFile("w+")  # (a pipe could fill up and stall the command)
-    p = subprocess.Popen(
-        [sys.executable, "-m", "matdata", *args],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     seen: dict[tuple[int, float], float] = {}
-    root = psutil.Process(p.pid)
-    while p.poll() is None:
-        try:
-            kids = root.children(recursive=True)
-        except psutil.Error:
-            kids = []
-        for c in kids:
+    # (output to a file: a pipe could fill up and stall the command)
+    with tempfile.TemporaryFile("w+") as log:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "matdata", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        root = psutil.Process(p.pid)
+        while p.poll() is None:
             try:
-                ct = c.cpu_times()
-                seen[(c.pid, c.create_time())] = ct.user + ct.system
+                kids = root.children(recursive=True)
             except psutil.Error:
-                pass
-        time.sleep(0.1)
-    p.wait()
-    log.seek(0)
-    out = log.read()
-    log.close()
+                kids = []
+            for c in kids:
+                try:
+                    ct = c.cpu_times()
+                    seen[(c.pid, c.create_time())] = ct.user + ct.system
+                except psutil.Error:
+                    pass
+            time.sleep(0.1)
+        p.wait()
+        log.seek(0)
+        out = log.read()
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
