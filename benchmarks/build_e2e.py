@@ -29,10 +29,14 @@ Floor and builds are interleaved (``--rounds`` rounds of floor, small, large); t
 floor / marginal build time is taken per round and the median reported, by CPU time and
 by wall time.  Target >= 0.8x.
 
+``--baseline PATH`` (another checkout, e.g. main) runs that tree's builds interleaved
+with this tree's, on the same inputs and against the same floor (this tree's decoders),
+for a before/after from one run.
+
 Usage: ``python benchmarks/build_e2e.py [--small 20] [--large 120] [--per-fg 10]
-[--rounds 3]`` (composites; rounded to whole foregrounds).  ``--profile`` also runs one
-shard task of the large build in this process under cProfile and prints where the time
-goes (``--stages``: per-stage timers of the same).
+[--rounds 3] [--baseline ../main]`` (composites; rounded to whole foregrounds).
+``--profile`` also runs one shard task of the large build in this process under cProfile
+and prints where the time goes (``--stages``: CPU time per stage instead).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,10 +95,11 @@ def make_backgrounds(root: Path, n_bg: int) -> None:
         (root / f"s{j:06d}.jpg").write_bytes(encode_jpeg(_scene(rng, 683, 512), QUALITY))
 
 
-def _env(catalog: Path) -> dict[str, str]:
+def _env(catalog: Path, repo: Path = REPO) -> dict[str, str]:
+    """The environment of a ``matdata`` command: the catalog, and ``repo``'s code."""
     env = dict(os.environ)
     env["MATDATA_CATALOG"] = str(catalog)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(repo)
     return env
 
 
@@ -224,29 +230,86 @@ def _floor_output(rgb: np.ndarray, a: np.ndarray, bg: np.ndarray, k: int):
 
 
 def profile_shard(catalog: Path, fg: str, per_fg: int, stages: bool) -> None:
-    """One shard task of the large build, in this process, under cProfile."""
+    """One shard task of the large build, in this process: cProfile, or with ``stages``
+    CPU time per stage (wrappers around the functions a shard task calls)."""
     import cProfile
     import pstats
 
     os.environ["MATDATA_CATALOG"] = str(catalog)
+    import cv2
+
     from matdata.builder import BuildConfig, prepare_build, run_shard
     from pipelines.build import prepare_output
 
+    cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory(prefix="matdata-prof-") as out:
         cfg = BuildConfig(fg=fg, bg="bg", out=out, per_fg=per_fg, size=(SIZE, SIZE))
         plan = prepare_build(cfg)
         prepare_output(plan)
         task = max(plan.tasks, key=lambda t: t.samples)
         run_shard(plan.tasks[0] if plan.tasks[0] is not task else plan.tasks[-1])  # warm
+        timers = _stage_timers() if stages else None
         prof = cProfile.Profile()
         c0 = time.process_time()
-        prof.enable()
+        if timers is None:
+            prof.enable()
         res = run_shard(task)
         prof.disable()
         cpu = time.process_time() - c0
         print(f"shard {task.name}: {res.samples} samples, {res.seconds:.2f} s wall, "
-              f"{cpu:.2f} s CPU, {1000 * cpu / res.samples:.1f} CPU-ms per composite")  # fmt: skip
-        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+              f"{cpu:.2f} s CPU, {1000 * cpu / res.samples:.2f} CPU-ms per composite")  # fmt: skip
+        if timers is None:
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+            return
+        total, calls = timers
+        for label, sec in sorted(total.items(), key=lambda x: -x[1]):
+            per = 1000 * sec / res.samples
+            print(f"  {label:34s} {per:6.2f} CPU-ms per composite "
+                  f"({calls[label] / res.samples:.2f} calls)")  # fmt: skip
+
+
+def _stage_timers() -> tuple[dict[str, float], dict[str, int]]:
+    """Wrap the stages of a shard task with CPU timers (nested stages count in both)."""
+    import matdata.builder as B
+    import matdata.compose as C
+    import matdata.foreground as F
+    import matdata.imageio as IO
+    import matdata.shards as S
+    import matdata.sources._common as CM
+
+    total: dict[str, float] = {}
+    calls: dict[str, int] = {}
+
+    def wrap(owner: Any, name: str, label: str) -> None:
+        fn = getattr(owner, name)
+
+        def timed(*a: Any, **kw: Any) -> Any:
+            c0 = time.process_time()
+            try:
+                return fn(*a, **kw)
+            finally:
+                total[label] = total.get(label, 0.0) + time.process_time() - c0
+                calls[label] = calls.get(label, 0) + 1
+
+        setattr(owner, name, timed)
+
+    for owner, name, label in (
+        (IO, "decode_image", "codec: decode JPEG (fg + bg)"),
+        (IO, "decode_alpha", "codec: decode matte PNG"),
+        (IO, "encode_jpeg", "codec: encode JPEG"),
+        (IO, "encode_png", "codec: encode PNG alpha"),
+        (CM, "content_hash", "sha256 of the inputs"),
+        (IO, "read_bytes", "read input files"),
+        (F, "estimate_foreground", "foreground estimation"),
+        (C, "compose_sample", "compose_sample (all)"),
+        (C, "_resize", "  of which resizes"),
+        (C, "_blend_into", "  of which blend"),
+        (B, "conform_meta", "meta"),
+        (S.ShardWriter, "write", "shard writer: write"),
+        (S.ShardWriter, "close", "shard writer: close"),
+    ):
+        wrap(owner, name, label)
+    return total, calls
 
 
 def main() -> None:
@@ -257,6 +320,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", action="store_true", help="also cProfile one shard task")
     ap.add_argument("--stages", action="store_true", help="(with --profile) stage timers")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. `git worktree` of main): its builds run interleaved "
+        "with this tree's, same inputs and floor, for a before/after in one run",
+    )
     args = ap.parse_args()
     k = args.per_fg
     n_small, n_large = max(1, args.small // k), max(2, args.large // k)
@@ -264,7 +334,6 @@ def main() -> None:
         raise SystemExit("--large must exceed --small by at least one foreground's K")
 
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     with tempfile.TemporaryDirectory(prefix="matdata-e2e-") as tmp:
@@ -287,32 +356,51 @@ def main() -> None:
         if args.profile:
             profile_shard(t / "catalog", "fgl", k, args.stages)
         d_samples = (n_large - n_small) * k
-        rows = []
+        trees = {"build": env}
+        if args.baseline is not None:
+            trees["baseline"] = _env(t / "catalog", args.baseline.resolve())
+        rows: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        per_k = 1000 / d_samples
         for r in range(args.rounds):
             fw, fc, n = codec_floor(t / "large" / "aiseg", k)
-            sw, sc = build("fgs", t / f"out-s{r}", k, env)
-            lw, lc = build("fgl", t / f"out-l{r}", k, env)
-            per_k = 1000 / d_samples
-            row = {
-                "floor_wall": fw / n * 1000,
-                "floor_cpu": fc / n * 1000,
-                "build_wall": (lw - sw) * per_k,
-                "build_cpu": (lc - sc) * per_k,
-                "small_wall": sw,
-                "small_cpu": sc,
-                "load": os.getloadavg()[0],
-            }
-            rows.append(row)
-            console.print(
-                f"round {r + 1}: per 1,000 composites floor {row['floor_cpu']:.1f} CPU-s "
-                f"({row['floor_wall']:.1f} s wall), build {row['build_cpu']:.1f} CPU-s "
-                f"({row['build_wall']:.1f} s wall); start-up {sc:.1f} CPU-s "
-                f"({sw:.1f} s); load {row['load']:.1f}"
-            )
+            for name, tree_env in trees.items():
+                sw, sc = build("fgs", t / f"out-{name}-s{r}", k, tree_env)
+                lw, lc = build("fgl", t / f"out-{name}-l{r}", k, tree_env)
+                row = {
+                    "floor_wall": fw / n * 1000,
+                    "floor_cpu": fc / n * 1000,
+                    "build_wall": (lw - sw) * per_k,
+                    "build_cpu": (lc - sc) * per_k,
+                    "small_wall": sw,
+                    "small_cpu": sc,
+                    "load": os.getloadavg()[0],
+                }
+                rows[name].append(row)
+                console.print(
+                    f"round {r + 1}, {name}: per 1,000 composites floor "
+                    f"{row['floor_cpu']:.1f} CPU-s ({row['floor_wall']:.1f} s wall), build "
+                    f"{row['build_cpu']:.1f} CPU-s ({row['build_wall']:.1f} s wall); small "
+                    f"build {sc:.1f} CPU-s ({sw:.1f} s); load {row['load']:.1f}"
+                )
+
+    for name, tree_rows in rows.items():
+        _report(console, name, tree_rows, k, d_samples, n_small, n_large)
+
+
+def _report(
+    console: Any,
+    name: str,
+    rows: list[dict[str, float]],
+    k: int,
+    d_samples: int,
+    n_small: int,
+    n_large: int,
+) -> None:
+    from rich.table import Table
 
     med = statistics.median
     tab = Table(
-        title=f"build end to end (matdata build --workers 1), {SIZE}x{SIZE}, K={k}, "
+        title=f"{name} end to end (matdata build --workers 1), {SIZE}x{SIZE}, K={k}, "
         f"marginal over {d_samples} composites ({n_small * k} -> {n_large * k}), "
         f"median of {len(rows)} rounds, load {med(x['load'] for x in rows):.1f}",
         title_justify="left",
@@ -334,7 +422,7 @@ def main() -> None:
         ">= 0.80x",
     )
     tab.add_row(
-        "start-up (small build), CPU / wall",
+        f"small build ({n_small * k} composites), CPU / wall",
         f"{med(x['small_cpu'] for x in rows):.1f} / {med(x['small_wall'] for x in rows):.1f} s",
         "",
         "",
