@@ -328,6 +328,8 @@ def _tag_hits(tags: Any, wanted: Sequence[str]) -> np.ndarray:
         return out
     tags = tags.combine_chunks() if hasattr(tags, "combine_chunks") else tags
     flat = pc.list_flatten(tags)
+    if pa.types.is_null(flat.type):  # a source whose rows carry no tags at all
+        return out
     parents = pc.list_parent_indices(tags).to_numpy(zero_copy_only=False)
     hit = pc.is_in(flat, value_set=pa.array(list(wanted), pa.string()))
     out[parents[hit.to_numpy(zero_copy_only=False)]] = True
@@ -532,9 +534,10 @@ def _check_unique_ids(srcs: list[SourceRows], keeps: list[np.ndarray], role: str
 
     if len(srcs) < 2:
         return
-    ids = pa.chunked_array(
-        [s.cols["id"].filter(pa.array(k)) for s, k in zip(srcs, keeps, strict=True)]
-    )
+    parts = [_plain(s.cols["id"]).filter(pa.array(k)) for s, k in zip(srcs, keeps, strict=True)]
+    # chunk by chunk with the type given: an emptied source must not set the type to null
+    chunks = [c for p in parts for c in getattr(p, "chunks", [p])]
+    ids = pa.chunked_array(chunks, type=parts[0].type)
     counts = pc.value_counts(ids)
     dup = counts.filter(pc.greater(counts.field("counts"), 1))
     if len(dup):
