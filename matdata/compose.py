@@ -174,13 +174,9 @@ def _blend_into(
 ) -> np.ndarray:
     """``composite_rgb(F, alpha, canvas)`` written into ``canvas`` (returned), where ``F``
     is ``layer`` pasted at ``(x0, y0)`` and ``alpha`` the full-canvas alpha, which is 0
-    outside the pasted rectangle.
-
-    Byte-identical to blending the whole canvas with ``cv2.blendLinear``, with less work:
-    its result depends on each pixel's ``(F, B, a)`` only (checked exhaustively over all
-    256^3 triples, in any memory layout), is ``B`` where ``a = 0`` and ``F`` where
-    ``a = 255``.  So inside the box of ``alpha > 0`` opaque pixels are copied, and only
-    the fractional ones are gathered, blended and scattered back."""
+    outside the pasted rectangle.  Only the box of ``alpha > 0`` inside the rectangle is
+    blended; elsewhere ``a = 0`` and the composite is the background, so the result is
+    byte-identical to blending the whole canvas."""
     import cv2
 
     rect = _overlap(canvas, layer, x0, y0)
@@ -193,44 +189,17 @@ def _blend_into(
     cx0, cy0 = cx0 + bx, cy0 + by
     cx1, cy1 = cx0 + bw, cy0 + bh
     win = (slice(cy0, cy1), slice(cx0, cx1))
-    aw = alpha[win]
-    lv = layer[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-    if not (canvas.flags.c_contiguous and layer.flags.c_contiguous):
-        a = aw.astype(np.float32)
-        a *= np.float32(1 / 255)
-        # OpenCV reads and writes the row-strided windows in place (no copies)
-        cv2.blendLinear(lv, canvas[win], a, np.float32(1) - a, dst=canvas[win])
-        return canvas
-    # opaque: F itself (numpy compare: OpenCV takes a 1x1 array for a scalar there)
-    cv2.copyTo(lv, np.equal(aw, 255).view(np.uint8), canvas[win])
-    # 0 < a < 255 (uint8 wrap-around); the mask is contiguous: flat indices are cheap
-    soft = np.flatnonzero((aw - np.uint8(1)) < 254)
-    if soft.size:
-        ys, xs = np.divmod(soft, bw)
-        ys += cy0
-        xs += cx0
-        a = alpha[ys, xs].astype(np.float32)[None, :]
-        a *= np.float32(1 / 255)
-        c_idx = ys * canvas.shape[1] + xs
-        l_idx = (ys - y0) * layer.shape[1] + (xs - x0)
-        blended = cv2.blendLinear(
-            _rows(layer, l_idx)[None], _rows(canvas, c_idx)[None], a, np.float32(1) - a
-        )
-        np.put(_pixels(canvas), c_idx, blended.reshape(-1, 3).view(_PIXEL).reshape(-1))
+    a = alpha[win].astype(np.float32)
+    a *= np.float32(1 / 255)
+    # OpenCV reads and writes the row-strided windows in place (no copies)
+    cv2.blendLinear(
+        layer[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0],
+        canvas[win],
+        a,
+        np.float32(1) - a,
+        dst=canvas[win],
+    )
     return canvas
-
-
-_PIXEL = np.dtype((np.void, 3))  # one RGB pixel as one item (fast gather / scatter)
-
-
-def _pixels(img: np.ndarray) -> np.ndarray:
-    """A contiguous ``(H, W, 3)`` uint8 image as a flat array of pixels (a view)."""
-    return img.reshape(-1, 3).view(_PIXEL).reshape(-1)
-
-
-def _rows(img: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``img.reshape(-1, 3)[idx]`` (``(N, 3)`` uint8) for a contiguous image, faster."""
-    return np.take(_pixels(img), idx).view(np.uint8).reshape(-1, 3)
 
 
 def cover_crop_box(

@@ -303,38 +303,3 @@ def test_a_scale_that_rounds_to_the_canvas_still_resizes(fg_size: tuple, out: tu
     c = compose_sample(f, a, _bg(), np.random.default_rng(1), cfg)
     assert c.alpha.shape == (out[1], out[0]) and c.image.shape == (out[1], out[0], 3)
     assert np.array_equal(c.image, composite_rgb(c.fg, c.alpha, c.bg))
-
-
-def test_blend_linear_is_per_pixel_and_exact_at_the_ends() -> None:
-    """What the lean blend relies on (it copies opaque pixels and blends only the
-    fractional ones, gathered): ``cv2.blendLinear`` gives ``F`` at ``a = 255`` and ``B`` at
-    ``a = 0`` for every ``(F, B)``, and its result for a pixel does not depend on where the
-    pixel lies in memory (same bytes when the pixels are shifted or gathered)."""
-    import cv2
-
-    rng = np.random.default_rng(7)
-    fb = np.stack(np.meshgrid(np.arange(256), np.arange(256)), -1).reshape(-1, 2)
-    fb = fb[rng.permutation(len(fb))[:4099]].astype(np.uint8)  # odd count: SIMD tails
-    a8 = np.repeat(np.arange(256, dtype=np.uint8), len(fb))
-    f = np.repeat(np.tile(fb[:, :1], (256, 1)), 3, axis=1)[None]
-    b = np.repeat(np.tile(fb[:, 1:], (256, 1)), 3, axis=1)[None]
-    w = (a8.astype(np.float32) * np.float32(1 / 255))[None]
-    ref = cv2.blendLinear(f, b, w, np.float32(1) - w)[0]
-    assert np.array_equal(ref[a8 == 255], f[0][a8 == 255])
-    assert np.array_equal(ref[a8 == 0], b[0][a8 == 0])
-    for off in (1, 5):  # another alignment, and a gathered subset
-        sub = np.arange(off, a8.size, 3)
-        out = cv2.blendLinear(f[:, sub], b[:, sub], w[:, sub], np.float32(1) - w[:, sub])
-        assert np.array_equal(out[0], ref[sub])
-    # the lean path itself against the full-canvas composite, fractional pixels included
-    from matdata.compose import _blend_into, _paste
-
-    layer = rng.integers(0, 256, (37, 29, 3), dtype=np.uint8)
-    alpha_l = rng.choice(np.array([0, 0, 255, 255, 1, 128, 254], np.uint8), (37, 29))
-    canvas = rng.integers(0, 256, (40, 41, 3), dtype=np.uint8)
-    alpha = np.zeros((40, 41), np.uint8)
-    _paste(alpha, alpha_l, 20, -5)
-    full_f = np.zeros_like(canvas)
-    _paste(full_f, layer, 20, -5)
-    expect = composite_rgb(full_f, alpha, canvas)
-    assert np.array_equal(_blend_into(canvas.copy(), layer, alpha, 20, -5), expect)
