@@ -240,7 +240,8 @@ def profile_shard(catalog: Path, fg: str, per_fg: int, stages: bool) -> None:
     os.environ["MATDATA_CATALOG"] = str(catalog)
     import cv2
 
-    from matdata.builder import BuildConfig, prepare_build, run_shard
+    from matdata.build_config import BuildConfig
+    from matdata.builder import prepare_build, run_shard
     from pipelines.build import prepare_output
 
     cv2.setNumThreads(1)
