@@ -244,8 +244,40 @@ BREAKS: tuple[Break, ...] = (
     Break(
         "hook-sigint-does-nothing",
         "Ctrl-C 'before step 10': the SIGINT hook does nothing",
-        (Edit("matdata/testhooks.py", "os.kill(os.getpid(), signal.SIGINT)", "pass"),),
+        (Edit("matdata/testhooks.py", "n = _count(SIGINT_AFTER_STEPS)", "n = None"),),
         ("tests/test_train.py::test_ctrl_c_saves_a_consistent_checkpoint",),
+    ),
+    Break(
+        "hook-sigint-after-shards-does-nothing",
+        "Ctrl-C during a build (was: poll the log, then signal): the shard hook does nothing",
+        (
+            Edit(
+                "matdata/testhooks.py",
+                "_shards_written == interrupt:",
+                "_shards_written == interrupt and False:",
+            ),
+        ),
+        ("tests/test_cli_frontdoor.py::test_ctrl_c_during_build_is_one_line_and_resumable",),
+    ),
+    Break(
+        "hook-sigint-in-cluster-start-does-nothing",
+        "Ctrl-C while the Dask cluster starts: the fork-server hook does nothing",
+        (Edit("matdata/testhooks.py", "if _count(SIGINT_IN_CLUSTER_START):", "if False:"),),
+        ("tests/test_cli_frontdoor.py::test_ctrl_c_while_the_cluster_starts_is_clean",),
+    ),
+    Break(
+        "hook-sigint-at-startup-does-nothing",
+        "Ctrl-C while the command imports: the start-up hook does nothing",
+        (Edit("matdata/testhooks.py", "if _count(SIGINT_AT_STARTUP):", "if False:"),),
+        ("tests/test_cli_frontdoor.py::test_ctrl_c_while_the_command_imports_is_one_line",),
+    ),
+    Break(
+        "hook-sigint-in-validation-does-nothing",
+        "Ctrl-C in the first validation pass: the validation hook does nothing",
+        (Edit("matdata/testhooks.py", "n = _count(SIGINT_AFTER_VAL_BATCHES)", "n = None"),),
+        (
+            "tests/test_cli_frontdoor.py::test_ctrl_c_in_the_first_validation_saves_and_names_the_resume",
+        ),
     ),
     Break(
         "demo-renders-every-load",
