@@ -95,7 +95,7 @@ def qa_cmd(
         TimeRemainingColumn(),
         console=console,
         transient=True,
-        disable=not progress_bar,
+        disable=not (progress_bar and in_process),  # on Dask the runner draws its own
         label="qa",
         unit="samples",
     ) as bar:
@@ -113,6 +113,8 @@ def qa_cmd(
             scheduler=scheduler,
             in_process=in_process,
             progress=_tick,
+            show_progress=progress_bar,
+            console=console,
         )
     summary = write_report(report, report_dir)
     counts, flags = summary["counts"], summary["flags"]

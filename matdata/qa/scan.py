@@ -34,9 +34,9 @@ and keeps the records read before the break.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -60,6 +60,13 @@ class ShardScan:
     views: dict[str, Any] = field(default_factory=dict)  # key -> edges.RecordViews
     records: int = 0
     seconds: float = 0.0
+    #: for :func:`pipelines.runner.run_shards`: QA writes no shard, so none is skipped
+    skipped: ClassVar[bool] = False
+
+    @property
+    def samples(self) -> int:
+        """Records read (the runner's name for them)."""
+        return self.records
 
 
 # -------------------------------------------------------------------------- thumbnails
@@ -308,6 +315,7 @@ def scan_shard(
     max_flag_thumbs: int = 32,
     thumb_height: int = THUMB_HEIGHT,
     max_flag_views: int = 4,
+    progress: Callable[[int], None] | None = None,
 ) -> ShardScan:
     """Scan one shard (a :class:`matdata.shards.ShardInfo`); see the module docstring.
 
@@ -315,7 +323,8 @@ def scan_shard(
     views (:mod:`matdata.qa.edges`) are always returned; strips of flagged records are
     returned for the first ``max_flag_thumbs`` of them, edge views for the first
     ``max_flag_views``.  ``band``: positions whose unknown-band area is computed when the
-    record has no stored trimap (None = every record).
+    record has no stored trimap (None = every record).  ``progress(n)``: n more records
+    read (the runner's progress events).
     """
     import cv2
 
@@ -332,6 +341,7 @@ def scan_shard(
             max_flag_thumbs,
             thumb_height,
             max_flag_views,
+            progress,
         )
     finally:
         cv2.setNumThreads(threads)
@@ -347,6 +357,7 @@ def _scan_shard(
     max_flag_thumbs: int,
     thumb_height: int,
     max_flag_views: int = 4,
+    progress: Callable[[int], None] | None = None,
 ) -> ShardScan:
     from matdata.shards import ShardReader, shard_ok
 
@@ -367,7 +378,7 @@ def _scan_shard(
             bad_sum = Flag("checksum_mismatch", f"shard {problem}")
             res.problems.append(bad_sum.to_dict())
     reader = ShardReader(dataset_dir, shard)
-    _scan_records(res, reader, opts, bad_sum)
+    _scan_records(res, reader, opts, bad_sum, progress)
     if verify and bad_sum is None:
         if reader.sha256 is None:  # the reader could not hash it: hash the file itself
             problem = shard_ok(dataset_dir, shard)
@@ -392,7 +403,11 @@ class _ScanOptions:
 
 
 def _scan_records(
-    res: ShardScan, records: Iterable[Record], opts: _ScanOptions, bad_sum: Flag | None
+    res: ShardScan,
+    records: Iterable[Record],
+    opts: _ScanOptions,
+    bad_sum: Flag | None,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
     """Analyze every record of ``records`` into ``res`` (rows, strips, views, problems)."""
     want = opts.want
@@ -420,6 +435,8 @@ def _scan_records(
                 res.views[rec.key] = views
                 flag_views += i not in want
         res.records += 1
+        if progress is not None:
+            progress(1)
 
 
 def shard_strips(
