@@ -386,6 +386,37 @@ def test_missing_and_corrupt_shards(tmp_path):
     assert check_fail_on(report.summary(), ["checksum"])
 
 
+def test_scan_reads_each_shard_once(tmp_path, monkeypatch):
+    """The shard's sha256 is taken while its records stream (no separate hashing read);
+    a shard of the recorded size with other bytes still gets the shard flag, and every
+    record read from it the record flag, as when the mismatch is known up front."""
+    import matdata.storage
+    from matdata.qa.scan import scan_shard
+    from matdata.shards import list_shards
+
+    ds = clean_dataset(tmp_path / "c", n_train=6, n_val=2)
+    hashed = []
+    real = matdata.storage.sha256_file
+    monkeypatch.setattr(
+        matdata.storage, "sha256_file", lambda *a, **kw: hashed.append(a) or real(*a, **kw)
+    )
+    shard = next(s for s in list_shards(str(ds)) if s.split == "train")
+    res = scan_shard(str(ds), shard, sample=[0])
+    assert hashed == [] and res.problems == [] and res.records == 6
+    assert not any(r["flags"] for r in res.rows)
+    path = ds / shard.path
+    data = bytearray(path.read_bytes())
+    at = data.rindex(b"\xff\xd8\xff")  # the start of a JPEG
+    data[at + 200] ^= 0x55  # inside its entropy-coded data: same size, other bytes
+    path.write_bytes(bytes(data))
+    bad = scan_shard(str(ds), shard, sample=[0])
+    reason = f"shard {shard.path}: sha256 mismatch"
+    assert hashed == [] and bad.records == 6
+    assert bad.problems == [{"flag": "checksum_mismatch", "reason": reason}]
+    assert all({"flag": "checksum_mismatch", "reason": reason} in r["flags"] for r in bad.rows)
+    assert [r["key"] for r in bad.rows] == [r["key"] for r in res.rows]
+
+
 def test_webdataset_scan_and_hash_only_shards(tmp_path):
     both = clean_dataset(tmp_path / "both", formats=("parquet", "webdataset"))
     index = json.loads((both / "dataset.json").read_text())
