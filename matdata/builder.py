@@ -444,23 +444,19 @@ def generate_records(
             cur_fg, fg_data = fi, None
             try:
                 fgl = _src(fname).load_foreground(fitem)
-                colors = estimate_foreground(fgl.rgb, fgl.alpha, cfg.fg_estimator)
-                fg_data = (colors, fgl.alpha, fgl.ignore, bool(fgl.coarse or fitem.coarse))
-            except _BUGS:
-                raise  # our own coding error: fail the shard, loudly (see _BUGS)
-            except Exception as exc:  # one bad input is a reject, never a failed shard
+            except INPUT_ERRORS as exc:  # one bad input is a reject, never a failed shard
                 bad_fg.add(fi)
                 yield _reject(fname, fitem, exc)
                 continue
+            colors = estimate_foreground(fgl.rgb, fgl.alpha, cfg.fg_estimator)
+            fg_data = (colors, fgl.alpha, fgl.ignore, bool(fgl.coarse or fitem.coarse))
         if bi in bad_bg:
             continue
         bg = bg_cache.get(bi)
         if bg is None:
             try:
                 bg = _src(bname).load_background(bitem)
-            except _BUGS:
-                raise
-            except Exception as exc:  # (the build's --max-reject-rate catches a pattern)
+            except INPUT_ERRORS as exc:
                 bad_bg.add(bi)
                 yield _reject(bname, bitem, exc)
                 continue
@@ -505,22 +501,15 @@ def generate_records(
         )
 
 
-#: Exceptions no input can cause, only a coding error: they fail the shard (and the build)
-#: instead of becoming a reject.  Everything else raised while loading a source's item or
-#: estimating its foreground colours is a reject with its type and message recorded:
-#: third-party decoders raise a wide range of types on hostile files (ValueError, OSError,
-#: SyntaxError, cv2.error, TypeError...), so listing "input errors" cannot be complete,
-#: while a bug that does raise one of those on every item is stopped by the build's
-#: --max-reject-rate (default 1% per source), which fails the build naming the reason.
-_BUGS = (NameError, ImportError, NotImplementedError, AssertionError)
+#: What a bad input raises: the typed errors of the I/O edge (``imageio`` turns every decoder
+#: failure into :class:`~matdata.errors.ImageDecodeError`; sources raise ``ItemError`` /
+#: ``SourceError`` for what they validate).  Only these become rejects; anything else
+#: raised while loading is a coding error and fails the shard (and the build) loudly.
+INPUT_ERRORS = (MatdataError,)
 
 
-def _reject(source: str, item: Item, exc: Exception) -> Reject:
-    if isinstance(exc, MatdataError):
-        return Reject(
-            source, item.image, exc.reason, getattr(exc, "detail", "") or str(exc), "build"
-        )
-    return Reject(source, item.image, "load_failed", f"{type(exc).__name__}: {exc}", "build")
+def _reject(source: str, item: Item, exc: MatdataError) -> Reject:
+    return Reject(source, item.image, exc.reason, getattr(exc, "detail", "") or str(exc), "build")
 
 
 @dataclass
