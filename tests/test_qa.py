@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_qa_data import (
     H,
     W,
@@ -484,3 +486,20 @@ def test_cli_inspect_and_verify(defects, tmp_path):
     clean = clean_dataset(tmp_path / "clean")
     r = _cli(["verify", str(clean)])
     assert r.exit_code == 0 and "2 shards match" in r.output
+
+
+@settings(max_examples=20, deadline=None)
+@given(h=st.integers(8, 200), w=st.integers(8, 200), seed=st.integers(0, 1000))
+def test_edge_views_of_any_size(h, w, seed):
+    """Edge sheets of images of any size, odd crop sides included: 1:1 row over the zoom
+    row, both as wide as three crops; the crop lies inside the image."""
+    from matdata.qa.edges import edge_sheet, record_views
+
+    rng = np.random.default_rng(seed)
+    alpha = soft_ellipse(w / 2, h / 2, max(2.0, w / 3), max(2.0, h / 3), w=w, h=h)
+    image = rng.integers(0, 256, (h, w, 3), np.uint8)
+    sheet, names, _, (x, y, s) = edge_sheet(image, alpha)
+    assert s == min(160, h, w) and 0 <= x <= w - s and 0 <= y <= h - s
+    assert names == ["composite", "fg/grey", "alpha"]
+    assert sheet.shape == (2 * s + 4, 3 * s + 8, 3)
+    assert record_views(image, alpha) is not None

@@ -158,6 +158,9 @@ def edge_sheet(
         names.append("harm-raw x4")
     zx, zy, half = edge_crop(a, s // 2, step=2)  # the zoom: the most fractional half-square
     zoom = [_zoom2(p[zy : zy + half, zx : zx + half]) for p in panels]
+    if 2 * half < s:  # an odd crop side (images under EDGE_CROP): pad to the top row's width
+        zoom = [np.pad(z, ((0, s - 2 * half), (0, s - 2 * half), (0, 0)), constant_values=255)
+                for z in zoom]  # fmt: skip
     top, bottom = _row(panels), _row(zoom)
     sheet = np.concatenate([top, np.full((_GAP, top.shape[1], 3), 255, np.uint8), bottom], 0)
     return sheet, names, fg_from, [x, y, s]
