@@ -1,7 +1,7 @@
-"""Scanning one shard for QA: the unit of work a Dask task runs (I/O at this edge only).
+"""Scanning one shard for QA: the unit of work a runner task runs (I/O at this edge only).
 
 :func:`scan_shard` checks the shard file against ``dataset.json`` (size + sha256), streams
-its records, decodes every field as far as a check uses it, and returns per-record
+its records once, decodes every field as far as a check uses it, and returns per-record
 statistics, flags and perceptual hashes plus small contact-sheet strips for a bounded set
 of records (the planned random sample and the first locally flagged ones).  Memory is
 bounded by one record plus the returned rows (a few hundred bytes per record) and strips.
