@@ -83,6 +83,7 @@ def dask_client(
 #: Imported once by the fork server, so that worker processes start in a fraction of a
 #: second instead of importing the stack again (spawn) - several seconds on a busy machine.
 PRELOAD = (
+    "pipelines._ignore_sigint",  # first: the fork server and workers leave Ctrl-C to the client
     "distributed",
     "numpy",
     "cv2",
@@ -100,7 +101,6 @@ PRELOAD = (
     "matdata.sources.base",
     "matdata.sources.folder",
     "matdata.sources.demo",
-    "pipelines._ignore_sigint",  # workers leave Ctrl-C to the client (see the module)
 )
 
 
