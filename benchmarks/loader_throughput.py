@@ -103,7 +103,7 @@ def loader(
     after every batch (the last reading, after the last batch, counts).  Without
     ``/proc`` it falls back to ``RUSAGE_CHILDREN`` (right for forked workers only).
     """
-    from modnet.data import MattingStream, StreamConfig, make_loader
+    from modnet.data import MattingStream, StreamConfig, make_loader, release_batch
 
     cfg = StreamConfig(image_size=(size, size), batch_size=batch, fmt=fmt, seed=0)
     stream = MattingStream(data, cfg, epochs=epochs, rank=0, world=1)
@@ -122,6 +122,7 @@ def loader(
     seen: dict[int, float] = {}
     for b in it:
         n += b["image"].shape[0]
+        release_batch(b)  # done with it, as the trainer's prepare_batch is
         for pid in pids:
             cpu = _proc_cpu(pid)
             if cpu is not None:
