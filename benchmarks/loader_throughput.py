@@ -7,7 +7,8 @@ wall-clock samples/s are shown too.  Peer in the same run: reading every record 
 split and decoding its image (JPEG) and alpha (PNG) with the same decoders, nothing else.
 The loader additionally does the shuffle, the random resized crop, flip, colour jitter,
 the on-the-fly trimap (:func:`matdata.trimap.make_trimap`) and the batch tensors (with
-workers, in shared memory).  Target: >= 0.8x pure decoding.
+workers, in shared memory, which the benchmark releases after each batch as the trainer's
+``prepare_batch`` does, so the workers reuse it).  Target: >= 0.8x pure decoding.
 
     python benchmarks/loader_throughput.py [--data DIR] [--samples 160 --src 512 --size 512]
         [--stages]

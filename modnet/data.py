@@ -32,8 +32,9 @@ collated batch into MODNet's float layout on the training device (``image`` in
 
 Speed (``benchmarks/loader_throughput.py``): :func:`make_loader` yields whole batches
 (:meth:`MattingStream.iter_batches`, ``batch_size=None`` for the DataLoader); each sample
-is written straight into the batch tensors (shared memory in a worker), and the crop is
-one resize with flip and jitter at the smaller of crop and output size
+is written straight into the batch tensors (shared memory in a worker, reused once the
+consumer released the batch: :class:`_BufferPool`, :func:`release_batch`), and the crop
+is one resize with flip and jitter at the smaller of crop and output size
 (:func:`crop_into`).  The trimap is :func:`matdata.trimap.make_trimap` on the final alpha.
 """
 
