@@ -24,7 +24,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,15 +153,42 @@ class TaskFailure:
         return self.message
 
 
-def _call(fn: TaskFn, task: Any, topic: str | None) -> Any:
+@dataclass(frozen=True)
+class _Outcome:
+    """What a worker hands back for one task: the task's result (or a
+    :class:`TaskFailure`), the seconds the worker spent on it, and which worker it was."""
+
+    value: Any
+    seconds: float
+    worker: str
+
+
+def _call(fn: TaskFn, task: Any, topic: str | None) -> _Outcome:
     """What a worker runs: the pipeline's task function with a progress reporter."""
+    t0 = time.perf_counter()
     try:
         res = fn(task, Reporter(topic, task.name) if topic else None)
     except MatdataError as exc:
-        return TaskFailure(exc.one_line())
-    if not getattr(res, "skipped", True):
-        testhooks.shard_written()  # no-op unless a test set MATDATA_TEST_KILL_AFTER_SHARDS
-    return res
+        res = TaskFailure(exc.one_line())
+    else:
+        if not getattr(res, "skipped", True):
+            testhooks.shard_written()  # no-op unless a test set MATDATA_TEST_KILL_AFTER_SHARDS
+    return _Outcome(res, time.perf_counter() - t0, _worker_address())
+
+
+def _call_at(fn: TaskFn, tasks: Sequence[Any], i: int, topic: str | None) -> _Outcome:
+    """:func:`_call` on ``tasks[i]``: ``tasks`` was shipped to the workers once, so the
+    task's spec is only this index (see :class:`_IndexedFeed`)."""
+    return _call(fn, tasks[i], topic)
+
+
+def _worker_address() -> str:
+    from distributed import get_worker
+
+    try:
+        return str(get_worker().address)
+    except ValueError:  # not running on a worker
+        return ""
 
 
 # ------------------------------------------------------------------------- the Dask loop
@@ -174,11 +201,203 @@ class RunStats:
     workers: int = 0
     seconds: float = 0.0  # wall time of the Dask phase (after the cluster started)
     window: int = 0  # most tasks submitted at a time
+    busy: dict[str, float] = field(default_factory=dict)  # worker -> seconds inside tasks
+    driver_cpu: float = 0.0  # CPU seconds of this process (client + local scheduler) meanwhile
+    indexed: bool = False  # tasks shipped once and submitted by index (small task specs)
+
+    @property
+    def utilisation(self) -> float:
+        """Busy time of all workers / (workers x wall time): 1.0 when the runner kept every
+        worker fed for the whole phase."""
+        if not self.workers or self.seconds <= 0:
+            return 0.0
+        return sum(self.busy.values()) / (self.workers * self.seconds)
 
 
 #: Tasks kept in flight per worker thread: enough to keep every worker busy while the
 #: client refills, few enough that the driver and scheduler hold a bounded number of tasks.
 WINDOW_PER_THREAD = 4
+
+
+class _IndexedFeed:
+    """Submits the tasks of a sequence by index.
+
+    The sequence (a plan's :class:`~matdata.planning.TaskList`: arrays and Arrow tables, or
+    a list) is scattered to every worker once; each task's spec is then ``(fn, ref, i,
+    topic)``, a few hundred bytes however many samples the shard holds.  A worker
+    materialises ``tasks[i]`` itself.  ``tasks.info(i) -> (name, samples)`` where present
+    spares the driver materialising tasks at all.  (distributed keeps the last 1,000
+    messages of every stream for debugging, task specs included: with specs carrying a
+    shard's items, the driver's memory grew with the shard count.)"""
+
+    def __init__(self, client: Any, tasks: Sequence[Any], fn: TaskFn, topic: str):
+        self.client, self.tasks, self.fn, self.topic = client, tasks, fn, topic
+        # broadcast: every worker holds it, so no worker is preferred for holding the data
+        [self.ref] = client.scatter([tasks], broadcast=True, hash=False)
+        self.info = getattr(tasks, "info", None)
+        self.count = 0
+
+    def next(self) -> tuple[Any, int, str, int] | None:
+        i = self.count
+        if i >= len(self.tasks):
+            return None
+        self.count += 1
+        if self.info is not None:
+            name, samples = self.info(i)
+        else:
+            t = self.tasks[i]
+            name, samples = t.name, t.samples
+        fut = self.client.submit(
+            _call_at, self.fn, self.ref, i, self.topic, pure=False, priority=-i
+        )
+        return fut, i, name, samples
+
+    def close(self) -> None:
+        self.ref.release()
+
+
+class _StreamFeed:
+    """Submits the tasks of a one-shot iterable as they are drawn (each spec carries its
+    task: pass a sequence for flat driver memory over many shards)."""
+
+    def __init__(self, client: Any, tasks: Iterable[Any], fn: TaskFn, topic: str):
+        self.client, self.fn, self.topic = client, fn, topic
+        self.pending = enumerate(tasks)  # lazy: a task is materialised when it is submitted
+        self.count = 0
+
+    def next(self) -> tuple[Any, int, str, int] | None:
+        nxt = next(self.pending, None)
+        if nxt is None:
+            return None
+        i, t = nxt
+        self.count += 1
+        fut = self.client.submit(_call, self.fn, t, self.topic, pure=False, priority=-i)
+        return fut, i, t.name, t.samples
+
+    def close(self) -> None:
+        pass
+
+
+class _Tally:
+    """The progress bar's sample count: workers' events as they arrive (throttled), then
+    each shard's completion settles its count exactly, whatever events arrived or were
+    lost.  Resumed shards leave the total (they do not count towards the speed), as do
+    records lost to rejects."""
+
+    def __init__(self, bar: Any, total: int):
+        self.bar = bar
+        self.job = bar.add_task("samples", total=total)
+        self.lock = threading.Lock()
+        self.reported: dict[str, int] = {}
+        self.finished: set[str] = set()
+
+    def on_event(self, event: tuple[float, dict[str, Any]]) -> None:
+        msg = event[1]
+        with self.lock:
+            if msg["shard"] in self.finished:
+                return
+            self.reported[msg["shard"]] = self.reported.get(msg["shard"], 0) + int(msg["n"])
+        self.bar.advance(self.job, int(msg["n"]))
+
+    def settle(self, name: str, planned: int, res: Any) -> None:
+        with self.lock:
+            self.finished.add(name)
+            seen = self.reported.pop(name, 0)
+        total = self.bar.tasks[0].total or 0
+        if res.skipped:
+            self.bar.update(self.job, total=total - planned)
+        else:
+            self.bar.update(self.job, total=total - (planned - res.samples))
+            self.bar.advance(self.job, res.samples - seen)
+
+
+def _total_samples(tasks: Iterable[Any]) -> tuple[Iterable[Any], int]:
+    """``(tasks, total samples)``: ``tasks.total_samples`` where a plan's task list has it,
+    else one pass summing ``samples`` (a one-shot iterator is kept as a list for that)."""
+    total = getattr(tasks, "total_samples", None)
+    if total is not None:
+        return tasks, int(total)
+    if iter(tasks) is tasks:
+        tasks = list(tasks)
+    return tasks, sum(t.samples for t in tasks)
+
+
+def _progress_bar(label: str, console: Console, progress: bool) -> Any:
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    return make_progress(
+        *columns,
+        console=console,
+        disable=not progress,
+        label=Text.from_markup(label).plain,
+        unit="samples",
+    )
+
+
+def _window(client: Any, window: int | None) -> tuple[int, int]:
+    """``(workers, window)``: the default window is :data:`WINDOW_PER_THREAD` per thread."""
+    info = client.scheduler_info().get("workers", {})
+    if window is None:
+        threads = sum(int(w.get("nthreads", 1) or 1) for w in info.values())
+        window = WINDOW_PER_THREAD * max(1, threads)
+    return len(info), max(1, int(window))
+
+
+def _drive(
+    feed: _IndexedFeed | _StreamFeed, window: int, tally: _Tally, stats: RunStats
+) -> tuple[dict[int, Any], list[tuple[str, Any]]]:
+    """Keep ``window`` tasks in flight, refilled in task order as each completes; collect
+    results by task index and failures by task name."""
+    from distributed import as_completed
+
+    results: dict[int, Any] = {}
+    failures: list[tuple[str, Any]] = []
+    in_flight: dict[Any, tuple[int, str, int]] = {}  # future -> (index, name, samples)
+    done = as_completed(with_results=True, raise_errors=False)  # gathered in the background
+
+    def submit_next() -> None:
+        nxt = feed.next()
+        if nxt is not None:
+            fut, i, name, samples = nxt
+            in_flight[fut] = (i, name, samples)
+            done.add(fut)
+
+    for _ in range(window):
+        submit_next()
+    for fut, out in done:
+        i, name, samples = in_flight.pop(fut)
+        fut.release()
+        submit_next()
+        if not isinstance(out, _Outcome):  # an exception: recorded, reported together
+            # (an error arrives as (type, exception, traceback), a cancellation as itself)
+            failures.append((name, out[1] if isinstance(out, tuple) else out))
+            continue
+        stats.busy[out.worker] = stats.busy.get(out.worker, 0.0) + out.seconds
+        if isinstance(out.value, TaskFailure):
+            failures.append((name, out.value))
+            continue
+        results[i] = out.value
+        tally.settle(name, samples, out.value)
+    return results, failures
+
+
+def _raise_failures(failures: list[tuple[str, Any]], n_tasks: int) -> None:
+    """One :class:`DatasetError` naming the first failure by task name (if any)."""
+    if not failures:
+        return
+    name, exc = sorted(failures, key=lambda f: f[0])[0]
+    msg = exc.one_line() if hasattr(exc, "one_line") else str(exc)
+    raise DatasetError(
+        f"{len(failures)} of {n_tasks} shards failed (first: {name}: {msg})",
+        hint="complete shards are kept; fix the cause and re-run the same command",
+    )
 
 
 def run_shards(
@@ -197,118 +416,37 @@ def run_shards(
     task order.  Failures are collected; after all tasks ran, the first failure (by task
     name) is raised as one :class:`DatasetError` (completed shards are kept).
 
-    Tasks are drawn from ``tasks`` lazily and at most ``window`` (default
-    :data:`WINDOW_PER_THREAD` per worker thread) are submitted at a time, refilled in task
-    order as each completes, so memory stays flat however many shards there are.  The
-    progress total is ``tasks.total_samples`` where ``tasks`` has it (a plan's
-    :class:`~matdata.planning.TaskList`), else one pass summing ``samples``."""
-    from distributed import as_completed
-
+    At most ``window`` tasks (default :data:`WINDOW_PER_THREAD` per worker thread) are
+    submitted at a time, refilled in task order as each completes.  A sequence of tasks
+    (a plan's :class:`~matdata.planning.TaskList`, a list) is shipped to the workers once
+    and its tasks submitted by index, so driver memory stays flat however many shards
+    there are; a one-shot iterable is drawn lazily, each task travelling in its spec.  The
+    progress total is ``tasks.total_samples`` where ``tasks`` has it, else one pass
+    summing ``samples``."""
     from pipelines.cluster import dask_client
 
     console = console or Console(stderr=True)
     stats = stats if stats is not None else RunStats()
-    results: dict[int, Any] = {}
-    failures: list[tuple[str, Any]] = []
-    total_samples = getattr(tasks, "total_samples", None)
-    if total_samples is None and iter(tasks) is tasks:  # a one-shot iterator: keep it
-        tasks = list(tasks)
-    if total_samples is None:  # one pass, one task at a time (nothing kept)
-        total_samples = sum(t.samples for t in tasks)
-    columns = (
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
+    tasks, total = _total_samples(tasks)
     with (
         dask_client(workers, scheduler) as client,
-        make_progress(
-            *columns,
-            console=console,
-            disable=not progress,
-            label=Text.from_markup(label).plain,
-            unit="samples",
-        ) as bar,
+        _progress_bar(label, console, progress) as bar,
     ):
-        info = client.scheduler_info().get("workers", {})
-        stats.workers = len(info)
-        if window is None:
-            threads = sum(int(w.get("nthreads", 1) or 1) for w in info.values())
-            window = WINDOW_PER_THREAD * max(1, threads)
-        window = max(1, int(window))
-        job = bar.add_task("samples", total=total_samples)
-        # workers report samples as they go (events, throttled); a shard's completion then
-        # settles its count exactly, whatever events arrived or were lost
+        stats.workers, stats.window = _window(client, window)
+        tally = _Tally(bar, total)
         topic = f"matdata-run-{uuid.uuid4().hex[:12]}"
-        lock = threading.Lock()
-        reported: dict[str, int] = {}
-        finished: set[str] = set()
-
-        def _on_event(event: tuple[float, dict[str, Any]]) -> None:
-            msg = event[1]
-            with lock:
-                if msg["shard"] in finished:
-                    return
-                reported[msg["shard"]] = reported.get(msg["shard"], 0) + int(msg["n"])
-            bar.advance(job, int(msg["n"]))
-
-        client.subscribe_topic(topic, _on_event)
-        t0 = time.perf_counter()
-        pending = enumerate(tasks)  # lazy: a task is materialised when it is submitted
-        in_flight: dict[Any, tuple[int, str, int]] = {}  # future -> (index, name, samples)
-        done = as_completed()
-        n_tasks = 0
-
-        def _submit_next() -> None:
-            nonlocal n_tasks
-            nxt = next(pending, None)
-            if nxt is None:
-                return
-            i, t = nxt
-            n_tasks += 1
-            fut = client.submit(_call, fn, t, topic, pure=False, priority=-i)
-            in_flight[fut] = (i, t.name, t.samples)
-            done.add(fut)
-
-        for _ in range(window):
-            _submit_next()
-        for fut in done:
-            i, name, samples = in_flight.pop(fut)
-            try:
-                res = fut.result()
-            except Exception as exc:  # recorded; reported together below
-                failures.append((name, exc))
-                continue
-            finally:
-                fut.release()
-                _submit_next()
-            if isinstance(res, TaskFailure):
-                failures.append((name, res))
-                continue
-            results[i] = res
-            with lock:
-                finished.add(name)
-                seen = reported.pop(name, 0)
-            total = bar.tasks[0].total or 0
-            if res.skipped:  # resumed shards do not count towards the speed
-                bar.update(job, total=total - samples)
-            else:  # records lost to rejects leave the total too
-                bar.update(job, total=total - (samples - res.samples))
-                bar.advance(job, res.samples - seen)
+        client.subscribe_topic(topic, tally.on_event)
+        t0, c0 = time.perf_counter(), time.process_time()
+        stats.indexed = isinstance(tasks, Sequence)
+        feed = (_IndexedFeed if stats.indexed else _StreamFeed)(client, tasks, fn, topic)
+        try:
+            results, failures = _drive(feed, stats.window, tally, stats)
+        finally:
+            feed.close()
         stats.seconds = time.perf_counter() - t0
-        stats.window = window
+        stats.driver_cpu = time.process_time() - c0
         client.unsubscribe_topic(topic)
-    if failures:
-        name, exc = sorted(failures, key=lambda f: f[0])[0]
-        msg = exc.one_line() if hasattr(exc, "one_line") else str(exc)
-        raise DatasetError(
-            f"{len(failures)} of {n_tasks} shards failed (first: {name}: {msg})",
-            hint="complete shards are kept; fix the cause and re-run the same command",
-        )
+    _raise_failures(failures, feed.count)
     return [results[i] for i in sorted(results)]
 
 
