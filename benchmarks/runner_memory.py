@@ -96,13 +96,16 @@ class StreamTasks:
 def child(n: int, mode: str, payload: int) -> None:
     import resource
 
+    # this module by its importable name, so that workers import the task function and
+    # classes by reference as they do a pipeline's (not pickled by value from __main__)
+    from benchmarks import runner_memory as me
     from pipelines.runner import RunStats, run_shards
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     stats = RunStats()
     t0 = time.perf_counter()
-    tasks = (LazyTasks if mode == "indexed" else StreamTasks)(n, payload * 1024)
-    res = run_shards(tasks, _noop, label="bench", workers=2, progress=False, stats=stats)
+    tasks = (me.LazyTasks if mode == "indexed" else me.StreamTasks)(n, payload * 1024)
+    res = run_shards(tasks, me._noop, label="bench", workers=2, progress=False, stats=stats)
     assert len(res) == n and stats.indexed == (mode == "indexed")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(

@@ -156,16 +156,18 @@ class TaskFailure:
 @dataclass(frozen=True)
 class _Outcome:
     """What a worker hands back for one task: the task's result (or a
-    :class:`TaskFailure`), the seconds the worker spent on it, and which worker it was."""
+    :class:`TaskFailure`), the wall and CPU seconds the worker spent on it, and which
+    worker it was."""
 
     value: Any
     seconds: float
+    cpu: float
     worker: str
 
 
 def _call(fn: TaskFn, task: Any, topic: str | None) -> _Outcome:
     """What a worker runs: the pipeline's task function with a progress reporter."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         res = fn(task, Reporter(topic, task.name) if topic else None)
     except MatdataError as exc:
@@ -173,7 +175,8 @@ def _call(fn: TaskFn, task: Any, topic: str | None) -> _Outcome:
     else:
         if not getattr(res, "skipped", True):
             testhooks.shard_written()  # no-op unless a test set MATDATA_TEST_KILL_AFTER_SHARDS
-    return _Outcome(res, time.perf_counter() - t0, _worker_address())
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return _Outcome(res, wall, cpu, _worker_address())
 
 
 def _call_at(fn: TaskFn, tasks: Sequence[Any], i: int, topic: str | None) -> _Outcome:
@@ -202,6 +205,7 @@ class RunStats:
     seconds: float = 0.0  # wall time of the Dask phase (after the cluster started)
     window: int = 0  # most tasks submitted at a time
     busy: dict[str, float] = field(default_factory=dict)  # worker -> seconds inside tasks
+    task_cpu: dict[str, float] = field(default_factory=dict)  # worker -> CPU s inside tasks
     driver_cpu: float = 0.0  # CPU seconds of this process (client + local scheduler) meanwhile
     indexed: bool = False  # tasks shipped once and submitted by index (small task specs)
 
@@ -313,10 +317,14 @@ class _Tally:
 
 def _total_samples(tasks: Iterable[Any]) -> tuple[Iterable[Any], int]:
     """``(tasks, total samples)``: ``tasks.total_samples`` where a plan's task list has it,
-    else one pass summing ``samples`` (a one-shot iterator is kept as a list for that)."""
+    else the sum of ``tasks.info(i)`` sizes, else one pass summing ``samples`` (a one-shot
+    iterator is kept as a list for that)."""
     total = getattr(tasks, "total_samples", None)
     if total is not None:
         return tasks, int(total)
+    info = getattr(tasks, "info", None)
+    if info is not None and isinstance(tasks, Sequence):
+        return tasks, sum(info(i)[1] for i in range(len(tasks)))
     if iter(tasks) is tasks:
         tasks = list(tasks)
     return tasks, sum(t.samples for t in tasks)
@@ -380,6 +388,7 @@ def _drive(
             failures.append((name, out[1] if isinstance(out, tuple) else out))
             continue
         stats.busy[out.worker] = stats.busy.get(out.worker, 0.0) + out.seconds
+        stats.task_cpu[out.worker] = stats.task_cpu.get(out.worker, 0.0) + out.cpu
         if isinstance(out.value, TaskFailure):
             failures.append((name, out.value))
             continue
