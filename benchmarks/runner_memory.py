@@ -11,8 +11,9 @@ in-process scheduler).  Modes, in the same run:
 
 * ``indexed``: the tasks are a sequence (like a plan's ``TaskList``, with ``info(i)``),
   shipped to the workers once; each task's spec is an index (what the runner does now);
-* ``embedded``: the same tasks as a one-shot iterator, each travelling in its spec (what
-  the runner did for every pipeline before; still its path for one-shot iterables).
+* ``embedded``: the same tasks as an iterator, each travelling in its spec, with
+  distributed's own debug log length (1,000): what the runner did before for every
+  pipeline.
 
     python benchmarks/runner_memory.py                    # N = 100 and 1400
     python benchmarks/runner_memory.py --shards 100,4000 --payload 128
@@ -25,7 +26,8 @@ debugging, task specs included - the client's stream to the scheduler and, in th
 in-process scheduler, its stream to each worker.  So the driver holds up to about
 2 x 1,000 x the spec size: measured 100 -> 1,400 shards of 64 KiB: +182 MB, and +2 MB with
 that log length set to 10.  Indexed specs are a few hundred bytes, so the same logs stay
-small.
+small; :mod:`pipelines.cluster` also sets the log length to 100 for the clusters matdata
+starts, so what is left of the growth stops after 100 shards.
 """
 
 from __future__ import annotations
@@ -99,7 +101,11 @@ def child(n: int, mode: str, payload: int) -> None:
     # this module by its importable name, so that workers import the task function and
     # classes by reference as they do a pipeline's (not pickled by value from __main__)
     from benchmarks import runner_memory as me
+    from pipelines import cluster
     from pipelines.runner import RunStats, run_shards
+
+    if mode == "embedded":  # the runner before: distributed's default log length too
+        cluster.LOG_LENGTH = 1000
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     stats = RunStats()

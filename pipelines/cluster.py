@@ -31,7 +31,8 @@ def dask_client(
     ``LocalCluster`` of ``workers`` processes (default: one per core) with
     ``threads_per_worker`` threads each is started on 127.0.0.1 without a dashboard.
     Worker processes get ``OMP_NUM_THREADS=1`` (one core per worker) and start from a
-    fork server that has imported :data:`PRELOAD` (fast start-up).
+    fork server that has imported :data:`PRELOAD` (fast start-up).  The client and a local
+    scheduler keep :data:`LOG_LENGTH` messages per stream for debugging, not 1,000.
     """
     import dask
     from distributed import Client, LocalCluster
@@ -40,7 +41,8 @@ def dask_client(
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     if scheduler:
         try:
-            client = Client(scheduler, timeout=connect_timeout)
+            with dask.config.set({LOG_KEY: LOG_LENGTH}):
+                client = Client(scheduler, timeout=connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise ConfigError(
                 f"cannot reach Dask scheduler {scheduler}: {exc}",
@@ -64,6 +66,7 @@ def dask_client(
         # the statistical profiler walks every thread's stack each 10 ms holding the GIL,
         # stalling tasks that release and re-take it around each OpenCV/numpy call
         "distributed.worker.profile.enabled": False,
+        LOG_KEY: LOG_LENGTH,
     }
     with dask.config.set(settings), _deferred_sigint() as interrupted:
         cluster = _local_cluster(LocalCluster, n, threads_per_worker, env)
@@ -71,7 +74,8 @@ def dask_client(
         cluster.close()
         raise KeyboardInterrupt
     try:
-        client = Client(cluster)
+        with dask.config.set({LOG_KEY: LOG_LENGTH}):
+            client = Client(cluster)
         try:
             yield client
         finally:
@@ -79,6 +83,11 @@ def dask_client(
     finally:
         cluster.close()
 
+
+#: distributed keeps the last ``distributed.admin.low-level-log-length`` (default 1,000)
+#: messages of every comm stream and transitions of the scheduler, for debugging: task
+#: specs and results included, so the driver's memory grew with the first 1,000 shards.
+LOG_KEY, LOG_LENGTH = "distributed.admin.low-level-log-length", 100
 
 #: Imported once by the fork server, so that worker processes start in a fraction of a
 #: second instead of importing the stack again (spawn) - several seconds on a busy machine.
@@ -101,6 +110,7 @@ PRELOAD = (
     "matdata.sources.folder",
     "matdata.sources.demo",
     "pipelines._ignore_sigint",  # workers leave Ctrl-C to the client (see the module)
+    "pipelines._one_thread",  # OpenCV's thread pool at one thread in every worker
 )
 
 
