@@ -12,8 +12,10 @@ medians.  Per run, from :class:`~pipelines.runner.RunStats`:
   scaling = 2-worker rate / 1-worker rate - the issue's figure, but on a machine that
   other jobs share it mostly measures their load;
 * **utilisation**: summed time the workers spent inside tasks / (workers x wall): 1.0
-  when the runner kept every worker busy from the first submit to the last result.  What
-  it misses is the runner's (and the task granularity's: the last shards' tail) doing;
+  when the runner kept every worker busy from the first submit to the last result.  The
+  rest, split: before a worker's first task (shipping the plan, first submit), between
+  tasks (a worker waiting for its next task: the runner's doing) and after a worker's
+  last task (the tail: task granularity);
 * **runner-limited scaling** = 2 x utilisation(2) / utilisation(1): the scaling if a
   task took as long with 2 workers as with 1;
 * **task slowdown** = task time per sample with 2 workers / with 1 (contention for the
@@ -68,6 +70,10 @@ def shard_phase(cfg, workers: int) -> dict[str, float]:
         "task_per_sample": busy / samples,
         "cpu_share": cpu / busy if busy else 0.0,
         "driver_cpu": stats.driver_cpu / stats.seconds,
+        # shares of workers x wall: before the first task, between tasks, after the last
+        "ramp": stats.ramp / (stats.workers * stats.seconds),
+        "gaps": stats.gaps / (stats.workers * stats.seconds),
+        "tail": stats.tail / (stats.workers * stats.seconds),
         "workers_seen": len(stats.busy),
         "indexed": float(stats.indexed),
     }
@@ -98,7 +104,8 @@ def main() -> None:
                 loads.append(os.getloadavg()[0])
                 print(
                     f"round {r} workers {w}: {got['rate']:.1f} samples/s, utilisation "
-                    f"{got['util']:.2f}, task {1000 * got['task_per_sample']:.0f} ms/sample, "
+                    f"{got['util']:.2f} (idle: ramp {got['ramp']:.3f} gaps {got['gaps']:.3f} "
+                    f"tail {got['tail']:.3f}), task {1000 * got['task_per_sample']:.0f} ms/sample, "
                     f"CPU share {got['cpu_share']:.2f}, driver CPU {got['driver_cpu']:.2f}, "
                     f"{time.perf_counter() - t0:.0f} s (load {loads[-1]:.1f})",
                     flush=True,
@@ -125,6 +132,9 @@ def main() -> None:
     rows = [
         ("wall rate, samples/s", "rate", ".1f"),
         ("utilisation (worker busy / workers x wall)", "util", ".2f"),
+        ("  idle before a worker's first task", "ramp", ".3f"),
+        ("  idle between tasks", "gaps", ".3f"),
+        ("  idle after a worker's last task", "tail", ".3f"),
         ("task time per sample, ms", "task_per_sample", ".0f"),
         ("CPU share while busy (task CPU / task wall)", "cpu_share", ".2f"),
         ("driver CPU per wall second", "driver_cpu", ".2f"),

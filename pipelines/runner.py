@@ -156,18 +156,20 @@ class TaskFailure:
 @dataclass(frozen=True)
 class _Outcome:
     """What a worker hands back for one task: the task's result (or a
-    :class:`TaskFailure`), the wall and CPU seconds the worker spent on it, and which
-    worker it was."""
+    :class:`TaskFailure`), the wall and CPU seconds the worker spent on it, which worker
+    it was and when (``time.time()``) it started and ended."""
 
     value: Any
     seconds: float
     cpu: float
     worker: str
+    start: float = 0.0
+    end: float = 0.0
 
 
 def _call(fn: TaskFn, task: Any, topic: str | None) -> _Outcome:
     """What a worker runs: the pipeline's task function with a progress reporter."""
-    t0, c0 = time.perf_counter(), time.process_time()
+    started, t0, c0 = time.time(), time.perf_counter(), time.process_time()
     try:
         res = fn(task, Reporter(topic, task.name) if topic else None)
     except MatdataError as exc:
@@ -176,7 +178,7 @@ def _call(fn: TaskFn, task: Any, topic: str | None) -> _Outcome:
         if not getattr(res, "skipped", True):
             testhooks.shard_written()  # no-op unless a test set MATDATA_TEST_KILL_AFTER_SHARDS
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return _Outcome(res, wall, cpu, _worker_address())
+    return _Outcome(res, wall, cpu, _worker_address(), started, started + wall)
 
 
 def _call_at(fn: TaskFn, tasks: Sequence[Any], i: int, topic: str | None) -> _Outcome:
@@ -208,6 +210,30 @@ class RunStats:
     task_cpu: dict[str, float] = field(default_factory=dict)  # worker -> CPU s inside tasks
     driver_cpu: float = 0.0  # CPU seconds of this process (client + local scheduler) meanwhile
     indexed: bool = False  # tasks shipped once and submitted by index (small task specs)
+    # where the rest of workers x wall went, summed over workers (seconds): before a
+    # worker's first task, between its tasks, after its last task
+    ramp: float = 0.0
+    gaps: float = 0.0
+    tail: float = 0.0
+    _first: dict[str, float] = field(default_factory=dict, repr=False)
+    _last: dict[str, float] = field(default_factory=dict, repr=False)
+
+    def record(self, out: _Outcome) -> None:
+        """Add one task's outcome (busy and CPU time, idle gap before it on its worker)."""
+        w = out.worker
+        self.busy[w] = self.busy.get(w, 0.0) + out.seconds
+        self.task_cpu[w] = self.task_cpu.get(w, 0.0) + out.cpu
+        if w in self._last:
+            self.gaps += max(0.0, out.start - self._last[w])
+            self._last[w] = max(self._last[w], out.end)
+            self._first[w] = min(self._first[w], out.start)
+        else:
+            self._first[w], self._last[w] = out.start, out.end
+
+    def close(self, began: float, ended: float) -> None:
+        """Ramp and tail from the phase's wall-clock start and end (``time.time()``)."""
+        self.ramp = sum(max(0.0, t - began) for t in self._first.values())
+        self.tail = sum(max(0.0, ended - t) for t in self._last.values())
 
     @property
     def utilisation(self) -> float:
@@ -387,8 +413,7 @@ def _drive(
             # (an error arrives as (type, exception, traceback), a cancellation as itself)
             failures.append((name, out[1] if isinstance(out, tuple) else out))
             continue
-        stats.busy[out.worker] = stats.busy.get(out.worker, 0.0) + out.seconds
-        stats.task_cpu[out.worker] = stats.task_cpu.get(out.worker, 0.0) + out.cpu
+        stats.record(out)
         if isinstance(out.value, TaskFailure):
             failures.append((name, out.value))
             continue
@@ -445,7 +470,7 @@ def run_shards(
         tally = _Tally(bar, total)
         topic = f"matdata-run-{uuid.uuid4().hex[:12]}"
         client.subscribe_topic(topic, tally.on_event)
-        t0, c0 = time.perf_counter(), time.process_time()
+        began, t0, c0 = time.time(), time.perf_counter(), time.process_time()
         stats.indexed = isinstance(tasks, Sequence)
         feed = (_IndexedFeed if stats.indexed else _StreamFeed)(client, tasks, fn, topic)
         try:
@@ -454,6 +479,7 @@ def run_shards(
             feed.close()
         stats.seconds = time.perf_counter() - t0
         stats.driver_cpu = time.process_time() - c0
+        stats.close(began, began + stats.seconds)
         client.unsubscribe_topic(topic)
     _raise_failures(failures, feed.count)
     return [results[i] for i in sorted(results)]

@@ -117,3 +117,8 @@ def test_busy_time_and_utilisation() -> None:
     assert sum(stats.busy.values()) >= 8 * 0.05
     assert 0.0 < stats.utilisation <= 1.0
     assert stats.driver_cpu > 0.0
+    # every worker's wall time is accounted for: before its first task, in tasks, between
+    # tasks, after its last task
+    accounted = sum(stats.busy.values()) + stats.ramp + stats.gaps + stats.tail
+    assert abs(accounted - len(stats.busy) * stats.seconds) < 0.05, stats
+    assert stats.ramp > 0.0 and stats.tail > 0.0
