@@ -22,6 +22,8 @@ medians.  Per run, from :class:`~pipelines.runner.RunStats`:
   cores: other jobs, the driver, memory bandwidth); scaling = runner-limited / slowdown;
 * **CPU share while busy** = task CPU time / task wall time: below 1.0 a worker was
   waiting for a core inside its tasks;
+* **task CPU per sample**, 2 vs 1 worker: what sharing the machine's caches and memory
+  costs; with the runner-limited scaling it estimates the scaling on 2 idle cores;
 * **driver CPU**: CPU seconds of the driver process (client + in-process scheduler) per
   second of the shard phase - what the driver takes from the two cores.
 
@@ -68,6 +70,7 @@ def shard_phase(cfg, workers: int) -> dict[str, float]:
         "rate": samples / stats.seconds,
         "util": stats.utilisation,
         "task_per_sample": busy / samples,
+        "cpu_per_sample": cpu / samples,
         "cpu_share": cpu / busy if busy else 0.0,
         "driver_cpu": stats.driver_cpu / stats.seconds,
         # shares of workers x wall: before the first task, between tasks, after the last
@@ -136,17 +139,26 @@ def main() -> None:
         ("  idle between tasks", "gaps", ".3f"),
         ("  idle after a worker's last task", "tail", ".3f"),
         ("task time per sample, ms", "task_per_sample", ".0f"),
+        ("task CPU time per sample, ms", "cpu_per_sample", ".0f"),
         ("CPU share while busy (task CPU / task wall)", "cpu_share", ".2f"),
         ("driver CPU per wall second", "driver_cpu", ".2f"),
     ]
     print(f"{'':46} {'1 worker':>9} {'2 workers':>9}")
     for label, k, fmt in rows:
-        scale = 1000 if k == "task_per_sample" else 1
+        scale = 1000 if k.endswith("per_sample") else 1
         a, b = med(1, k) * scale, med(2, k) * scale
         print(f"{label:46} {a:9{fmt}} {b:9{fmt}}")
     print(f"scaling, 2 vs 1 worker (wall rate): {scaling:.2f}x (target >= 1.75x)")
     print(f"runner-limited scaling, 2 x util(2) / util(1): {runner:.2f}x")
     print(f"task slowdown with 2 workers (contention): {slowdown:.2f}x")
+    cpu = statistics.median(
+        b["cpu_per_sample"] / a["cpu_per_sample"] for a, b in zip(runs[1], runs[2], strict=True)
+    )
+    print(f"task CPU per sample, 2 vs 1 worker: {cpu:.2f}x (cache / memory contention)")
+    print(
+        f"estimate for 2 idle cores (runner-limited / CPU ratio): {runner / cpu:.2f}x "
+        "(assumes each worker gets a whole core while busy)"
+    )
 
 
 if __name__ == "__main__":
