@@ -204,6 +204,7 @@ class RunStats:
     """What :func:`run_shards` measured."""
 
     workers: int = 0
+    threads: int = 0  # worker threads in all (matdata's local clusters: 1 per worker)
     seconds: float = 0.0  # wall time of the Dask phase (after the cluster started)
     window: int = 0  # most tasks submitted at a time
     busy: dict[str, float] = field(default_factory=dict)  # worker -> seconds inside tasks
@@ -211,7 +212,7 @@ class RunStats:
     driver_cpu: float = 0.0  # CPU seconds of this process (client + local scheduler) meanwhile
     indexed: bool = False  # tasks shipped once and submitted by index (small task specs)
     # where the rest of workers x wall went, summed over workers (seconds): before a
-    # worker's first task, between its tasks, after its last task
+    # worker's first task, between its tasks, after its last task (for 1-thread workers)
     ramp: float = 0.0
     gaps: float = 0.0
     tail: float = 0.0
@@ -237,11 +238,12 @@ class RunStats:
 
     @property
     def utilisation(self) -> float:
-        """Busy time of all workers / (workers x wall time): 1.0 when the runner kept every
-        worker fed for the whole phase."""
-        if not self.workers or self.seconds <= 0:
+        """Busy time of all workers / (worker threads x wall time): 1.0 when the runner
+        kept every worker thread fed for the whole phase."""
+        threads = self.threads or self.workers
+        if not threads or self.seconds <= 0:
             return 0.0
-        return sum(self.busy.values()) / (self.workers * self.seconds)
+        return sum(self.busy.values()) / (threads * self.seconds)
 
 
 #: Tasks kept in flight per worker thread: enough to keep every worker busy while the
@@ -260,7 +262,7 @@ class _IndexedFeed:
     messages of every stream for debugging, task specs included: with specs carrying a
     shard's items, the driver's memory grew with the shard count.)"""
 
-    def __init__(self, client: Any, tasks: Sequence[Any], fn: TaskFn, topic: str):
+    def __init__(self, client: Any, tasks: Sequence[Any], fn: TaskFn, topic: str | None):
         self.client, self.tasks, self.fn, self.topic = client, tasks, fn, topic
         # broadcast: every worker holds it, so no worker is preferred for holding the data
         [self.ref] = client.scatter([tasks], broadcast=True, hash=False)
@@ -290,7 +292,7 @@ class _StreamFeed:
     """Submits the tasks of a one-shot iterable as they are drawn (each spec carries its
     task: pass a sequence for flat driver memory over many shards)."""
 
-    def __init__(self, client: Any, tasks: Iterable[Any], fn: TaskFn, topic: str):
+    def __init__(self, client: Any, tasks: Iterable[Any], fn: TaskFn, topic: str | None):
         self.client, self.fn, self.topic = client, fn, topic
         self.pending = enumerate(tasks)  # lazy: a task is materialised when it is submitted
         self.count = 0
@@ -375,13 +377,14 @@ def _progress_bar(label: str, console: Console, progress: bool) -> Any:
     )
 
 
-def _window(client: Any, window: int | None) -> tuple[int, int]:
-    """``(workers, window)``: the default window is :data:`WINDOW_PER_THREAD` per thread."""
+def _window(client: Any, window: int | None) -> tuple[int, int, int]:
+    """``(workers, threads, window)``: the default window is :data:`WINDOW_PER_THREAD` per
+    worker thread."""
     info = client.scheduler_info().get("workers", {})
+    threads = sum(int(w.get("nthreads", 1) or 1) for w in info.values())
     if window is None:
-        threads = sum(int(w.get("nthreads", 1) or 1) for w in info.values())
         window = WINDOW_PER_THREAD * max(1, threads)
-    return len(info), max(1, int(window))
+    return len(info), threads, max(1, int(window))
 
 
 def _drive(
@@ -454,9 +457,10 @@ def run_shards(
     submitted at a time, refilled in task order as each completes.  A sequence of tasks
     (a plan's :class:`~matdata.planning.TaskList`, a list) is shipped to the workers once
     and its tasks submitted by index, so driver memory stays flat however many shards
-    there are; a one-shot iterable is drawn lazily, each task travelling in its spec.  The
-    progress total is ``tasks.total_samples`` where ``tasks`` has it, else one pass
-    summing ``samples``."""
+    there are; another iterable with a ``total_samples`` is drawn lazily, each task
+    travelling in its spec.  The progress total is ``tasks.total_samples`` where ``tasks``
+    has it, else the sum of ``tasks.info(i)`` sizes, else one pass summing ``samples`` (a
+    one-shot iterator is listed for it)."""
     from pipelines.cluster import dask_client
 
     console = console or Console(stderr=True)
@@ -466,10 +470,12 @@ def run_shards(
         dask_client(workers, scheduler) as client,
         _progress_bar(label, console, progress) as bar,
     ):
-        stats.workers, stats.window = _window(client, window)
+        stats.workers, stats.threads, stats.window = _window(client, window)
         tally = _Tally(bar, total)
-        topic = f"matdata-run-{uuid.uuid4().hex[:12]}"
-        client.subscribe_topic(topic, tally.on_event)
+        # workers report progress as events only when a bar shows it
+        topic = f"matdata-run-{uuid.uuid4().hex[:12]}" if progress else None
+        if topic:
+            client.subscribe_topic(topic, tally.on_event)
         began, t0, c0 = time.time(), time.perf_counter(), time.process_time()
         stats.indexed = isinstance(tasks, Sequence)
         feed = (_IndexedFeed if stats.indexed else _StreamFeed)(client, tasks, fn, topic)
@@ -480,7 +486,8 @@ def run_shards(
         stats.seconds = time.perf_counter() - t0
         stats.driver_cpu = time.process_time() - c0
         stats.close(began, began + stats.seconds)
-        client.unsubscribe_topic(topic)
+        if topic:
+            client.unsubscribe_topic(topic)
     _raise_failures(failures, feed.count)
     return [results[i] for i in sorted(results)]
 
