@@ -26,9 +26,10 @@ debugging, task specs included - the client's stream to the scheduler and, in th
 in-process scheduler, its stream to each worker.  So the driver holds up to about
 2 x 1,000 x the spec size: measured 100 -> 1,400 shards of 64 KiB: +182 MB, and +2 MB with
 that log length set to 10.  With this runner (load average 15-18): indexed 135 -> 137 MB
-(+2 MB), embedded (the runner before) 148 -> 305 MB (+157 MB).  Indexed specs are a few hundred bytes, so the same logs stay
-small; :mod:`pipelines.cluster` also sets the log length to 100 for the clusters matdata
-starts, so what is left of the growth stops after 100 shards.
+(+2 MB), embedded (the runner before) 148 -> 305 MB (+157 MB).  Indexed specs are a few
+hundred bytes, so the same logs stay small; :mod:`pipelines.cluster` also sets the log
+length to 100 for the clusters matdata starts, so what is left of the growth stops after
+100 shards.
 """
 
 from __future__ import annotations
