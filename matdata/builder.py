@@ -1,5 +1,5 @@
-"""Build options, shard tasks and the per-shard generator (no Dask here: see
-``pipelines/build.py``).
+"""Shard tasks and the per-shard generator of a build (no Dask here: see
+``pipelines/build.py``; the options and their parsers are in :mod:`matdata.build_config`).
 
 A build turns foreground items (with alpha) of one or more ``--fg`` sources and
 background items of one or more ``--bg`` sources into composites:
@@ -24,206 +24,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from matdata.errors import ConfigError, MatdataError
+from matdata.build_config import BuildConfig
+from matdata.errors import MatdataError
 from matdata.rejects import Reject
 from matdata.schema import SCHEMA_VERSION, Record, conform_meta
 from matdata.sources.base import Item, safe_id
 
-#: Supervisely image tags excluded from foregrounds by default: in "not-marked-people"
-#: images some people are not annotated, so the mask is incomplete (wrong supervision).
-DEFAULT_EXCLUDE_TAGS = ("not-marked-people",)
-DEFAULT_SHARD_SIZE = "256MB"
 SPLIT_ORDER = ("train", "val", "test")
 #: Pair tuple: (fg index, bg index, k, sample seed, bg pool "split"|"all").
 Pair = tuple[int, int, int, int, str]
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-}
-
-
-# ------------------------------------------------------------------------------ options
-
-
-#: Bounds of ``--size`` sides and ``--per-fg`` (the CLI shows and checks the same ones).
-SIZE_RANGE = (16, 8192)
-MAX_PER_FG = 1000
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``"512"`` -> (512, 512); ``"640x480"`` -> (640, 480) (W x H); ``"native"`` -> None.
-
-    Each side must lie in :data:`SIZE_RANGE`."""
-    if text is None:
-        return None
-    t = str(text).strip().lower()
-    if t == "native":
-        return None
-    m = re.fullmatch(r"(\d+)(?:\s*[x×]\s*(\d+))?", t)
-    if not m or int(m.group(1)) < 16 or (m.group(2) and int(m.group(2)) < 16):
-        raise ConfigError(
-            f"bad --size {text!r}", hint="use a side like 512, WxH like 640x480, or native"
-        )
-    w = int(m.group(1))
-    h = int(m.group(2)) if m.group(2) else w
-    lo, hi = SIZE_RANGE
-    if not (lo <= w <= hi and lo <= h <= hi):
-        raise ConfigError(
-            f"--size {text} is out of range: each side must be in {lo}..{hi}",
-            hint="use a side like 512, WxH like 640x480, or native",
-        )
-    return w, h
-
-
-def parse_bytes(text: str | int) -> int:
-    """``"256MB"`` / ``"64 KiB"`` / ``"1e6"`` / ``1000`` -> bytes (decimal units, or KiB...)."""
-    if isinstance(text, int):
-        n = text
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-z]*)\s*", str(text).lower())
-        if not m or m.group(2) not in _UNITS:
-            raise ConfigError(
-                f"bad --shard-size {text!r}", hint="use a size like 256MB, 1GB or 64MiB"
-            )
-        n = int(float(m.group(1)) * _UNITS[m.group(2)])
-    if n < 1:
-        raise ConfigError(f"--shard-size must be positive, got {text!r}")
-    return n
-
-
-def parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    """``["n_fg=6", "size=\"64x80\""]`` -> dict; values parsed as JSON when they are JSON
-    (numbers, lists, booleans), else kept as text (like ``matdata ingest --option``)."""
-    out: dict[str, Any] = {}
-    for p in pairs or []:
-        k, sep, v = p.partition("=")
-        if not sep or not k.strip():
-            raise ConfigError(f"bad source option {p!r}", hint="use KEY=VALUE")
-        try:
-            out[k.strip()] = json.loads(v)
-        except ValueError:
-            out[k.strip()] = v
-    return out
-
-
-@dataclass
-class BuildConfig:
-    """Every option of a build; :meth:`to_dict` is stored in ``dataset.json``."""
-
-    fg: tuple[str, ...]  # one or more --fg source specs (a single str is accepted)
-    bg: tuple[str, ...]
-    out: str
-    per_fg: int = 10
-    size: tuple[int, int] | None = (512, 512)
-    augment: bool = True
-    trimap: bool = False
-    trimap_eps: float = 0.01
-    trimap_rel_width: float = 0.01
-    keep_layers: bool = False
-    formats: tuple[str, ...] = ("parquet",)
-    shard_size: int = 256 * 1000**2
-    samples_per_shard: int | None = None
-    seed: int = 0
-    jpeg_quality: int = 95
-    bg_crop: str = "random"
-    bg_blur: float = 0.0
-    noise: float = 0.0
-    jpeg_match: float = 0.0
-    color_jitter: float = 0.0
-    fg_estimator: str = "blur_fusion"
-    bg_categories: tuple[str, ...] = ()
-    bg_io: str | None = None
-    exclude_tags: tuple[str, ...] = DEFAULT_EXCLUDE_TAGS
-    fg_options: dict[str, Any] = field(default_factory=dict)
-    bg_options: dict[str, Any] = field(default_factory=dict)
-    bg_weights: dict[str, float] | None = None  # --bg-weights NAME=W,...; None: by size
-
-    def __post_init__(self) -> None:
-        from matdata.planning import parse_weights
-        from matdata.shards import check_formats
-
-        self.fg = _specs(self.fg, "--fg")
-        self.bg = _specs(self.bg, "--bg")
-        self.bg_weights = parse_weights(self.bg_weights)
-
-        if not 1 <= self.per_fg <= MAX_PER_FG:
-            raise ConfigError(f"--per-fg must be in 1..{MAX_PER_FG}, got {self.per_fg}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ConfigError(f"--jpeg-quality must be in 1..100, got {self.jpeg_quality}")
-        if self.samples_per_shard is not None and self.samples_per_shard < 1:
-            raise ConfigError(f"--samples-per-shard must be >= 1, got {self.samples_per_shard}")
-        if self.bg_io not in (None, "indoor", "outdoor"):
-            raise ConfigError(f"--bg-io must be indoor or outdoor, got {self.bg_io!r}")
-        from matdata.foreground import METHODS
-
-        if self.fg_estimator not in METHODS:
-            raise ConfigError(
-                f"unknown --fg-estimator {self.fg_estimator!r}", hint=f"one of {', '.join(METHODS)}"
-            )
-        try:
-            self.formats = check_formats(self.formats)
-        except MatdataError as exc:
-            raise ConfigError(str(exc), hint=exc.hint) from None
-        self.compose_config()  # validate early (one line for the user)
-
-    def compose_config(self):  # -> matdata.compose.ComposeConfig
-        from matdata.compose import ComposeConfig
-        from matdata.trimap import TrimapParams
-
-        try:
-            tp = TrimapParams(eps=self.trimap_eps, rel_width=self.trimap_rel_width)
-            return ComposeConfig(
-                size=self.size,
-                augment=self.augment,
-                bg_crop=self.bg_crop,
-                trimap=tp if self.trimap else None,
-                keep_layers=self.keep_layers,
-                jpeg_quality=self.jpeg_quality,
-                bg_blur=self.bg_blur,
-                noise=self.noise,
-                jpeg_match=self.jpeg_match,
-                color_jitter=self.color_jitter,
-                fg_estimator=self.fg_estimator,
-            )
-        except ValueError as exc:
-            raise ConfigError(f"bad compose option: {exc}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able, deterministic; ``out`` is left out (a dataset can be moved)."""
-        d = asdict(self)
-        d.pop("out")
-        for k, v in d.items():
-            if isinstance(v, tuple):
-                d[k] = list(v)
-        d["compose"] = self.compose_config().to_dict()
-        return d
-
-
-def _specs(value: str | Sequence[str], flag: str) -> tuple[str, ...]:
-    specs = (value,) if isinstance(value, str) else tuple(value)
-    specs = tuple(s for s in specs if s)
-    if not specs:
-        raise ConfigError(f"{flag} is required", hint=f"give {flag} NAME (repeatable)")
-    return specs
 
 
 # ------------------------------------------------------------------------------- plan
@@ -444,23 +261,19 @@ def generate_records(
             cur_fg, fg_data = fi, None
             try:
                 fgl = _src(fname).load_foreground(fitem)
-                colors = estimate_foreground(fgl.rgb, fgl.alpha, cfg.fg_estimator)
-                fg_data = (colors, fgl.alpha, fgl.ignore, bool(fgl.coarse or fitem.coarse))
-            except _BUGS:
-                raise  # our own coding error: fail the shard, loudly (see _BUGS)
-            except Exception as exc:  # one bad input is a reject, never a failed shard
+            except INPUT_ERRORS as exc:  # one bad input is a reject, never a failed shard
                 bad_fg.add(fi)
                 yield _reject(fname, fitem, exc)
                 continue
+            colors = estimate_foreground(fgl.rgb, fgl.alpha, cfg.fg_estimator)
+            fg_data = (colors, fgl.alpha, fgl.ignore, bool(fgl.coarse or fitem.coarse))
         if bi in bad_bg:
             continue
         bg = bg_cache.get(bi)
         if bg is None:
             try:
                 bg = _src(bname).load_background(bitem)
-            except _BUGS:
-                raise
-            except Exception as exc:  # (the build's --max-reject-rate catches a pattern)
+            except INPUT_ERRORS as exc:
                 bad_bg.add(bi)
                 yield _reject(bname, bitem, exc)
                 continue
@@ -505,22 +318,15 @@ def generate_records(
         )
 
 
-#: Exceptions no input can cause, only a coding error: they fail the shard (and the build)
-#: instead of becoming a reject.  Everything else raised while loading a source's item or
-#: estimating its foreground colours is a reject with its type and message recorded:
-#: third-party decoders raise a wide range of types on hostile files (ValueError, OSError,
-#: SyntaxError, cv2.error, TypeError...), so listing "input errors" cannot be complete,
-#: while a bug that does raise one of those on every item is stopped by the build's
-#: --max-reject-rate (default 1% per source), which fails the build naming the reason.
-_BUGS = (NameError, ImportError, NotImplementedError, AssertionError)
+#: What a bad input raises: the typed errors of the I/O edge (``imageio`` turns every decoder
+#: failure into :class:`~matdata.errors.ImageDecodeError`; sources raise ``ItemError`` /
+#: ``SourceError`` for what they validate).  Only these become rejects; anything else
+#: raised while loading is a coding error and fails the shard (and the build) loudly.
+INPUT_ERRORS = (MatdataError,)
 
 
-def _reject(source: str, item: Item, exc: Exception) -> Reject:
-    if isinstance(exc, MatdataError):
-        return Reject(
-            source, item.image, exc.reason, getattr(exc, "detail", "") or str(exc), "build"
-        )
-    return Reject(source, item.image, "load_failed", f"{type(exc).__name__}: {exc}", "build")
+def _reject(source: str, item: Item, exc: MatdataError) -> Reject:
+    return Reject(source, item.image, exc.reason, getattr(exc, "detail", "") or str(exc), "build")
 
 
 @dataclass

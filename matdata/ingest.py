@@ -103,9 +103,6 @@ def ingest(
     registers nothing (the manifest and rejects are still written, to look at), unless
     ``allow_empty``.
     """
-    from matdata import catalog
-    from matdata.storage import join
-
     name = name or kind
     if safe_id(name) != name:
         raise ConfigError(f"name {name!r} may only use letters, digits, '-' and '_'")
@@ -113,17 +110,64 @@ def ingest(
     root = _norm_root(root) if kind != "demo" or root else root
     src = make_source(kind, root, **options)  # unknown kind -> SourceError with the list
     check_root(kind, root)
-    out_dir = out if out else catalog.catalog_dir()
-    if "://" not in out_dir:
-        out_dir = os.path.abspath(out_dir)
-    manifest_path = join(out_dir, f"{name}.manifest.parquet")
-    rejects_path = join(out_dir, f"{name}.rejects.parquet")
+    manifest_path, rejects_path = _output_paths(out, name)
 
     meta = {"kind": kind, "root": root, "options": options, "name": name}
     writer = ManifestWriter(manifest_path, meta=json.loads(json.dumps(meta, default=str)))
-    rejects: list[Reject] = []
+    rejects, by_split, by_role = _scan_into(src, kind, writer, progress)
+    writer.close()
+    write_rejects(rejects_path, rejects)
+
+    res = IngestResult(
+        name=name,
+        kind=kind,
+        root=root,
+        options=options,
+        manifest=manifest_path,
+        rejects_path=rejects_path,
+        found=writer.count + len(rejects),
+        usable=writer.count,
+        rejected=len(rejects),
+        by_reason=dict(sorted(Counter(r.reason for r in rejects).items())),
+        by_split=dict(sorted(by_split.items())),
+        by_role=dict(sorted(by_role.items())),
+        filtered=int(getattr(src, "filtered", 0) or 0),
+        filtered_by_reason=dict(sorted((getattr(src, "filtered_reasons", None) or {}).items())),
+        manifest_sha256=writer.content_hash,
+    )
+    from matdata.planning import split_warnings
+
+    if len(by_role) == 1:  # (splits are not counted per role for two-role sources)
+        res.warnings += split_warnings(name, dict(by_split), src.split_hint)
+    if not allow_empty:
+        check_usable(res)
+    if register:
+        _register(res)
+    return res
+
+
+def _output_paths(out: str | None, name: str) -> tuple[str, str]:
+    """``(manifest, rejects)`` paths of ingest ``name`` in ``out`` (default: the catalog
+    directory)."""
+    from matdata import catalog
+    from matdata.storage import join
+
+    out_dir = out if out else catalog.catalog_dir()
+    if "://" not in out_dir:
+        out_dir = os.path.abspath(out_dir)
+    return join(out_dir, f"{name}.manifest.parquet"), join(out_dir, f"{name}.rejects.parquet")
+
+
+def _scan_into(
+    src: Any, kind: str, writer: ManifestWriter, progress: IngestProgress | None
+) -> tuple[list[Reject], Counter[str], Counter[str]]:
+    """Stream ``src``'s scan into ``writer``: ``(rejects, items by split, items by role)``.
+
+    An item a UTF-8 manifest cannot hold, or whose id was seen before, becomes a reject;
+    on any error the writer is aborted (nothing half-written is left)."""
     from matdata.scratch import DiskSet
 
+    rejects: list[Reject] = []
     ids = DiskSet()  # on disk: no per-item object is held for the whole scan
     by_split: Counter[str] = Counter()
     by_role: Counter[str] = Counter()
@@ -155,46 +199,25 @@ def ingest(
         raise
     finally:
         ids.close()
-    writer.close()
-    write_rejects(rejects_path, rejects)
+    return rejects, by_split, by_role
 
-    res = IngestResult(
-        name=name,
-        kind=kind,
-        root=root,
-        options=options,
-        manifest=manifest_path,
-        rejects_path=rejects_path,
-        found=writer.count + len(rejects),
-        usable=writer.count,
-        rejected=len(rejects),
-        by_reason=dict(sorted(Counter(r.reason for r in rejects).items())),
-        by_split=dict(sorted(by_split.items())),
-        by_role=dict(sorted(by_role.items())),
-        filtered=int(getattr(src, "filtered", 0) or 0),
-        filtered_by_reason=dict(sorted((getattr(src, "filtered_reasons", None) or {}).items())),
-        manifest_sha256=writer.content_hash,
+
+def _register(res: IngestResult) -> None:
+    """Enter ``res`` in the source catalog under its name."""
+    from matdata import catalog
+
+    catalog.register(
+        res.name,
+        {
+            "kind": res.kind,
+            "root": res.root,
+            "options": res.options,
+            "manifest": res.manifest,
+            "rejects": res.rejects_path,
+            "counts": res.counts(),
+            "manifest_sha256": res.manifest_sha256,
+        },
     )
-    from matdata.planning import split_warnings
-
-    if len(by_role) == 1:  # (splits are not counted per role for two-role sources)
-        res.warnings += split_warnings(name, dict(by_split), src.split_hint)
-    if not allow_empty:
-        check_usable(res)
-    if register:
-        catalog.register(
-            name,
-            {
-                "kind": kind,
-                "root": root,
-                "options": meta["options"],
-                "manifest": manifest_path,
-                "rejects": rejects_path,
-                "counts": res.counts(),
-                "manifest_sha256": res.manifest_sha256,
-            },
-        )
-    return res
 
 
 def _not_utf8(item: Item) -> Reject | None:

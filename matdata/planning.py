@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,8 @@ from matdata.sources.base import Item
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-    from matdata.builder import BuildConfig, ShardTask
+    from matdata.build_config import BuildConfig
+    from matdata.builder import ShardTask
 
 SPLIT_ORDER = ("train", "val", "test")
 FG_COLUMNS = ("id", "role", "split", "tags", "coarse", "width", "height")
@@ -327,6 +329,8 @@ def _tag_hits(tags: Any, wanted: Sequence[str]) -> np.ndarray:
         return out
     tags = tags.combine_chunks() if hasattr(tags, "combine_chunks") else tags
     flat = pc.list_flatten(tags)
+    if pa.types.is_null(flat.type):  # a source whose rows carry no tags at all
+        return out
     parents = pc.list_parent_indices(tags).to_numpy(zero_copy_only=False)
     hit = pc.is_in(flat, value_set=pa.array(list(wanted), pa.string()))
     out[parents[hit.to_numpy(zero_copy_only=False)]] = True
@@ -531,9 +535,10 @@ def _check_unique_ids(srcs: list[SourceRows], keeps: list[np.ndarray], role: str
 
     if len(srcs) < 2:
         return
-    ids = pa.chunked_array(
-        [s.cols["id"].filter(pa.array(k)) for s, k in zip(srcs, keeps, strict=True)]
-    )
+    parts = [_plain(s.cols["id"]).filter(pa.array(k)) for s, k in zip(srcs, keeps, strict=True)]
+    # chunk by chunk with the type given: an emptied source must not set the type to null
+    chunks = [c for p in parts for c in getattr(p, "chunks", [p])]
+    ids = pa.chunked_array(chunks, type=parts[0].type)
     counts = pc.value_counts(ids)
     dup = counts.filter(pc.greater(counts.field("counts"), 1))
     if len(dup):
@@ -620,12 +625,16 @@ class CompactPlan:
         self.compose = cfg.compose_config().to_dict()
         self.digests: list[str] = []
 
+    def _used(self, fgs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(used bgs, their rows in bg_table)`` of the foregrounds ``fgs``."""
+        used = np.unique(self.picks[fgs])
+        return used, self.bg_rowpos[np.searchsorted(self.bg_used, used)]
+
     def _pairs(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple]]:
         """``(fgs, used bgs, their rows in bg_table, pairs)`` of shard ``i``."""
         split, index, fgs = self._shards[i]
         picks = self.picks[fgs]
-        used = np.unique(picks)
-        pos = self.bg_rowpos[np.searchsorted(self.bg_used, used)]
+        used, pos = self._used(fgs)
         pairs = []
         for g, row, srow in zip(
             fgs.tolist(), picks.tolist(), self.seeds[fgs].tolist(), strict=True
@@ -647,9 +656,7 @@ class CompactPlan:
         from matdata.builder import shard_digest
 
         split, index, fgs = self._shards[i]
-        picks = self.picks[fgs]
-        used = np.unique(picks)
-        pos = self.bg_rowpos[np.searchsorted(self.bg_used, used)]
+        used, pos = self._used(fgs)
         fg_names, bg_names = self._names(fgs, used)
 
         def _col(table: Any, name: str, keys: np.ndarray, at: np.ndarray) -> dict:
@@ -679,6 +686,15 @@ class CompactPlan:
             with_ignore=self.with_ignore,
         )
         return shard_digest(head, kinds, rows())
+
+    def digest_all(self) -> str:
+        """Compute every shard's digest (kept in ``digests``); the plan's sha256 over them."""
+        plan_hash = hashlib.sha256()
+        for i in range(len(self._shards)):
+            d = self._digest(i)
+            self.digests.append(d)
+            plan_hash.update(d.encode())
+        return plan_hash.hexdigest()
 
     def _task(self, i: int) -> ShardTask:
         from matdata.builder import ShardTask, task_digest
@@ -728,43 +744,113 @@ def table_items(table: pa.Table, rows: np.ndarray) -> list[Item]:
 
 def plan_build(cfg: BuildConfig) -> Any:  # -> matdata.builder.BuildPlan
     """Resolve the sources, filter, pair and shard (see the module docstring)."""
-    import pyarrow as pa
+    from matdata.builder import BuildPlan
 
-    from matdata.builder import (
-        BuildPlan,
-        SourceRef,
-        bytes_per_sample_px,
-        shard_samples,
+    fgs, bgs = _open_sources(cfg)
+    weights = _bg_weight_list(cfg.bg_weights, bgs)
+    acct, rejects = _ingest_accounting(fgs, bgs)
+    fg_keep = [
+        _record_filtered(src, *fg_filter(src, cfg.exclude_tags), acct, rejects) for src in fgs
+    ]
+    bg_keep = [
+        _record_filtered(src, *bg_filter(src, cfg.bg_categories, cfg.bg_io), acct, rejects)
+        for src in bgs
+    ]
+    _check_some_left(cfg, fgs, bgs, fg_keep, bg_keep, acct)
+    _check_unique_ids(fgs, fg_keep, "fg")
+    _check_unique_ids(bgs, bg_keep, "bg")
+
+    bg = _order_backgrounds(bgs, bg_keep)
+    fg = _order_foregrounds(fgs, fg_keep)
+    picks, seeds, pool_all, replaced = draw_backgrounds(
+        fg.keys, fg.splits, bg.pools, weights, cfg.per_fg, cfg.seed
+    )
+    n_repl, n_all = int(replaced.sum()), int(pool_all.sum())
+    warnings = fg.warnings + _draw_warnings(cfg.per_fg, n_repl, n_all)
+    fg_table = _fetch_foregrounds(fgs, fg.pos)
+    bg_used, bg_rowpos, bg_table = _fetch_used_backgrounds(bgs, bg.pos, picks)
+    shards, per_shard = _shard_foregrounds(cfg, fg.splits, fg.mean_px)
+
+    compact = CompactPlan(
+        cfg,
+        [s.name for s in fgs],
+        fg.src,
+        fg_table,
+        picks,
+        seeds,
+        pool_all,
+        [s.name for s in bgs],
+        bg.src,
+        bg_used,
+        bg_rowpos,
+        bg_table,
+        shards,
+        _source_refs(fgs, bgs),
+        _any_coarse(fgs, fg_keep),
+    )
+    plan_sha256 = compact.digest_all()
+    sources = {
+        "fg": [_source_info(s, "fg") for s in fgs],
+        "bg": [_source_info(s, "bg") for s in bgs],
+    }
+    return BuildPlan(
+        config=cfg,
+        tasks=TaskList(compact),
+        sources=sources,
+        rejects=rejects,
+        accounting=acct,
+        warnings=warnings,
+        samples_per_shard=per_shard,
+        with_replacement=n_repl,
+        bg_pool_all=n_all,
+        plan_sha256=plan_sha256,
+        compact=compact,
     )
 
-    fg_specs, bg_specs = list(cfg.fg), list(cfg.bg)
-    fgs = sorted((open_source(s, "fg", cfg.fg_options) for s in fg_specs), key=lambda s: s.name)
-    bgs = sorted((open_source(s, "bg", cfg.bg_options) for s in bg_specs), key=lambda s: s.name)
+
+def _open_sources(cfg: BuildConfig) -> tuple[list[SourceRows], list[SourceRows]]:
+    """The ``--fg`` and ``--bg`` sources, each role ordered by name; a name given twice
+    in one role is refused."""
+    fgs = sorted((open_source(s, "fg", cfg.fg_options) for s in cfg.fg), key=lambda s: s.name)
+    bgs = sorted((open_source(s, "bg", cfg.bg_options) for s in cfg.bg), key=lambda s: s.name)
     for role, srcs in (("fg", fgs), ("bg", bgs)):
         names = [s.name for s in srcs]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ConfigError(f"--{role} {dup[0]} is given twice", hint="give each source once")
-    weights = None
-    if cfg.bg_weights:
-        known = {s.name for s in bgs}
-        unknown = sorted(set(cfg.bg_weights) - known)
-        if unknown:
-            raise ConfigError(
-                f"--bg-weights names {', '.join(unknown)}, not a --bg source",
-                hint=f"weights are per --bg source: {', '.join(sorted(known))}",
-            )
-        missing = sorted(known - set(cfg.bg_weights))
-        if missing:
-            raise ConfigError(
-                f"--bg-weights has no weight for {', '.join(missing)}",
-                hint="give every --bg source a weight (0 leaves one out)",
-            )
-        weights = [cfg.bg_weights[s.name] for s in bgs]
+    return fgs, bgs
 
-    warnings: list[str] = []
-    rejects: list[Reject] = []
+
+def _bg_weight_list(
+    bg_weights: dict[str, float] | None, bgs: list[SourceRows]
+) -> list[float] | None:
+    """``--bg-weights`` as one weight per background source (in ``bgs`` order), or None;
+    a weight for an unknown source or a source without a weight is refused."""
+    if not bg_weights:
+        return None
+    known = {s.name for s in bgs}
+    unknown = sorted(set(bg_weights) - known)
+    if unknown:
+        raise ConfigError(
+            f"--bg-weights names {', '.join(unknown)}, not a --bg source",
+            hint=f"weights are per --bg source: {', '.join(sorted(known))}",
+        )
+    missing = sorted(known - set(bg_weights))
+    if missing:
+        raise ConfigError(
+            f"--bg-weights has no weight for {', '.join(missing)}",
+            hint="give every --bg source a weight (0 leaves one out)",
+        )
+    return [bg_weights[s.name] for s in bgs]
+
+
+def _ingest_accounting(
+    fgs: list[SourceRows], bgs: list[SourceRows]
+) -> tuple[dict[str, dict[str, int]], list[Reject]]:
+    """``(accounting per source name, the ingest rejects)``: ``found`` counts the items of
+    every role a source is used in, plus its ingest rejects, which count once per name."""
     acct: dict[str, dict[str, int]] = {}
+    rejects: list[Reject] = []
     for src in (*fgs, *bgs):
         a = acct.setdefault(src.name, {"found": 0, "ingest_rejected": 0, "filtered": 0})
         a["found"] += len(src)
@@ -776,60 +862,81 @@ def plan_build(cfg: BuildConfig) -> Any:  # -> matdata.builder.BuildPlan
         acct[src.name]["found"] += len(src.rejects)
         acct[src.name]["ingest_rejected"] += len(src.rejects)
         rejects += src.rejects
+    return acct, rejects
 
-    def _filtered(src: SourceRows, keep: np.ndarray, details: list[str]) -> None:
-        drop = np.flatnonzero(~keep)
-        if not len(drop):
-            return
+
+def _record_filtered(
+    src: SourceRows,
+    keep: np.ndarray,
+    details: list[str],
+    acct: dict[str, dict[str, int]],
+    rejects: list[Reject],
+) -> np.ndarray:
+    """Record the rows a filter drops as ``filtered`` rejects and in ``acct``; ``keep``."""
+    drop = np.flatnonzero(~keep)
+    if len(drop):
         paths = src.fetch(src.rows[drop], ["image"])["image"].to_pylist()
         for p, d in zip(paths, details, strict=True):
             rejects.append(Reject(src.name, p, "filtered", d, "build"))
         acct[src.name]["filtered"] += len(drop)
+    return keep
 
-    fg_keep = []
-    for src in fgs:
-        keep, details = fg_filter(src, cfg.exclude_tags)
-        _filtered(src, keep, details)
-        fg_keep.append(keep)
-    bg_keep = []
-    for src in bgs:
-        keep, details = bg_filter(src, cfg.bg_categories, cfg.bg_io)
-        _filtered(src, keep, details)
-        bg_keep.append(keep)
-    n_fg_kept = sum(int(k.sum()) for k in fg_keep)
-    if not n_fg_kept:
+
+def _check_some_left(
+    cfg: BuildConfig,
+    fgs: list[SourceRows],
+    bgs: list[SourceRows],
+    fg_keep: list[np.ndarray],
+    bg_keep: list[np.ndarray],
+    acct: dict[str, dict[str, int]],
+) -> None:
+    """Refuse a build that the filters left without foregrounds or backgrounds."""
+    if not sum(int(k.sum()) for k in fg_keep):
         total = sum(len(s) for s in fgs)
         filt = sum(acct[s.name]["filtered"] for s in fgs)
         raise ConfigError(
-            f"no usable foregrounds in {', '.join(fg_specs)!r} ({total} items, {filt} filtered)",
+            f"no usable foregrounds in {', '.join(cfg.fg)!r} ({total} items, {filt} filtered)",
             hint="check --fg and --exclude-tag",
         )
     if not sum(int(k.sum()) for k in bg_keep):
         total = sum(len(s) for s in bgs)
         raise ConfigError(
-            f"no background left in {', '.join(bg_specs)!r} after filters ({total} items)",
+            f"no background left in {', '.join(cfg.bg)!r} after filters ({total} items)",
             hint="relax --bg-category / --bg-io",
         )
-    _check_unique_ids(fgs, fg_keep, "fg")
-    _check_unique_ids(bgs, bg_keep, "bg")
 
-    # --- global orders: (source name, id); positions are local to this plan only
-    def _order(src: SourceRows, keep: np.ndarray) -> np.ndarray:
-        import pyarrow.compute as pc
 
-        if keep.all():  # (no copy of the ids)
-            return pc.sort_indices(src.cols["id"]).to_numpy().astype(np.int64)
-        idx = np.flatnonzero(keep)
-        ids = src.cols["id"].take(pa.array(idx))
-        return idx[pc.sort_indices(ids).to_numpy()]
+def _global_order(src: SourceRows, keep: np.ndarray) -> np.ndarray:
+    """The kept local positions of ``src`` in id order (the plan's global order is
+    ``(source name, id)``; positions are local to this plan only)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    bg_pos: list[np.ndarray] = []  # per bg source: local positions in global order
+    if keep.all():  # (no copy of the ids)
+        return pc.sort_indices(src.cols["id"]).to_numpy().astype(np.int64)
+    idx = np.flatnonzero(keep)
+    ids = src.cols["id"].take(pa.array(idx))
+    return idx[pc.sort_indices(ids).to_numpy()]
+
+
+@dataclass
+class _Backgrounds:
+    """The kept backgrounds in global order."""
+
+    pos: list[np.ndarray]  # per bg source: local positions in global order
+    src: np.ndarray  # (n_bg,) int32: source number of each global background
+    pools: Pools
+
+
+def _order_backgrounds(bgs: list[SourceRows], bg_keep: list[np.ndarray]) -> _Backgrounds:
+    """Number the kept backgrounds globally and pool them by split."""
+    bg_pos: list[np.ndarray] = []
     bg_src_l: list[np.ndarray] = []
     pools_by_split: dict[str, list[tuple[int, np.ndarray]]] = {}
     every: list[tuple[int, np.ndarray]] = []
     base = 0
     for j, (src, keep) in enumerate(zip(bgs, bg_keep, strict=True)):
-        order = _order(src, keep)
+        order = _global_order(src, keep)
         bg_pos.append(order)
         bg_src_l.append(np.full(len(order), j, dtype=np.int32))
         glob = np.arange(base, base + len(order), dtype=np.int64)
@@ -841,48 +948,84 @@ def plan_build(cfg: BuildConfig) -> Any:  # -> matdata.builder.BuildPlan
                 pools_by_split.setdefault(sp, []).append((j, members))
         every.append((j, glob))
         base += len(order)
-    bg_src = np.concatenate(bg_src_l)
-    pools = Pools(pools_by_split, every)
+    return _Backgrounds(bg_pos, np.concatenate(bg_src_l), Pools(pools_by_split, every))
 
-    fg_pos, fg_src_l, keys, fsplits = [], [], [], []
+
+@dataclass
+class _Foregrounds:
+    """The kept foregrounds in global order."""
+
+    pos: list[np.ndarray]  # per fg source: local positions in global order
+    src: np.ndarray  # (n_fg,) int32: source number of each global foreground
+    keys: list[tuple[str, str]]  # (source name, id)
+    splits: list[str]
+    mean_px: float  # mean width x height (sizes the shards)
+    warnings: list[str]  # per source: empty or tiny val split
+
+
+def _order_foregrounds(fgs: list[SourceRows], fg_keep: list[np.ndarray]) -> _Foregrounds:
+    """Number the kept foregrounds globally, with their keys, splits and mean size."""
+    import pyarrow as pa
+
+    fg_pos, fg_src_l, keys, fsplits, warnings = [], [], [], [], []
     px_sum, n_px = 0.0, 0
     for i, (src, keep) in enumerate(zip(fgs, fg_keep, strict=True)):
-        order = _order(src, keep)
+        order = _global_order(src, keep)
         fg_pos.append(order)
         fg_src_l.append(np.full(len(order), i, dtype=np.int32))
-        ids = src.cols["id"].take(pa.array(order)).to_pylist()
+        at = pa.array(order)
+        ids = src.cols["id"].take(at).to_pylist()
         keys.extend((src.name, fid) for fid in ids)
-        fsplits.extend(src.cols["split"].take(pa.array(order)).to_pylist())
-        w = src.cols["width"].take(pa.array(order)).to_numpy().astype(np.float64)
-        h = src.cols["height"].take(pa.array(order)).to_numpy().astype(np.float64)
+        splits = src.cols["split"].take(at).to_pylist()
+        fsplits.extend(splits)
+        w = src.cols["width"].take(at).to_numpy().astype(np.float64)
+        h = src.cols["height"].take(at).to_numpy().astype(np.float64)
         px_sum += float((w * h).sum())
         n_px += len(order)
-        by_split: dict[str, int] = {}
-        for sp in fsplits[len(fsplits) - len(order) :]:
-            by_split[sp] = by_split.get(sp, 0) + 1
         hint = split_fix_hint(src.kind) or "re-ingest it with more groups in val"
-        warnings += split_warnings(f"--fg {src.name}", by_split, hint, "foregrounds")
-    fg_src = np.concatenate(fg_src_l)
-
-    picks, seeds, pool_all, replaced = draw_backgrounds(
-        keys, fsplits, pools, weights, cfg.per_fg, cfg.seed
+        warnings += split_warnings(f"--fg {src.name}", Counter(splits), hint, "foregrounds")
+    return _Foregrounds(
+        pos=fg_pos,
+        src=np.concatenate(fg_src_l),
+        keys=keys,
+        splits=fsplits,
+        mean_px=px_sum / n_px if n_px else 512 * 512,
+        warnings=warnings,
     )
-    n_repl, n_all = int(replaced.sum()), int(pool_all.sum())
+
+
+def _draw_warnings(per_fg: int, n_repl: int, n_all: int) -> list[str]:
+    """Warnings on foregrounds whose split has too few backgrounds, or none."""
+    warnings = []
     if n_repl:
         warnings.append(
-            f"--per-fg {cfg.per_fg} is more than the backgrounds available to {n_repl} "
+            f"--per-fg {per_fg} is more than the backgrounds available to {n_repl} "
             "foreground(s) in their split: their backgrounds are drawn with replacement"
         )
     if n_all:
         warnings.append(
             f"{n_all} foreground(s) have no background in their split: drawn from all splits"
         )
+    return warnings
 
-    # --- full rows of what is used: every kept foreground, the backgrounds drawn
+
+def _fetch_foregrounds(fgs: list[SourceRows], fg_pos: list[np.ndarray]) -> pa.Table:
+    """Full rows of every kept foreground, in global order."""
+    import pyarrow as pa
+
     fg_parts = [
         src.fetch(src.rows[order]) for src, order in zip(fgs, fg_pos, strict=True) if len(order)
     ]
-    fg_table = pa.concat_tables(fg_parts)
+    return pa.concat_tables(fg_parts)
+
+
+def _fetch_used_backgrounds(
+    bgs: list[SourceRows], bg_pos: list[np.ndarray], picks: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, pa.Table]:
+    """``(used, rowpos, table)``: the sorted global indices of the backgrounds drawn, the
+    row of each in ``table``, and their full rows (read in manifest order per source)."""
+    import pyarrow as pa
+
     bg_used = np.unique(picks)
     offsets = np.cumsum([0] + [len(o) for o in bg_pos])
     bg_parts = []
@@ -898,17 +1041,27 @@ def plan_build(cfg: BuildConfig) -> Any:  # -> matdata.builder.BuildPlan
             bg_rowpos[lo:hi] = n_rows + rank
             bg_parts.append(src.fetch(rows[by_row]))
             n_rows += hi - lo
-    bg_table = pa.concat_tables(bg_parts)
-    with_ignore = bool(
+    return bg_used, bg_rowpos, pa.concat_tables(bg_parts)
+
+
+def _any_coarse(fgs: list[SourceRows], fg_keep: list[np.ndarray]) -> bool:
+    """Whether a kept foreground is coarse (then every record gets an ignore mask)."""
+    return bool(
         any(
             bool(np.asarray(s.cols["coarse"].to_numpy(zero_copy_only=False))[k].any())
             for s, k in zip(fgs, fg_keep, strict=True)
         )
     )
 
-    # --- shards: whole foregrounds, splits in order, (source, id) order within a split
-    px = px_sum / n_px if n_px else 512 * 512
-    by_size = max(1, math.floor(cfg.shard_size / bytes_per_sample_px(cfg, px)))
+
+def _shard_foregrounds(
+    cfg: BuildConfig, fsplits: list[str], mean_px: float
+) -> tuple[list[tuple[str, int, np.ndarray]], dict[str, int]]:
+    """``(shards, samples per shard by split)``: whole foregrounds per shard, splits in
+    order, global (source, id) order within a split."""
+    from matdata.builder import bytes_per_sample_px, shard_samples
+
+    by_size = max(1, math.floor(cfg.shard_size / bytes_per_sample_px(cfg, mean_px)))
     split_of = np.array(fsplits, dtype=object)
     shards: list[tuple[str, int, np.ndarray]] = []
     per_shard: dict[str, int] = {}
@@ -919,47 +1072,14 @@ def plan_build(cfg: BuildConfig) -> Any:  # -> matdata.builder.BuildPlan
         m = max(1, per_shard[sp] // cfg.per_fg)
         for n, lo in enumerate(range(0, len(members), m)):
             shards.append((sp, n, members[lo : lo + m]))
+    return shards, per_shard
 
-    refs = {s.name: SourceRef(s.name, s.kind, s.root, dict(s.options)) for s in (*fgs, *bgs)}
-    compact = CompactPlan(
-        cfg,
-        [s.name for s in fgs],
-        fg_src,
-        fg_table,
-        picks,
-        seeds,
-        pool_all,
-        [s.name for s in bgs],
-        bg_src,
-        bg_used,
-        bg_rowpos,
-        bg_table,
-        shards,
-        refs,
-        with_ignore,
-    )
-    plan_hash = hashlib.sha256()
-    for i in range(len(shards)):
-        d = compact._digest(i)
-        compact.digests.append(d)
-        plan_hash.update(d.encode())
-    sources = {
-        "fg": [_source_info(s, "fg") for s in fgs],
-        "bg": [_source_info(s, "bg") for s in bgs],
-    }
-    return BuildPlan(
-        config=cfg,
-        tasks=TaskList(compact),
-        sources=sources,
-        rejects=rejects,
-        accounting=acct,
-        warnings=warnings,
-        samples_per_shard=per_shard,
-        with_replacement=n_repl,
-        bg_pool_all=n_all,
-        plan_sha256=plan_hash.hexdigest(),
-        compact=compact,
-    )
+
+def _source_refs(fgs: list[SourceRows], bgs: list[SourceRows]) -> dict[str, Any]:
+    """Source name -> :class:`~matdata.builder.SourceRef` (what a shard task reopens)."""
+    from matdata.builder import SourceRef
+
+    return {s.name: SourceRef(s.name, s.kind, s.root, dict(s.options)) for s in (*fgs, *bgs)}
 
 
 def _source_info(src: SourceRows, role: str) -> dict[str, Any]:

@@ -162,71 +162,19 @@ def match_backbone(
     wanted = set(own)
     required = {k for k in wanted if not k.endswith(_COUNTER)}
 
-    groups: dict[tuple[str, str], _Group] = {}
-    for key in state:
-        parts = key.split(".")
-        for i in range(len(parts)):
-            prefix = ".".join(parts[:i]) + ("." if i else "")
-            suffix = ".".join(parts[i:])
-            for lname, rename in layouts:
-                target = rename(suffix)
-                if target is not None and target in wanted:
-                    g = groups.setdefault((lname, prefix), _Group(lname, prefix))
-                    g.pairs.setdefault(target, key)
-
+    groups = _candidate_groups(state, layouts, wanted)
     complete = [g for g in groups.values() if required <= set(g.pairs)]
     if not complete:
         _raise_incomplete(name, groups, required, state, source)
     # shortest prefix first: the backbone itself rather than a copy nested deeper
     complete.sort(key=lambda g: (len(g.prefix), g.prefix, g.layout))
     chosen = complete[0]
-    duplicates = []
-    for other in complete[1:]:
-        if set(other.pairs.values()) == set(chosen.pairs.values()):
-            continue  # the same keys read through another layout / prefix split
-        differ = [
-            t for t in required if not torch.equal(state[chosen.pairs[t]], state[other.pairs[t]])
-        ]
-        if differ:
-            raise CheckpointError(
-                f"{source} holds two different {name} backbones, under "
-                f"{chosen.prefix or '(top level)'!r} and {other.prefix or '(top level)'!r} "
-                f"(e.g. {chosen.pairs[sorted(differ)[0]]} differs)",
-                hint="extract the one you want into its own file",
-            )
-        duplicates.append(other.prefix)
-
-    shapes = [
-        f"{chosen.pairs[t]} {tuple(state[chosen.pairs[t]].shape)} != {tuple(own[t].shape)}"
-        for t in sorted(chosen.pairs)
-        if tuple(state[chosen.pairs[t]].shape) != tuple(own[t].shape)
-    ]
-    if shapes:
-        shown = ", ".join(shapes[:5]) + (f" (+{len(shapes) - 5} more)" if len(shapes) > 5 else "")
-        raise CheckpointError(
-            f"{source}: the {name} backbone under {chosen.prefix or 'the top level'!r} has "
-            f"{len(shapes)} mis-shaped tensors: {shown}",
-            hint="is it a checkpoint of the same backbone (width, variant)?",
-        )
-
+    duplicates = _identical_copies(chosen, complete[1:], state, required, name, source)
+    _check_shapes(chosen, state, own, name, source)
     used = set(chosen.pairs.values())
     for other in complete[1:]:
         used |= set(other.pairs.values()) if other.prefix in duplicates else set()
-    # keys under the taken prefix that belong to a backbone module but fit nowhere
-    tops = _top_names(set(chosen.pairs))
-    strays = []
-    for key in state:
-        if key in used or not key.startswith(chosen.prefix):
-            continue
-        rest = key[len(chosen.prefix) :]
-        if rest.split(".")[0] in tops:
-            strays.append(key)
-    if strays:
-        shown = ", ".join(strays[:5]) + (f" (+{len(strays) - 5} more)" if len(strays) > 5 else "")
-        raise CheckpointError(
-            f"{source}: {len(strays)} keys of the backbone have no place in {name}: {shown}",
-            hint="a deeper or different variant of the network? use its own backbone",
-        )
+    _check_no_strays(chosen, state, used, name, source)
 
     out = {"model." + t: state[k] for t, k in chosen.pairs.items()}
     report = BackboneLoad(
@@ -240,6 +188,96 @@ def match_backbone(
         kept_counters=len(wanted - set(chosen.pairs)),
     )
     return out, report
+
+
+def _candidate_groups(
+    state: Mapping[str, Any], layouts: tuple[tuple[str, Renamer], ...], wanted: set[str]
+) -> dict[tuple[str, str], _Group]:
+    """Every (layout, prefix) under which some keys of ``state`` name backbone tensors,
+    with those keys (the first key found for each tensor)."""
+    groups: dict[tuple[str, str], _Group] = {}
+    for key in state:
+        parts = key.split(".")
+        for i in range(len(parts)):
+            prefix = ".".join(parts[:i]) + ("." if i else "")
+            suffix = ".".join(parts[i:])
+            for lname, rename in layouts:
+                target = rename(suffix)
+                if target is not None and target in wanted:
+                    g = groups.setdefault((lname, prefix), _Group(lname, prefix))
+                    g.pairs.setdefault(target, key)
+    return groups
+
+
+def _identical_copies(
+    chosen: _Group,
+    others: list[_Group],
+    state: Mapping[str, Any],
+    required: set[str],
+    name: str,
+    source: str,
+) -> list[str]:
+    """The prefixes of the other complete copies, which must equal ``chosen`` (the same
+    keys read through another layout or prefix split are not copies)."""
+    duplicates = []
+    for other in others:
+        if set(other.pairs.values()) == set(chosen.pairs.values()):
+            continue  # the same keys read through another layout / prefix split
+        differ = [
+            t for t in required if not torch.equal(state[chosen.pairs[t]], state[other.pairs[t]])
+        ]
+        if differ:
+            raise CheckpointError(
+                f"{source} holds two different {name} backbones, under "
+                f"{chosen.prefix or '(top level)'!r} and {other.prefix or '(top level)'!r} "
+                f"(e.g. {chosen.pairs[sorted(differ)[0]]} differs)",
+                hint="extract the one you want into its own file",
+            )
+        duplicates.append(other.prefix)
+    return duplicates
+
+
+def _check_shapes(
+    chosen: _Group, state: Mapping[str, Any], own: dict[str, Any], name: str, source: str
+) -> None:
+    """Refuse a copy whose tensors do not have the backbone's shapes."""
+    shapes = [
+        f"{chosen.pairs[t]} {tuple(state[chosen.pairs[t]].shape)} != {tuple(own[t].shape)}"
+        for t in sorted(chosen.pairs)
+        if tuple(state[chosen.pairs[t]].shape) != tuple(own[t].shape)
+    ]
+    if shapes:
+        raise CheckpointError(
+            f"{source}: the {name} backbone under {chosen.prefix or 'the top level'!r} has "
+            f"{len(shapes)} mis-shaped tensors: {_first_five(shapes)}",
+            hint="is it a checkpoint of the same backbone (width, variant)?",
+        )
+
+
+def _check_no_strays(
+    chosen: _Group, state: Mapping[str, Any], used: set[str], name: str, source: str
+) -> None:
+    """Refuse keys under the taken prefix that belong to a backbone module but fit
+    nowhere (e.g. ``layer1.2.*`` of a ResNet-34 read as a ResNet-18)."""
+    tops = _top_names(set(chosen.pairs))
+    strays = []
+    for key in state:
+        if key in used or not key.startswith(chosen.prefix):
+            continue
+        rest = key[len(chosen.prefix) :]
+        if rest.split(".")[0] in tops:
+            strays.append(key)
+    if strays:
+        raise CheckpointError(
+            f"{source}: {len(strays)} keys of the backbone have no place in {name}: "
+            f"{_first_five(strays)}",
+            hint="a deeper or different variant of the network? use its own backbone",
+        )
+
+
+def _first_five(names: list[str]) -> str:
+    """``a, b, c, d, e (+N more)``."""
+    return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
 
 
 def _raise_incomplete(
@@ -257,10 +295,9 @@ def _raise_incomplete(
             hint="pass a checkpoint of this backbone (classification, segmentation or MODNet)",
         )
     missing = sorted("model." + t for t in required - set(best.pairs))
-    shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
     raise CheckpointError(
-        f"{source} has an incomplete {name} backbone under "
-        f"{best.prefix or 'the top level'!r} ({best.layout}): {len(missing)} missing: {shown}",
+        f"{source} has an incomplete {name} backbone under {best.prefix or 'the top level'!r} "
+        f"({best.layout}): {len(missing)} missing: {_first_five(missing)}",
         hint="is it a checkpoint of this backbone?",
     )
 

@@ -77,18 +77,11 @@ def run_harmonize(
 
     console = console or Console(stderr=True)
     t0 = time.perf_counter()
+    _check_arguments(dataset, out, batch_size, device, scheduler)
     params = dict(params or {})
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
-    if _same_dir(dataset, out):
-        raise ConfigError("--out must differ from the input dataset")
-    # Fail fast, with one line, on a bad model name / checkpoint / device / parameter.
-    if not scheduler:
-        from harmonization.device import resolve_device
-
-        resolve_device(device)
     if model not in ("none", "reinhard"):
         params.setdefault("batch_size", batch_size)
+    # Fail fast, with one line, on a bad model name / checkpoint / parameter.
     probe = load_harmonizer(model, checkpoint, "cpu", **params)
     ckpt_sha = probe.checkpoint_sha256
     index = read_index(dataset)
@@ -105,15 +98,7 @@ def run_harmonize(
         )
         for s in shards
     ]  # fmt: skip
-    plan = {
-        "input": [s.sha256 for s in shards],
-        "model": model,
-        "checkpoint_sha256": ckpt_sha,
-        "params": probe.params(),
-        "formats": list(formats),
-        "jpeg_quality": quality,
-    }
-    plan["plan_sha256"] = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+    plan = _plan(shards, model, probe, formats, quality)
     job = ShardJob(
         kind="harmonize",
         out=out,
@@ -136,6 +121,37 @@ def run_harmonize(
         console=console,
         progress=progress,
     )
+
+
+def _check_arguments(
+    dataset: str, out: str, batch_size: int, device: str, scheduler: str | None
+) -> None:
+    """Refuse bad arguments with one line, before any work."""
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    if _same_dir(dataset, out):
+        raise ConfigError("--out must differ from the input dataset")
+    if not scheduler:  # (on a cluster, each worker resolves its own device)
+        from harmonization.device import resolve_device
+
+        resolve_device(device)
+
+
+def _plan(
+    shards: list[Any], model: str, probe: Any, formats: tuple[str, ...], quality: int
+) -> dict[str, Any]:
+    """What a rerun must match to resume: the input shards' hashes, the model, its
+    checkpoint and parameters, the output formats; with its own sha256."""
+    plan = {
+        "input": [s.sha256 for s in shards],
+        "model": model,
+        "checkpoint_sha256": probe.checkpoint_sha256,
+        "params": probe.params(),
+        "formats": list(formats),
+        "jpeg_quality": quality,
+    }
+    plan["plan_sha256"] = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+    return plan
 
 
 def _finish(

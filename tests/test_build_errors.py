@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 import matdata.foreground
-from matdata.builder import BuildConfig, generate_records, prepare_build
+from matdata.build_config import BuildConfig
+from matdata.builder import generate_records, prepare_build
+from matdata.errors import ImageDecodeError, ItemError, SourceError
 from matdata.rejects import Reject
 
 
@@ -20,19 +22,54 @@ def _task(tmp_path: Path):
     return prepare_build(cfg).tasks[0]
 
 
-@pytest.mark.parametrize("exc", [OSError("disk"), ValueError("bad pixels"), TypeError("odd")])
-def test_an_input_error_is_a_reject(tmp_path: Path, monkeypatch, exc: Exception) -> None:
-    def broken(rgb: np.ndarray, alpha: np.ndarray, method: str) -> np.ndarray:
-        raise exc
+class _Failing:
+    """A real source whose foreground loads raise ``exc`` (backgrounds load as usual)."""
 
-    monkeypatch.setattr(matdata.foreground, "estimate_foreground", broken)
-    out = list(generate_records(_task(tmp_path)))
+    def __init__(self, inner, exc: Exception) -> None:
+        self.inner, self.exc = inner, exc
+
+    def load_foreground(self, item):
+        raise self.exc
+
+    def load_background(self, item):
+        return self.inner.load_background(item)
+
+
+def _sources(task, exc: Exception) -> dict:
+    made = {name: ref.make() for name, ref in task.sources.items()}
+    fg_names = set(task.fg_names.values())
+    return {n: (_Failing(s, exc) if n in fg_names else s) for n, s in made.items()}
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ImageDecodeError("a.png", "truncated", "cut short"),
+        ItemError("a", "empty_matte", "the alpha channel is all zero"),
+        SourceError("cannot read a.jpg"),
+    ],
+)
+def test_an_input_error_is_a_reject(tmp_path: Path, exc: Exception) -> None:
+    task = _task(tmp_path)
+    out = list(generate_records(task, _sources(task, exc)))
     assert out and all(isinstance(x, Reject) for x in out)
-    assert type(exc).__name__ in out[0].detail
+    assert len(out) == len({p[0] for p in task.pairs})  # each foreground rejected once
+    assert out[0].reason == exc.reason
 
 
-@pytest.mark.parametrize("exc", [NameError("nme"), AssertionError("x"), ImportError("cv3")])
-def test_a_coding_error_fails_the_shard(tmp_path: Path, monkeypatch, exc: Exception) -> None:
+@pytest.mark.parametrize(
+    "exc", [ValueError("bad shape"), TypeError("odd"), KeyError("k"), NameError("nme")]
+)
+def test_a_coding_error_in_a_source_fails_the_shard(tmp_path: Path, exc: Exception) -> None:
+    task = _task(tmp_path)
+    with pytest.raises(type(exc)):
+        list(generate_records(task, _sources(task, exc)))
+
+
+@pytest.mark.parametrize("exc", [ValueError("shape"), AssertionError("x"), OSError("?")])
+def test_a_coding_error_in_estimation_fails_the_shard(
+    tmp_path: Path, monkeypatch, exc: Exception
+) -> None:
     def buggy(rgb: np.ndarray, alpha: np.ndarray, method: str) -> np.ndarray:
         raise exc
 

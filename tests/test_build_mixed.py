@@ -11,7 +11,8 @@ import pytest
 from coco_fixture import jpeg, make_coco
 from PIL import Image
 
-from matdata.builder import BuildConfig, prepare_build, task_digest
+from matdata.build_config import BuildConfig
+from matdata.builder import prepare_build, task_digest
 from matdata.errors import ConfigError
 from matdata.imageio import decode_alpha
 from matdata.ingest import ingest
@@ -250,6 +251,12 @@ def test_bg_weights_and_errors(sources, monkeypatch, tmp_path: Path) -> None:
     assert _bg_sources(cars) == {"coco"}
     ids = {t.bg_items[p[1]].id for t in cars.tasks for p in t.pairs}
     assert ids <= {"train2017-000000000004", "train2017-000000000006", "val2017-000000000011"}
+    # ... and on Places' scene categories across both sources (COCO has no category column
+    # values, Places no tags: the all-null columns must not break the match)
+    airfield = prepare_build(_cfg(tmp_path / "w", bg_categories=("/a/airfield",)))
+    assert _bg_sources(airfield) == {"places"}
+    both = prepare_build(_cfg(tmp_path / "w", bg_categories=("/a/airfield", "car")))
+    assert _bg_sources(both) == {"places", "coco"}
     # a foreground source without val is named, with the option that fixes it
     assert any("--fg sly: no val foregrounds" in w and "val_fraction" in w
                for w in cars.warnings)  # fmt: skip

@@ -84,3 +84,14 @@ def test_weight_parsing_and_split_warnings() -> None:
     assert "no val" in w and "val_fraction" in w
     (w,) = split_warnings("s", {"train": 999, "val": 1}, "fix")
     assert "only 1 of 1000" in w
+
+
+def test_tag_match_on_a_source_without_any_tags() -> None:
+    import pyarrow as pa
+
+    from matdata.planning import _tag_hits
+
+    untagged = pa.array([[], None, []], type=pa.list_(pa.null()))
+    assert _tag_hits(untagged, ["car"]).tolist() == [False, False, False]
+    tagged = pa.chunked_array([pa.array([["car"], [], ["dog", "car"]])])
+    assert _tag_hits(tagged, ["car"]).tolist() == [True, False, True]

@@ -220,9 +220,32 @@ def render_html(report: QAReport, plots: list[tuple[str, bytes]] | None = None) 
 
     summary = report.summary()
     plots = report_plots(report.rows) if plots is None else plots
+    edges, lightboxes = _edges_section(report)
+    parts = [
+        _page_head(report, summary),
+        _counts_section(summary["counts"]),
+        _flags_section(report, summary),
+        edges,
+        _plots_section(plots),
+        _groups_section(report),
+        _sample_section(report),
+        _flagged_section(report),
+        _shards_section(report),
+        _rejects_section(summary["rejects"]),
+        _config_section(summary),
+        f"</main>{lightboxes}</body></html>\n",
+    ]
+    return "".join(parts)
+
+
+#: What a contact sheet shows, left to right.
+_SHEET_LEGEND = "composite | alpha | trimap | image_raw (before harmonization, when present)"
+
+
+def _page_head(report: QAReport, summary: dict[str, Any]) -> str:
+    """The document head, the header line with the totals and the navigation."""
     counts = summary["counts"]
     fl = summary["flags"]
-    by_key = {r["key"]: r for r in report.rows}
     parts: list[str] = []
     add = parts.append
     add("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>")
@@ -242,7 +265,13 @@ def render_html(report: QAReport, plots: list[tuple[str, bytes]] | None = None) 
         "<a href='#shards'>shards</a><a href='#rejects'>rejects</a><a href='#config'>config</a>"
         "</nav></header><main>"
     )
-    # counts
+    return "".join(parts)
+
+
+def _counts_section(counts: dict[str, Any]) -> str:
+    """Sample counts by split, source, kind, harmonizer and background category."""
+    parts: list[str] = []
+    add = parts.append
     add("<section id=counts><h2>Counts</h2><div class=tables>")
     for title, key in (
         ("split", "by_split"),
@@ -254,7 +283,14 @@ def render_html(report: QAReport, plots: list[tuple[str, bytes]] | None = None) 
     ):
         add(_count_table(title, counts[key]))
     add("</div></section>")
-    # flags
+    return "".join(parts)
+
+
+def _flags_section(report: QAReport, summary: dict[str, Any]) -> str:
+    """Samples per flag, shard problems and duplicate groups."""
+    fl = summary["flags"]
+    parts: list[str] = []
+    add = parts.append
     add("<section id=flags><h2>Flags</h2><table><thead><tr><th>flag</th><th>samples</th>"
         "<th>meaning</th></tr></thead><tbody>")  # fmt: skip
     for name, meaning in FLAGS.items():
@@ -278,9 +314,13 @@ def render_html(report: QAReport, plots: list[tuple[str, bytes]] | None = None) 
             add(f"<li>{escape(', '.join(g))}</li>")
         add("</ul>")
     add("</section>")
-    edges, lightboxes = _edges_section(report)
-    add(edges)
-    # plots
+    return "".join(parts)
+
+
+def _plots_section(plots: list[tuple[str, bytes]]) -> str:
+    """The distribution plots, one figure each."""
+    parts: list[str] = []
+    add = parts.append
     add("<section id=plots><h2>Distributions</h2><div class=plots>")
     for caption, png in plots:
         add(
@@ -288,23 +328,35 @@ def render_html(report: QAReport, plots: list[tuple[str, bytes]] | None = None) 
             f"<figcaption>{escape(caption)}</figcaption></figure>"
         )
     add("</div></section>")
-    add(_groups_section(report))
-    # contact sheets
-    legend = "composite | alpha | trimap | image_raw (before harmonization, when present)"
+    return "".join(parts)
+
+
+def _sample_section(report: QAReport) -> str:
+    """Contact sheets of the random sample."""
+    by_key = {r["key"]: r for r in report.rows}
+    parts: list[str] = []
+    add = parts.append
     add(f"<section id=sample><h2>Random sample ({len(report.sample_keys)})</h2>"
-        f"<p class=muted>{legend}</p><div class=sheets>")  # fmt: skip
+        f"<p class=muted>{_SHEET_LEGEND}</p><div class=sheets>")  # fmt: skip
     for key in report.sample_keys:
         if key in by_key:
             add(_sheet(by_key[key], report.thumbs.get(key)))
     add("</div></section>")
+    return "".join(parts)
+
+
+def _flagged_section(report: QAReport) -> str:
+    """Contact sheets of the first flagged samples, then a table of them all."""
     flagged = report.flagged
     shown = flagged[:MAX_FLAGGED_SHEETS]
+    parts: list[str] = []
+    add = parts.append
     add(f"<section id=flagged><h2>Flagged samples ({len(flagged)})</h2>")
     if len(flagged) > len(shown):
         add(f"<p>The first {len(shown)} are shown; summary.json lists all.</p>")
     if not flagged:
         add("<p class=ok>No sample is flagged.</p>")
-    add(f"<p class=muted>{legend}</p><div class=sheets>")
+    add(f"<p class=muted>{_SHEET_LEGEND}</p><div class=sheets>")
     for row in shown:
         add(_sheet(row, report.thumbs.get(row["key"]), reasons=True))
     add("</div>")
@@ -319,7 +371,13 @@ def render_html(report: QAReport, plots: list[tuple[str, bytes]] | None = None) 
                 f"<td>{escape(str(row.get('shard')))}</td><td>{reasons}</td></tr>")  # fmt: skip
         add("</tbody></table>")
     add("</section>")
-    # shards
+    return "".join(parts)
+
+
+def _shards_section(report: QAReport) -> str:
+    """One row per shard: size, hash and status."""
+    parts: list[str] = []
+    add = parts.append
     add("<section id=shards><h2>Shards</h2><table><thead><tr><th>shard</th><th>split</th>"
         "<th>format</th><th>samples</th><th>MB</th><th>sha256</th><th>status</th></tr>"
         "</thead><tbody>")  # fmt: skip
@@ -336,12 +394,22 @@ def render_html(report: QAReport, plots: list[tuple[str, bytes]] | None = None) 
             f"</code></td><td>{status}</td></tr>"
         )
     add("</tbody></table></section>")
-    # rejects
-    rej = summary["rejects"]
-    add(f"<section id=rejects><h2>Rejects of the build ({rej['total']})</h2>")
-    add(_count_table("reason", rej["by_reason"]))
-    add("</section>")
-    # config
+    return "".join(parts)
+
+
+def _rejects_section(rej: dict[str, Any]) -> str:
+    """The build's rejects by reason."""
+    return (
+        f"<section id=rejects><h2>Rejects of the build ({rej['total']})</h2>"
+        + _count_table("reason", rej["by_reason"])
+        + "</section>"
+    )
+
+
+def _config_section(summary: dict[str, Any]) -> str:
+    """The build config, its sources, the QA thresholds and the shard-level flags."""
+    parts: list[str] = []
+    add = parts.append
     add("<section id=config><h2>Build config</h2><pre>")
     add(escape(json.dumps(summary["config"], indent=2, sort_keys=True, default=str)))
     add("</pre><h3>Sources</h3><pre>")
@@ -351,7 +419,7 @@ def render_html(report: QAReport, plots: list[tuple[str, bytes]] | None = None) 
     add("</pre><h3>Shard-level flags</h3><ul>")
     for name, meaning in SHARD_FLAGS.items():
         add(f"<li><b>{name}</b>: {escape(meaning)}</li>")
-    add(f"</ul></section></main>{lightboxes}</body></html>\n")
+    add("</ul></section>")
     return "".join(parts)
 
 

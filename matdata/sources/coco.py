@@ -30,6 +30,7 @@ follow COCO's naming), so parsing needs a few MB, not the gigabytes ``json.load`
 from __future__ import annotations
 
 import re
+from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -136,16 +137,41 @@ def parse_instances(path: str, set_name: str) -> CocoIndex:
 
 
 def _parse(path: str, set_name: str) -> CocoIndex:
-    from array import array
+    bit_of, cat_names = _parse_categories(path)
+    id_arr, width, height, names = _parse_images(path, set_name)
+    words = max(1, (len(cat_names) + 63) // 64)
+    n_ann, cats, unknown_cat, unknown_img = _parse_annotations(path, bit_of, id_arr, words)
+    return CocoIndex(
+        set_name=set_name,
+        ids=id_arr,
+        width=width,
+        height=height,
+        n_ann=n_ann,
+        cats=cats,
+        names=names,
+        category_names=cat_names,
+        unknown_categories=unknown_cat,
+        unknown_images=unknown_img,
+    )
 
-    # 1. categories (at the end of the official files; small)
+
+def _parse_categories(path: str) -> tuple[dict[int, int], list[str]]:
+    """Pass 1, ``categories`` (at the end of the official files; small): ``(bit number
+    of each category id, name of each bit)``."""
     bit_of: dict[int, int] = {}
     cat_names: list[str] = []
     for c in _items(path, "categories.item"):
         if isinstance(c, dict) and "id" in c:
             bit_of[int(c["id"])] = len(cat_names)
             cat_names.append(str(c.get("name", c["id"])))
-    # 2. images: id, size; a name only when it is not COCO's own form
+    return bit_of, cat_names
+
+
+def _parse_images(
+    path: str, set_name: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str]]:
+    """Pass 2, ``images``: ``(ids, widths, heights)`` sorted by id, and the file names
+    that are not COCO's own form."""
     ids, ws, hs = array("q"), array("i"), array("i")
     names: dict[int, str] = {}
     n_images = 0
@@ -164,35 +190,21 @@ def _parse(path: str, set_name: str) -> CocoIndex:
         raise SourceError(f"{path} lists no images", hint="check that it is an instances file")
     id_arr = np.frombuffer(ids, dtype=np.int64)
     order = np.argsort(id_arr, kind="stable")
-    id_arr = id_arr[order]
     width = np.frombuffer(ws, dtype=np.int32)[order]
     height = np.frombuffer(hs, dtype=np.int32)[order]
-    del ids, ws, hs
-    words = max(1, (len(cat_names) + 63) // 64)
-    cats = np.zeros((len(id_arr), words), dtype=np.uint64)
-    n_ann = np.zeros(len(id_arr), dtype=np.uint32)
-    # 3. annotations: set the category bit of their image (no per-annotation storage)
+    return id_arr[order], width, height, names
+
+
+def _parse_annotations(
+    path: str, bit_of: dict[int, int], ids: np.ndarray, words: int
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Pass 3, ``annotations``: ``(annotations per image, bit set of the categories in
+    each image, annotations of an unknown category, annotations of an unknown image)``,
+    images in ``ids`` order (no per-annotation storage: bits are set in batches)."""
+    cats = np.zeros((len(ids), words), dtype=np.uint64)
+    n_ann = np.zeros(len(ids), dtype=np.uint32)
     unknown_cat = unknown_img = 0
     batch_img, batch_bit = array("q"), array("q")
-
-    def _flush() -> None:
-        nonlocal unknown_img
-        if not batch_img:
-            return
-        img = np.array(batch_img, dtype=np.int64)
-        bit = np.array(batch_bit, dtype=np.int64)
-        row = np.searchsorted(id_arr, img)
-        ok = (row < len(id_arr)) & (id_arr[np.minimum(row, len(id_arr) - 1)] == img)
-        unknown_img += int((~ok).sum())
-        row, bit = row[ok], bit[ok]
-        np.add.at(n_ann, row, 1)
-        has = bit >= 0
-        r, b = row[has], bit[has]
-        np.bitwise_or.at(
-            cats, (r, b // 64), np.left_shift(np.uint64(1), (b % 64).astype(np.uint64))
-        )
-        del batch_img[:], batch_bit[:]
-
     for a in _items(path, "annotations.item"):
         if not isinstance(a, dict):
             continue
@@ -207,20 +219,29 @@ def _parse(path: str, set_name: str) -> CocoIndex:
         batch_img.append(img)
         batch_bit.append(bit)
         if len(batch_img) >= 65536:
-            _flush()
-    _flush()
-    return CocoIndex(
-        set_name=set_name,
-        ids=id_arr,
-        width=width,
-        height=height,
-        n_ann=n_ann,
-        cats=cats,
-        names=names,
-        category_names=cat_names,
-        unknown_categories=unknown_cat,
-        unknown_images=unknown_img,
-    )
+            unknown_img += _set_bits(ids, batch_img, batch_bit, n_ann, cats)
+    unknown_img += _set_bits(ids, batch_img, batch_bit, n_ann, cats)
+    return n_ann, cats, unknown_cat, unknown_img
+
+
+def _set_bits(
+    ids: np.ndarray, batch_img: array, batch_bit: array, n_ann: np.ndarray, cats: np.ndarray
+) -> int:
+    """Count a batch of ``(image id, category bit)`` into ``n_ann`` and set the bits in
+    ``cats`` (in place; the batch is emptied); return how many name an unknown image."""
+    if not batch_img:
+        return 0
+    img = np.array(batch_img, dtype=np.int64)
+    bit = np.array(batch_bit, dtype=np.int64)
+    row = np.searchsorted(ids, img)
+    ok = (row < len(ids)) & (ids[np.minimum(row, len(ids) - 1)] == img)
+    row, bit = row[ok], bit[ok]
+    np.add.at(n_ann, row, 1)
+    has = bit >= 0
+    r, b = row[has], bit[has]
+    np.bitwise_or.at(cats, (r, b // 64), np.left_shift(np.uint64(1), (b % 64).astype(np.uint64)))
+    del batch_img[:], batch_bit[:]
+    return int((~ok).sum())
 
 
 def find_annotations(root: str, year: str | None = None) -> list[tuple[str, str, str]]:

@@ -30,7 +30,8 @@ import json
 import math
 import re
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -107,19 +108,68 @@ _BACKDROP = np.array(
 
 @functools.lru_cache(maxsize=64)
 def _render_fg(index: int, w: int, h: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(F, alpha, photo)``: uint8 ``(h, w, 3)``, ``(h, w)``, ``(h, w, 3)`` (read-only)."""
-    import cv2
+    """``(F, alpha, photo)``: uint8 ``(h, w, 3)``, ``(h, w)``, ``(h, w, 3)`` (read-only).
 
-    rng = _rng("fg", index, seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    u = min(w, h)
-    tex = _smooth_noise(rng, h, w, max(4, u // 12))
-    shade = (0.8 + 0.35 * tex)[:, :, None]
+    The layers are painted back to front, each drawing from the one generator in turn
+    (so the order of the steps is part of the output)."""
+    fig = _Figure.blank(_rng("fg", index, seed), w, h)
+    body, body_a = _paint_body(fig)
+    head = _paint_neck_and_head(fig, body)
+    hair_img, cap = _paint_hair_cap(fig, head)
+    _paint_strands(fig, cap, hair_img)
+    _paint_scarf(fig, body, body_a)
+    f8, alpha8 = _unpremultiply(fig, hair_img)
+    photo = _source_photo(fig, f8, alpha8)
+    for arr in (f8, alpha8, photo):
+        arr.setflags(write=False)
+    return f8, alpha8, photo
 
-    c = np.zeros((h, w, 3), np.float32)
-    a = np.zeros((h, w), np.float32)
 
-    # body (shoulders): a wide ellipse cut by the bottom edge
+class _Ellipse(NamedTuple):
+    """An axis-aligned ellipse: centre and radii, in pixels."""
+
+    cx: float
+    cy: float
+    rx: float
+    ry: float
+
+
+@dataclass
+class _Figure:
+    """A foreground being painted: premultiplied colour ``c`` and coverage ``a``."""
+
+    rng: np.random.Generator
+    w: int
+    h: int
+    xx: np.ndarray  # pixel coordinates, float32 (h, w)
+    yy: np.ndarray
+    tex: np.ndarray  # value noise shared by cloth and skin
+    c: np.ndarray  # (h, w, 3) float32
+    a: np.ndarray  # (h, w) float32
+
+    @classmethod
+    def blank(cls, rng: np.random.Generator, w: int, h: int) -> _Figure:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        tex = _smooth_noise(rng, h, w, max(4, min(w, h) // 12))
+        c = np.zeros((h, w, 3), np.float32)
+        a = np.zeros((h, w), np.float32)
+        return cls(rng, w, h, xx, yy, tex, c, a)
+
+    @property
+    def u(self) -> int:
+        """The short side: the unit of hair sizes."""
+        return min(self.w, self.h)
+
+    def over(self, color: np.ndarray, alpha: np.ndarray) -> None:
+        """Paint ``color`` with coverage ``alpha`` over what is there."""
+        self.c, self.a = _over(self.c, self.a, color, alpha)
+
+
+def _paint_body(fig: _Figure) -> tuple[_Ellipse, np.ndarray]:
+    """Shoulders: a wide ellipse cut by the bottom edge, in plain or striped cloth;
+    ``(the ellipse, its coverage)``."""
+    rng, w, h, xx, yy = fig.rng, fig.w, fig.h, fig.xx, fig.yy
+    shade = (0.8 + 0.35 * fig.tex)[:, :, None]
     cx = w * (0.5 + rng.uniform(-0.06, 0.06))
     body_cy = h * rng.uniform(1.02, 1.1)
     body_rx, body_ry = w * rng.uniform(0.4, 0.5), h * rng.uniform(0.36, 0.44)
@@ -127,9 +177,14 @@ def _render_fg(index: int, w: int, h: int, seed: int) -> tuple[np.ndarray, np.nd
     stripes = (0.85 + 0.15 * np.sign(np.sin(yy / rng.uniform(3, 9))))[:, :, None]
     cloth_img = cloth * shade * (stripes if rng.random() < 0.5 else 1.0)
     body_a = _coverage(_ellipse_sd(xx, yy, cx, body_cy, body_rx, body_ry), 1.2)
-    c, a = _over(c, a, cloth_img, body_a)
+    fig.over(cloth_img, body_a)
+    return _Ellipse(cx, body_cy, body_rx, body_ry), body_a
 
-    # neck and head (skin)
+
+def _paint_neck_and_head(fig: _Figure, body: _Ellipse) -> _Ellipse:
+    """Neck and head in one skin tone; the head ellipse."""
+    rng, w, h, xx, yy, tex = fig.rng, fig.w, fig.h, fig.xx, fig.yy, fig.tex
+    cx, body_cy, _, body_ry = body
     skin = _SKIN[rng.integers(len(_SKIN))] * rng.uniform(0.9, 1.05)
     head_cx = cx + w * rng.uniform(-0.03, 0.03)
     head_cy = h * rng.uniform(0.43, 0.47)
@@ -138,11 +193,17 @@ def _render_fg(index: int, w: int, h: int, seed: int) -> tuple[np.ndarray, np.nd
     neck_sd = np.maximum(np.abs(xx - head_cx) - neck_w, head_cy - yy)
     neck_sd = np.maximum(neck_sd, yy - (body_cy - body_ry + 0.1 * h))
     skin_img = skin * (0.75 + 0.3 * (1.0 - yy / h))[:, :, None] * (0.95 + 0.1 * tex)[:, :, None]
-    c, a = _over(c, a, skin_img, _coverage(neck_sd, 1.0))
+    fig.over(skin_img, _coverage(neck_sd, 1.0))
     head_a = _coverage(_ellipse_sd(xx, yy, head_cx, head_cy, head_rx, head_ry), 1.0)
-    c, a = _over(c, a, skin_img, head_a)
+    fig.over(skin_img, head_a)
+    return _Ellipse(head_cx, head_cy, head_rx, head_ry)
 
-    # hair cap with a soft, noisy, semi-transparent fringe
+
+def _paint_hair_cap(fig: _Figure, head: _Ellipse) -> tuple[np.ndarray, _Ellipse]:
+    """A hair cap with a soft, noisy, semi-transparent fringe, long or short, leaving the
+    face clear; ``(hair colour image, the cap's ellipse)``."""
+    rng, h, w, xx, yy, u = fig.rng, fig.h, fig.w, fig.xx, fig.yy, fig.u
+    head_cx, head_cy, head_rx, head_ry = head
     hair = _HAIR[rng.integers(len(_HAIR))]
     hair_img = np.clip(hair * (0.7 + 0.6 * _smooth_noise(rng, h, w, 3))[:, :, None], 0, 255)
     cap_rx, cap_ry = head_rx * rng.uniform(1.1, 1.3), head_ry * rng.uniform(1.08, 1.2)
@@ -157,10 +218,18 @@ def _render_fg(index: int, w: int, h: int, seed: int) -> tuple[np.ndarray, np.nd
     # no hair over the face: keep the face oval (lower part of the head) clear
     face_sd = _ellipse_sd(xx, yy, head_cx, head_cy + head_ry * 0.25, head_rx * 0.8, head_ry * 0.85)
     cap_a = cap_a * (1.0 - _coverage(face_sd, 2.0))
-    c, a = _over(c, a, hair_img, cap_a.astype(np.float32))
+    fig.over(hair_img, cap_a.astype(np.float32))
+    return hair_img, _Ellipse(head_cx, cap_cy, cap_rx, cap_ry)
 
-    # strands: anti-aliased 1-px curves leaving the cap outline, plus faint flyaways
-    canvas = np.zeros((h, w), np.uint8)
+
+def _paint_strands(fig: _Figure, cap: _Ellipse, hair_img: np.ndarray) -> None:
+    """Anti-aliased 1-px curves leaving the cap outline, curly or straight, with faint
+    flyaways among them."""
+    import cv2
+
+    rng, u = fig.rng, fig.u
+    head_cx, cap_cy, cap_rx, cap_ry = cap
+    canvas = np.zeros((fig.h, fig.w), np.uint8)
     n = int(rng.integers(70, 160))
     th = rng.uniform(-math.pi * 1.05, 0.05, n)  # upper half and the sides of the head
     lengths = rng.uniform(0.04, 0.2, n) * u
@@ -181,29 +250,38 @@ def _render_fg(index: int, w: int, h: int, seed: int) -> tuple[np.ndarray, np.nd
         val = int(255 * opac[k])
         cv2.polylines(canvas, [poly], False, val, 1, cv2.LINE_AA, shift=4)
     strands_a = canvas.astype(np.float32) / 255.0
-    c, a = _over(c, a, np.clip(hair_img * 1.15, 0, 255), strands_a)
+    fig.over(np.clip(hair_img * 1.15, 0, 255), strands_a)
 
-    # sometimes a translucent scarf (large region of constant fractional alpha)
+
+def _paint_scarf(fig: _Figure, body: _Ellipse, body_a: np.ndarray) -> None:
+    """Sometimes a translucent scarf (a large region of constant fractional alpha)."""
+    rng, h, w, yy = fig.rng, fig.h, fig.w, fig.yy
+    _, body_cy, _, body_ry = body
     if rng.random() < 0.35:
         scarf_sd = np.abs(yy - (body_cy - body_ry * 0.75)) - h * 0.035
         scarf_a = _coverage(scarf_sd, 2.0) * rng.uniform(0.35, 0.6) * (body_a > 0.5)
         scarf = rng.uniform(60, 250, 3).astype(np.float32)
-        c, a = _over(c, a, np.broadcast_to(scarf, (h, w, 3)), scarf_a.astype(np.float32))
+        fig.over(np.broadcast_to(scarf, (h, w, 3)), scarf_a.astype(np.float32))
 
+
+def _unpremultiply(fig: _Figure, hair_img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(F, alpha)`` as uint8: the true colours (hair colour where nothing is painted)."""
+    c, a = fig.c, fig.a
     alpha8 = np.rint(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
     safe = a > 1e-6
     f = np.where(safe[:, :, None], c / np.maximum(a, 1e-6)[:, :, None], hair_img)
     f8 = np.rint(np.clip(f, 0, 255)).astype(np.uint8)
+    return f8, alpha8
 
-    # the "source photo": F over a coloured studio backdrop with a gradient and texture
+
+def _source_photo(fig: _Figure, f8: np.ndarray, alpha8: np.ndarray) -> np.ndarray:
+    """The "source photo": F over a coloured studio backdrop with a gradient and texture."""
+    rng, w, h, xx = fig.rng, fig.w, fig.h, fig.xx
     base = _BACKDROP[rng.integers(len(_BACKDROP))]
     grad = 0.75 + 0.4 * (xx / w) * rng.uniform(0.5, 1.0) + 0.1 * _smooth_noise(rng, h, w, 16)
     backdrop = np.clip(base * grad[:, :, None], 0, 255)
     af = alpha8.astype(np.float32)[:, :, None] / 255.0
-    photo = np.rint(np.clip(af * f8 + (1.0 - af) * np.rint(backdrop), 0, 255)).astype(np.uint8)
-    for arr in (f8, alpha8, photo):
-        arr.setflags(write=False)
-    return f8, alpha8, photo
+    return np.rint(np.clip(af * f8 + (1.0 - af) * np.rint(backdrop), 0, 255)).astype(np.uint8)
 
 
 # ------------------------------------------------------------------------ backgrounds
