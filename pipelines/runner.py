@@ -258,7 +258,8 @@ class _IndexedFeed:
     a list) is scattered to every worker once; each task's spec is then ``(fn, ref, i,
     topic)``, a few hundred bytes however many samples the shard holds.  A worker
     materialises ``tasks[i]`` itself.  ``tasks.info(i) -> (name, samples)`` where present
-    spares the driver materialising tasks at all.  (distributed keeps the last 1,000
+    spares the driver materialising tasks at all.  Every worker holds the whole sequence
+    (a 340k-sample build plan pickles to about 113 MB).  (distributed keeps the last 1,000
     messages of every stream for debugging, task specs included: with specs carrying a
     shard's items, the driver's memory grew with the shard count.)"""
 
