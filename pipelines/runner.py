@@ -176,7 +176,7 @@ def _call(fn: TaskFn, task: Any, topic: str | None) -> _Outcome:
         res = TaskFailure(exc.one_line())
     else:
         if not getattr(res, "skipped", True):
-            testhooks.shard_written()  # no-op unless a test set MATDATA_TEST_KILL_AFTER_SHARDS
+            testhooks.shard_written()  # no-op unless a MATDATA_TEST_*_AFTER_SHARDS hook is set
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return _Outcome(res, wall, cpu, _worker_address(), started, started + wall)
 
