@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from matdata.errors import MatdataError
 from matdata.rejects import Reject
 from matdata.schema import SCHEMA_VERSION, Record, conform_meta
 from matdata.sources.base import Item, safe_id
+
+if TYPE_CHECKING:
+    from matdata.compose import Composite
 
 SPLIT_ORDER = ("train", "val", "test")
 #: Pair tuple: (fg index, bg index, k, sample seed, bg pool "split"|"all").
@@ -236,7 +239,6 @@ def generate_records(
     (name -> Source object) defaults to the task's sources, built once each."""
     from matdata.compose import ComposeConfig, compose_sample
     from matdata.foreground import estimate_foreground
-    from matdata.imageio import encode_jpeg, encode_png
 
     cfg = ComposeConfig.from_dict(task.compose)
     made: dict[str, Any] = dict(sources or {})
@@ -246,7 +248,6 @@ def generate_records(
             made[name] = task.sources[name].make()
         return made[name]
 
-    q = cfg.jpeg_quality
     cur_fg: int | None = None
     fg_data: tuple[np.ndarray, np.ndarray, np.ndarray | None, bool] | None = None
     bad_fg: set[int] = set()
@@ -287,35 +288,63 @@ def generate_records(
         if task.with_ignore and ignore is None:
             ignore = np.zeros_like(alpha)
         comp = compose_sample(colors, alpha, bg, np.random.default_rng(sseed), cfg, ignore)
-        bmeta = _item_meta(bitem, bname)
-        bmeta.update(category=bitem.category, io=bitem.io, pool=pool)
-        if bitem.tags:  # e.g. the COCO categories present
-            bmeta["tags"] = list(bitem.tags)
-        fmeta = _item_meta(fitem, fname)
-        fmeta.update(coarse=coarse, tags=list(fitem.tags))
-        meta = {
-            "schema_version": SCHEMA_VERSION,
-            "split": task.split,
-            "fg": fmeta,
-            "bg": bmeta,
-            "k": k,
-            "seed": sseed,
-            "build_seed": task.build_seed,
-            "coarse": coarse,
-            "compose": task.compose,
-            "params": comp.params,
-        }
-        meta = conform_meta(meta)
-        yield Record(
-            key=sample_key(fitem.id, bitem.id, k),
-            image=encode_jpeg(comp.image, q),
-            alpha=encode_png(comp.alpha),
-            fg=encode_jpeg(comp.fg, q) if comp.fg is not None else None,
-            bg=encode_jpeg(comp.bg, q) if comp.bg is not None else None,
-            trimap=encode_png(comp.trimap) if comp.trimap is not None else None,
-            ignore=encode_png(comp.ignore) if comp.ignore is not None else None,
-            meta=meta,
-        )
+        meta = _sample_meta(task, (fname, fitem), (bname, bitem), k, sseed, pool, coarse, comp)
+        yield _encode_record(sample_key(fitem.id, bitem.id, k), comp, meta, cfg.jpeg_quality)
+
+
+def _sample_meta(
+    task: ShardTask,
+    fg: tuple[str, Item],
+    bg: tuple[str, Item],
+    k: int,
+    seed: int,
+    pool: str,
+    coarse: bool,
+    comp: Composite,
+) -> dict[str, Any]:
+    """One record's provenance (schema 2: every key present, null when not applied)."""
+    (fname, fitem), (bname, bitem) = fg, bg
+    bmeta = _item_meta(bitem, bname)
+    bmeta.update(category=bitem.category, io=bitem.io, pool=pool)
+    if bitem.tags:  # e.g. the COCO categories present
+        bmeta["tags"] = list(bitem.tags)
+    fmeta = _item_meta(fitem, fname)
+    fmeta.update(coarse=coarse, tags=list(fitem.tags))
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "split": task.split,
+        "fg": fmeta,
+        "bg": bmeta,
+        "k": k,
+        "seed": seed,
+        "build_seed": task.build_seed,
+        "coarse": coarse,
+        "compose": task.compose,
+        "params": comp.params,
+    }
+    return conform_meta(meta)
+
+
+def _encode_record(key: str, comp: Composite, meta: dict[str, Any], quality: int) -> Record:
+    """The composite's layers encoded: JPEG for colour, PNG for masks; absent layers None."""
+    from matdata.imageio import encode_jpeg, encode_png
+
+    def jpeg(a: np.ndarray | None) -> bytes | None:
+        return None if a is None else encode_jpeg(a, quality)
+
+    def png(a: np.ndarray | None) -> bytes | None:
+        return None if a is None else encode_png(a)
+
+    return Record(
+        key=key,
+        image=encode_jpeg(comp.image, quality),
+        alpha=encode_png(comp.alpha),
+        fg=jpeg(comp.fg),
+        bg=jpeg(comp.bg),
+        trimap=png(comp.trimap),
+        ignore=png(comp.ignore),
+        meta=meta,
+    )
 
 
 #: What a bad input raises: the typed errors of the I/O edge (``imageio`` turns every decoder
