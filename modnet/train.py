@@ -514,12 +514,14 @@ class Trainer:
             guard = interrupt if it is not None else nullcontext()
             with guard, log.progress(cfg.steps, self.step) as advance:
                 while it is not None and self.step < cfg.steps:
+                    t_data = time.perf_counter()
                     try:
                         batch = next(it)
                     except RuntimeError:  # loader workers killed by the same Ctrl-C
                         if interrupt.requested:
                             break
                         raise
+                    data_time = time.perf_counter() - t_data  # waiting for the loader
                     if self._note_bad(batch):
                         continue
                     if cfg.record_keys:
@@ -533,7 +535,10 @@ class Trainer:
                     t0 = time.perf_counter()
                     last = self.step == cfg.steps
                     if self.step % cfg.log_every == 0 or last or stop:
-                        log.write({"kind": "train", "step": self.step, **train, "step_time": dt})
+                        log.write(
+                            {"kind": "train", "step": self.step, **train, "step_time": dt,
+                             "data_time": data_time}
+                        )  # fmt: skip
                     advance(train)
                     if stop:
                         break

@@ -253,3 +253,30 @@ def test_options_are_recorded_and_a_resume_may_change_precision(data: Path, tmp_
     steps = [d for d in log if d["kind"] == "train"]
     assert [d["step"] for d in steps] == [1, 2, 3]
     assert all(math.isfinite(d["total"]) for d in steps)
+
+
+def test_speed_options_under_ddp(data: Path, tmp_path: Path) -> None:
+    """Two gloo processes (torchrun) with bf16, channels_last, fused AdamW and a --compile
+    that falls back: they train in step, rank 0 warns once, the checkpoint loads."""
+    from modnet import build_modnet
+
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "matdata", "train", "--data", str(data), "--out", str(run), "--steps", "2",
+        "--hr-channels", "8", "--batch-size", "2", "--image-size", str(SIZE), "--device", "cpu",
+        "--workers", "0", "--val-every", "0", "--log-every", "1", "--precision", "bf16",
+        "--channels-last", "--fused", "--compile",
+    ]  # fmt: skip
+    env = _env(MATDATA_COMPILE_BACKEND="no_such_backend")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sum("--compile: torch.compile failed" in ln for ln in proc.stderr.splitlines()) == 1
+    resolved = json.loads((run / "config.json").read_text())["resolved"]
+    assert resolved["precision"] == "bf16" and resolved["fused_optimizer"] is True
+    log = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [d for d in log if d["kind"] == "train"]
+    assert [d["step"] for d in train] == [1, 2] and all(math.isfinite(d["total"]) for d in train)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["data_position"]["world"] == 2
+    build_modnet("mobilenetv2", 8, log=None).load_state_dict(ckpt["model"])
