@@ -17,7 +17,10 @@ Configurations (``--configs``, comma list; default every one that applies to the
 ``today``, ``fp32``, ``fp16`` (CUDA), ``bf16``, ``channels_last``, ``fused``, ``compile``
 (CUDA unless listed), ``batchx2``, ``batchx4`` (2x and 4x the floor batch), ``best``
 (bf16 + channels_last + fused + compile at 4x batch) and ``best_eager`` (the same without
-compile).  On CPU, ``--threads`` sets torch's threads for every part alike.
+compile).  The ``loss vs fp32`` column compares the warm-up losses (same start weights
+and batch; from the second on after updates, so fused kernels show) with ``fp32``'s: a
+faster configuration must compute the same thing.  On CPU, ``--threads`` sets torch's
+threads for every part alike.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ class _Case:
     def __init__(self, name: str, batch: int, step: Any, note: str = "") -> None:
         self.name, self.batch, self.step, self.note = name, batch, step, note
         self.times: list[float] = []
+        self.losses: list[float] = []  # of the warm-up steps (same batch, same start weights)
 
 
 def _floor(device: torch.device, hr: int, batch: int, size: int) -> _Case:
@@ -131,8 +135,8 @@ def _trainer_case(
     trainer = Trainer(cfg)
     prepared = trainer._to_device(_raw_batch(batch, args.size))
 
-    def step() -> None:
-        trainer.train_step(prepared)
+    def step() -> float:
+        return trainer.train_step(prepared)["total"]
 
     opts = trainer.speed_options()
     note = (
@@ -175,7 +179,7 @@ def main() -> None:
         t = time.perf_counter()
         case = _trainer_case(name, opts, args.floor_batch * mult, args, tmp / "data")
         for _ in range(args.warmup):
-            case.step()
+            case.losses.append(case.step())
         _sync(device)
         case.note += f" (set-up + warm-up {time.perf_counter() - t:.1f} s)"
         cases.append(case)
@@ -200,22 +204,34 @@ def main() -> None:
         f"{args.size}x{args.size}, {dev}, median of {args.rounds}x{args.steps} "
         f"(load average {load})"
     )
-    for col in ("case", "batch", "s/step", "samples/s", "vs floor", "vs today", "as run"):
+    cols = ("case", "batch", "s/step", "samples/s", "vs floor", "vs today", "loss vs fp32")
+    for col in (*cols, "as run"):
         table.add_column(col, justify="left" if col in ("case", "as run") else "right")
     rate = {c.name: c.batch / statistics.median(c.times) for c in cases}
     floor = rate[cases[0].name]
     today = rate.get("today")
+    ref = next((c for c in cases if c.name == "fp32"), None)
+
+    def loss_diff(c: _Case) -> str:
+        """Largest relative difference of the warm-up losses from fp32's (same batch
+        size only): rounding of precision / layout / kernels, not speed."""
+        if ref is None or c.batch != ref.batch or not c.losses or c is ref:
+            return "-"
+        d = max(abs(a - b) / abs(b) for a, b in zip(c.losses, ref.losses, strict=False))
+        return f"{d:.1e}"
+
     rows = []
     for c in cases:
         r = rate[c.name]
         rows.append(
             {"case": c.name, "batch": c.batch, "step_s": statistics.median(c.times),
              "samples_per_s": r, "vs_floor": r / floor,
-             "vs_today": r / today if today else None, "as_run": c.note}
+             "vs_today": r / today if today else None, "as_run": c.note,
+             "losses": c.losses}
         )  # fmt: skip
         table.add_row(
             c.name, str(c.batch), f"{statistics.median(c.times):.4f}", f"{r:.1f}",
-            f"{r / floor:.2f}x", f"{r / today:.2f}x" if today else "-", c.note,
+            f"{r / floor:.2f}x", f"{r / today:.2f}x" if today else "-", loss_diff(c), c.note,
         )  # fmt: skip
     Console(width=200).print(table)
     if args.json:
