@@ -124,7 +124,7 @@ def _encode_all(outs: list[tuple[np.ndarray, np.ndarray]], quality: int) -> tupl
 
 
 def make_cfg(root: Path, out: Path, n_fg: int, per_fg: int, quality: int):
-    from matdata.builder import BuildConfig
+    from matdata.build_config import BuildConfig
 
     # the first n_fg foregrounds, as a folder of symlinks (no copies)
     sub = root / f"fg{n_fg}"

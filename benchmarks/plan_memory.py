@@ -109,7 +109,8 @@ def child(fg: str, bg: str, per_fg: int) -> None:
     import numpy as np  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
-    from matdata.builder import BuildConfig, prepare_build
+    from matdata.build_config import BuildConfig
+    from matdata.builder import prepare_build
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with tempfile.TemporaryDirectory() as out:

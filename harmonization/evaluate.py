@@ -31,7 +31,7 @@ Two protocols (``protocol=``):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,6 +161,19 @@ def predict_iharm(harmonizer: Any, comp: np.ndarray, mask: np.ndarray) -> np.nda
     return y[0].permute(1, 2, 0).double().cpu().numpy() * 255.0
 
 
+def check_protocol(protocol: str, size: int | None = None) -> None:
+    """``protocol`` is one of :data:`PROTOCOLS`, and ``size`` (a resize before scoring)
+    goes with the ``matdata`` protocol only; else a :class:`ConfigError`."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol must be iharm or matdata, got {protocol!r}")
+    if protocol == "iharm" and size is not None:
+        raise ConfigError(
+            "--size applies to --protocol matdata (the iharm protocol is fixed at 256x256)"
+        )
+    if size is not None and size <= 0:
+        raise ConfigError(f"--size must be positive, got {size}")
+
+
 def evaluate(
     root: str | Path,
     harmonizer: Any,
@@ -168,29 +181,22 @@ def evaluate(
     split: str = "test",
     size: int | None = None,
     limit: int | None = None,
-    progress: Any = None,
+    progress: Callable[[int, int], None] | None = None,
     protocol: str = "iharm",
 ) -> dict[str, Any]:
-    """Per-subset and overall metrics of ``harmonizer`` (and of the raw composites).
+    """Per-subset and overall metrics of ``harmonizer`` (and of the raw composites);
+    ``progress(done, total)`` after each image.
 
     Returns ``{"protocol", "subsets": {name: {images, mse, fmse, psnr}}, "all": {...},
     "composite": {"all": {...}}, "per_image": [...]}``; "all" averages over images.
     """
     from matdata.metrics_harmonization import aggregate, iharm_metrics, image_metrics
 
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol {protocol!r}", hint="iharm | matdata")
-    if protocol == "iharm" and size is not None:
-        raise ConfigError(
-            "--size applies to --protocol matdata; the iharm protocol is fixed at 256x256"
-        )
-    if size is not None and size <= 0:
-        raise ConfigError(f"--size must be positive, got {size}")
+    check_protocol(protocol, size)
     triples = list(iter_triples(root, split))
     if limit:
         triples = triples[:limit]
     rows, base = [], []
-    task = progress.add_task("evaluate", total=len(triples)) if progress is not None else None
     for t in triples:
         if protocol == "iharm":
             comp, mask, real = load_triple_iharm(t)
@@ -203,7 +209,7 @@ def evaluate(
         rows.append({"subset": t.subset, "name": t.name, **metrics(pred, real, mask)})
         base.append({"subset": t.subset, **metrics(comp, real, mask)})
         if progress is not None:
-            progress.advance(task)
+            progress(len(rows), len(triples))
     subsets = sorted({r["subset"] for r in rows})
     return {
         "model": getattr(harmonizer, "name", "?"),

@@ -16,6 +16,11 @@ am2k    AM-2k validation          ``original/``        ``mask/``        ``trimap
 comp1k  Composition-1k test       ``merged/``          ``alpha_copy/``  ``trimaps/``
 ======  ========================  ===================  ===============  ===========
 
+A split of a built dataset (``matdata build --out DIR``) is an evaluation set too
+(:func:`scan_dataset`): its coarse records (no matting ground truth) and the records that
+do not decode are skipped with those reasons.  :func:`open_eval_set` opens any of the three
+kinds; every set yields :class:`EvalSample` or :class:`Skip` from ``samples()``.
+
 AM-2k's folders are under ``validation/``; its root may be the AM-2k folder or the
 ``validation`` folder itself.  Files are paired by file stem (``p_0a1b.jpg`` <->
 ``p_0a1b.png``).
@@ -23,13 +28,14 @@ AM-2k's folders are under ``validation/``; its root may be the AM-2k folder or t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from matdata.errors import ImageDecodeError, ItemError, SourceError
+from matdata.errors import ConfigError, ImageDecodeError, ItemError, SourceError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -77,6 +83,17 @@ class Skip:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class EvalSample:
+    """One decoded image to score: RGB (H,W,3) uint8, its alpha (H,W) uint8 and, when the
+    set supplies trimaps, its trimap (H,W) uint8 (0/128/255)."""
+
+    key: str
+    rgb: np.ndarray
+    alpha: np.ndarray
+    trimap: np.ndarray | None = None
+
+
 @dataclass
 class BenchmarkSet:
     """The paired items of one benchmark (or of three folders) plus what could not pair."""
@@ -87,6 +104,86 @@ class BenchmarkSet:
     skipped: list[Skip] = field(default_factory=list)
     #: "supplied" (trimap files), or "none" (no trimaps: whole-image metrics only).
     trimaps: str = "none"
+
+    def expected(self, limit: int = 0) -> int | None:
+        """How many items :meth:`samples` goes through (scored or skipped)."""
+        return min(len(self.items), limit) if limit > 0 else len(self.items)
+
+    def samples(self, limit: int = 0) -> Iterator[EvalSample | Skip]:
+        """The first ``limit`` items (0: all), decoded and checked (:func:`load_item`), or
+        the :class:`Skip` of an item that fails."""
+        for item in self.items[:limit] if limit > 0 else self.items:
+            try:
+                rgb, alpha, trimap = load_item(item)
+            except (ItemError, ImageDecodeError) as exc:
+                yield skip_from_error(item.key, exc)
+                continue
+            yield EvalSample(item.key, rgb, alpha, trimap)
+
+    def require_items(self) -> None:
+        """Raise a :class:`ConfigError` when nothing paired (before loading a model)."""
+        if not self.items:
+            raise ConfigError(
+                f"nothing to evaluate in {self.source}",
+                hint=f"{len(self.skipped)} files could not be paired",
+            )
+
+
+@dataclass
+class DatasetSplit:
+    """One split of a built dataset as an evaluation set (:func:`scan_dataset`).
+
+    Its coarse records are skipped (reason ``coarse``: a coarse mask is no matting ground
+    truth), and so are records whose image or alpha does not decode (``undecodable``).
+    """
+
+    data: str
+    split: str
+    fmt: str | None
+    records: int  # records in the split, coarse ones included
+    name: str = "dataset"
+    skipped: list[Skip] = field(default_factory=list)
+    trimaps: str = "none"  # no stored trimaps are used: evaluation generates them
+
+    @property
+    def source(self) -> str:
+        return f"{self.data} [{self.split}]"
+
+    def expected(self, limit: int = 0) -> int | None:
+        """How many records :meth:`samples` goes through (unknown with a ``limit``: it
+        counts scored images, and skipped records come on top)."""
+        return self.records if limit <= 0 else None
+
+    def samples(self, limit: int = 0) -> Iterator[EvalSample | Skip]:
+        """Every record of the split, decoded, or its :class:`Skip`; stops after ``limit``
+        decoded samples (0: no limit)."""
+        from matdata.schema import decode_record, is_coarse
+        from matdata.shards import iter_records
+
+        n = 0
+        for rec in iter_records(self.data, self.split, self.fmt):
+            if limit > 0 and n >= limit:
+                return
+            if is_coarse(rec.meta):
+                yield Skip(rec.key, "coarse", "a coarse mask is no matting ground truth")
+                continue
+            try:
+                dec = decode_record(rec, ("image", "alpha"))
+            except (ImageDecodeError, ValueError) as exc:
+                yield Skip(rec.key, "undecodable", str(exc))
+                continue
+            (h, w), alpha = dec.image.shape[:2], dec.alpha
+            if alpha.shape != (h, w):
+                what = f"alpha is {alpha.shape[1]}x{alpha.shape[0]}, image is {w}x{h}"
+                yield Skip(rec.key, "size_mismatch", what)
+                continue
+            n += 1
+            yield EvalSample(rec.key, dec.image, dec.alpha)
+
+    def require_items(self) -> None:
+        """Raise a :class:`ConfigError` when the split has no record."""
+        if not self.records:
+            raise ConfigError(f"nothing to evaluate in {self.source}", hint="skipped: no samples")
 
 
 def benchmark_names() -> tuple[str, ...]:
@@ -178,6 +275,49 @@ def scan_folders(images: str | Path, alphas: str | Path, trimaps: str | Path | N
     return _pair("folders", source, im, al, tr)
 
 
+def scan_dataset(data: str, split: str = "val", fmt: str | None = None) -> DatasetSplit:
+    """The ``split`` of the built dataset ``data`` (``fmt``: parquet | webdataset, default
+    the preferred one present).  A missing dataset or split is a MatdataError."""
+    from matdata.shards import list_shards
+
+    shards = list_shards(data, split, fmt)
+    return DatasetSplit(data, split, fmt, sum(s.samples for s in shards))
+
+
+EvalSet = BenchmarkSet | DatasetSplit
+
+
+def open_eval_set(
+    *,
+    benchmark: str | None = None,
+    root: str | Path | None = None,
+    images: str | Path | None = None,
+    alphas: str | Path | None = None,
+    trimaps: str | Path | None = None,
+    data: str | None = None,
+    split: str = "val",
+    fmt: str | None = None,
+) -> EvalSet:
+    """The evaluation set of ``benchmark`` under ``root``, of the ``images`` / ``alphas``
+    (/ ``trimaps``) folders, or of a built dataset ``data`` (its ``split``); raises a
+    :class:`ConfigError` when it holds nothing to evaluate."""
+    if data is not None:
+        eval_set: EvalSet = scan_dataset(data, split, fmt)
+    elif benchmark is not None:
+        if root is None:
+            raise ConfigError(f"--benchmark {benchmark} needs --root DIR (the benchmark's folder)")
+        eval_set = scan_benchmark(benchmark, root)
+    elif images is not None and alphas is not None:
+        eval_set = scan_folders(images, alphas, trimaps)
+    else:
+        raise ConfigError(
+            "evaluate needs either --data DIR or --images I --alphas A, "
+            "or --benchmark NAME --root DIR"
+        )
+    eval_set.require_items()
+    return eval_set
+
+
 def load_item(item: BenchmarkItem) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """``(rgb (H,W,3) uint8, alpha (H,W) uint8, trimap (H,W) uint8 or None)`` of one item.
 
@@ -230,11 +370,16 @@ __all__ = [
     "LAYOUTS",
     "BenchmarkItem",
     "BenchmarkSet",
+    "DatasetSplit",
+    "EvalSample",
+    "EvalSet",
     "Layout",
     "Skip",
     "benchmark_names",
     "load_item",
+    "open_eval_set",
     "scan_benchmark",
+    "scan_dataset",
     "scan_folders",
     "skip_from_error",
     "summary",

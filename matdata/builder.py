@@ -1,5 +1,5 @@
-"""Build options, shard tasks and the per-shard generator (no Dask here: see
-``pipelines/build.py``).
+"""Shard tasks and the per-shard generator of a build (no Dask here: see
+``pipelines/build.py``; the options and their parsers are in :mod:`matdata.build_config`).
 
 A build turns foreground items (with alpha) of one or more ``--fg`` sources and
 background items of one or more ``--bg`` sources into composites:
@@ -24,206 +24,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from matdata.errors import ConfigError, MatdataError
+from matdata.build_config import BuildConfig
+from matdata.errors import MatdataError
 from matdata.rejects import Reject
 from matdata.schema import SCHEMA_VERSION, Record, conform_meta
 from matdata.sources.base import Item, safe_id
 
-#: Supervisely image tags excluded from foregrounds by default: in "not-marked-people"
-#: images some people are not annotated, so the mask is incomplete (wrong supervision).
-DEFAULT_EXCLUDE_TAGS = ("not-marked-people",)
-DEFAULT_SHARD_SIZE = "256MB"
 SPLIT_ORDER = ("train", "val", "test")
 #: Pair tuple: (fg index, bg index, k, sample seed, bg pool "split"|"all").
 Pair = tuple[int, int, int, int, str]
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-}
-
-
-# ------------------------------------------------------------------------------ options
-
-
-#: Bounds of ``--size`` sides and ``--per-fg`` (the CLI shows and checks the same ones).
-SIZE_RANGE = (16, 8192)
-MAX_PER_FG = 1000
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``"512"`` -> (512, 512); ``"640x480"`` -> (640, 480) (W x H); ``"native"`` -> None.
-
-    Each side must lie in :data:`SIZE_RANGE`."""
-    if text is None:
-        return None
-    t = str(text).strip().lower()
-    if t == "native":
-        return None
-    m = re.fullmatch(r"(\d+)(?:\s*[x×]\s*(\d+))?", t)
-    if not m or int(m.group(1)) < 16 or (m.group(2) and int(m.group(2)) < 16):
-        raise ConfigError(
-            f"bad --size {text!r}", hint="use a side like 512, WxH like 640x480, or native"
-        )
-    w = int(m.group(1))
-    h = int(m.group(2)) if m.group(2) else w
-    lo, hi = SIZE_RANGE
-    if not (lo <= w <= hi and lo <= h <= hi):
-        raise ConfigError(
-            f"--size {text} is out of range: each side must be in {lo}..{hi}",
-            hint="use a side like 512, WxH like 640x480, or native",
-        )
-    return w, h
-
-
-def parse_bytes(text: str | int) -> int:
-    """``"256MB"`` / ``"64 KiB"`` / ``"1e6"`` / ``1000`` -> bytes (decimal units, or KiB...)."""
-    if isinstance(text, int):
-        n = text
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-z]*)\s*", str(text).lower())
-        if not m or m.group(2) not in _UNITS:
-            raise ConfigError(
-                f"bad --shard-size {text!r}", hint="use a size like 256MB, 1GB or 64MiB"
-            )
-        n = int(float(m.group(1)) * _UNITS[m.group(2)])
-    if n < 1:
-        raise ConfigError(f"--shard-size must be positive, got {text!r}")
-    return n
-
-
-def parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    """``["n_fg=6", "size=\"64x80\""]`` -> dict; values parsed as JSON when they are JSON
-    (numbers, lists, booleans), else kept as text (like ``matdata ingest --option``)."""
-    out: dict[str, Any] = {}
-    for p in pairs or []:
-        k, sep, v = p.partition("=")
-        if not sep or not k.strip():
-            raise ConfigError(f"bad source option {p!r}", hint="use KEY=VALUE")
-        try:
-            out[k.strip()] = json.loads(v)
-        except ValueError:
-            out[k.strip()] = v
-    return out
-
-
-@dataclass
-class BuildConfig:
-    """Every option of a build; :meth:`to_dict` is stored in ``dataset.json``."""
-
-    fg: tuple[str, ...]  # one or more --fg source specs (a single str is accepted)
-    bg: tuple[str, ...]
-    out: str
-    per_fg: int = 10
-    size: tuple[int, int] | None = (512, 512)
-    augment: bool = True
-    trimap: bool = False
-    trimap_eps: float = 0.01
-    trimap_rel_width: float = 0.01
-    keep_layers: bool = False
-    formats: tuple[str, ...] = ("parquet",)
-    shard_size: int = 256 * 1000**2
-    samples_per_shard: int | None = None
-    seed: int = 0
-    jpeg_quality: int = 95
-    bg_crop: str = "random"
-    bg_blur: float = 0.0
-    noise: float = 0.0
-    jpeg_match: float = 0.0
-    color_jitter: float = 0.0
-    fg_estimator: str = "blur_fusion"
-    bg_categories: tuple[str, ...] = ()
-    bg_io: str | None = None
-    exclude_tags: tuple[str, ...] = DEFAULT_EXCLUDE_TAGS
-    fg_options: dict[str, Any] = field(default_factory=dict)
-    bg_options: dict[str, Any] = field(default_factory=dict)
-    bg_weights: dict[str, float] | None = None  # --bg-weights NAME=W,...; None: by size
-
-    def __post_init__(self) -> None:
-        from matdata.planning import parse_weights
-        from matdata.shards import check_formats
-
-        self.fg = _specs(self.fg, "--fg")
-        self.bg = _specs(self.bg, "--bg")
-        self.bg_weights = parse_weights(self.bg_weights)
-
-        if not 1 <= self.per_fg <= MAX_PER_FG:
-            raise ConfigError(f"--per-fg must be in 1..{MAX_PER_FG}, got {self.per_fg}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ConfigError(f"--jpeg-quality must be in 1..100, got {self.jpeg_quality}")
-        if self.samples_per_shard is not None and self.samples_per_shard < 1:
-            raise ConfigError(f"--samples-per-shard must be >= 1, got {self.samples_per_shard}")
-        if self.bg_io not in (None, "indoor", "outdoor"):
-            raise ConfigError(f"--bg-io must be indoor or outdoor, got {self.bg_io!r}")
-        from matdata.foreground import METHODS
-
-        if self.fg_estimator not in METHODS:
-            raise ConfigError(
-                f"unknown --fg-estimator {self.fg_estimator!r}", hint=f"one of {', '.join(METHODS)}"
-            )
-        try:
-            self.formats = check_formats(self.formats)
-        except MatdataError as exc:
-            raise ConfigError(str(exc), hint=exc.hint) from None
-        self.compose_config()  # validate early (one line for the user)
-
-    def compose_config(self):  # -> matdata.compose.ComposeConfig
-        from matdata.compose import ComposeConfig
-        from matdata.trimap import TrimapParams
-
-        try:
-            tp = TrimapParams(eps=self.trimap_eps, rel_width=self.trimap_rel_width)
-            return ComposeConfig(
-                size=self.size,
-                augment=self.augment,
-                bg_crop=self.bg_crop,
-                trimap=tp if self.trimap else None,
-                keep_layers=self.keep_layers,
-                jpeg_quality=self.jpeg_quality,
-                bg_blur=self.bg_blur,
-                noise=self.noise,
-                jpeg_match=self.jpeg_match,
-                color_jitter=self.color_jitter,
-                fg_estimator=self.fg_estimator,
-            )
-        except ValueError as exc:
-            raise ConfigError(f"bad compose option: {exc}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able, deterministic; ``out`` is left out (a dataset can be moved)."""
-        d = asdict(self)
-        d.pop("out")
-        for k, v in d.items():
-            if isinstance(v, tuple):
-                d[k] = list(v)
-        d["compose"] = self.compose_config().to_dict()
-        return d
-
-
-def _specs(value: str | Sequence[str], flag: str) -> tuple[str, ...]:
-    specs = (value,) if isinstance(value, str) else tuple(value)
-    specs = tuple(s for s in specs if s)
-    if not specs:
-        raise ConfigError(f"{flag} is required", hint=f"give {flag} NAME (repeatable)")
-    return specs
 
 
 # ------------------------------------------------------------------------------- plan

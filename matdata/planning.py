@@ -49,7 +49,8 @@ from matdata.sources.base import Item
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-    from matdata.builder import BuildConfig, ShardTask
+    from matdata.build_config import BuildConfig
+    from matdata.builder import ShardTask
 
 SPLIT_ORDER = ("train", "val", "test")
 FG_COLUMNS = ("id", "role", "split", "tags", "coarse", "width", "height")

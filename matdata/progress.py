@@ -139,3 +139,76 @@ def make_progress(
     if disable or console.is_terminal:
         return Progress(*columns, console=console, transient=transient, disable=disable, **kwargs)
     return LineProgress(*columns, console=console, label=label, unit=unit, **kwargs)
+
+
+class TaskProgress:
+    """One counted task on a :func:`make_progress` display, as callbacks a library takes.
+
+    ``update(done, total)`` sets the count (``total`` None: unchanged, or unknown);
+    ``advance(n, counted)`` adds to it, and ``counted`` to a second count shown as
+    ``N {counter}`` (e.g. shards beside samples).  The task starts on the first report,
+    or at once when ``total`` is given, so its elapsed time and rate count work only::
+
+        with TaskProgress("predict", console=console, unit="images") as bar:
+            predict_images(..., on_progress=bar.update)
+    """
+
+    def __init__(
+        self,
+        label: str,
+        *,
+        console: Console,
+        enabled: bool = True,
+        unit: str = "items",
+        total: float | None = None,
+        counter: str | None = None,
+    ) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        extra = (TextColumn("{task.fields[info]}"),) if counter else ()
+        self.progress = make_progress(
+            SpinnerColumn(),
+            TextColumn(f"[bold]{label}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            *extra,
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            disable=not enabled,
+            label=label,
+            unit=unit,
+        )
+        self.label, self.counter, self.counted = label, counter, 0
+        self._task: TaskID | None = None
+        if total is not None:
+            self._start(total)
+
+    def _start(self, total: float | None) -> TaskID:
+        if self._task is None:
+            info = f"0 {self.counter}" if self.counter else ""
+            self._task = self.progress.add_task(self.label, total=total, info=info)
+        return self._task
+
+    def update(self, done: float, total: float | None = None) -> None:
+        self.progress.update(self._start(total), completed=done, total=total)
+
+    def advance(self, n: float = 1, counted: int = 0) -> None:
+        self.counted += counted
+        info = {"info": f"{self.counted} {self.counter}"} if self.counter else {}
+        self.progress.update(self._start(None), advance=n, **info)
+
+    def __enter__(self) -> TaskProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)

@@ -10,8 +10,8 @@ float matte (not rounded to 8 bits) is scored against the ground truth.
 Metrics (:mod:`matdata.metrics`, in the chosen convention): SAD, MSE, MAD, Grad, Conn over
 the unknown region of the benchmark's own trimaps (``trimap == 128``) and over the whole
 image; benchmarks without trimaps (PPM-100) report whole-image metrics only.  Folders
-without trimaps use a trimap generated from the ground truth
-(:func:`matdata.trimap.make_trimap`, default parameters), as ``evaluate --data`` does.
+without trimaps and built datasets use a trimap generated from the ground truth
+(:func:`matdata.trimap.make_trimap`, default parameters).
 Dataset scores are means over images.
 """
 
@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from matdata.benchmarks import BenchmarkSet, Skip, load_item, skip_from_error, summary
-from matdata.errors import ImageDecodeError, ItemError
+from matdata.benchmarks import EvalSet, Skip, summary
 from matdata.metrics import DEFAULT_CONVENTION, METRICS, REGIONS, SCALING, MetricSums
 from modnet.inference import REF_SIZE, iter_predictions
 
@@ -70,6 +69,16 @@ class BenchmarkResult:
             "images": self.images,
         }
 
+    def require_images(self) -> None:
+        """Raise a :class:`~matdata.errors.ConfigError` when no image could be scored."""
+        from matdata.errors import ConfigError
+
+        if not self.images:
+            why = ", ".join(f"{n} {r}" for r, n in summary(self.skipped).items()) or "no samples"
+            raise ConfigError(
+                f"nothing could be evaluated in {self.source}", hint=f"skipped: {why}"
+            )
+
     def per_image_csv(self) -> str:
         """One row per image (``status`` ok) and per skipped item (``status`` skipped)."""
         cols = ["key", "status", "reason"] + [f"{r}_{k}" for r in REGIONS for k in METRICS]
@@ -90,18 +99,25 @@ class BenchmarkResult:
 
 def evaluate_set(
     model: Any,
-    bench: BenchmarkSet,
+    bench: EvalSet,
     *,
     convention: str = DEFAULT_CONVENTION,
     batch_size: int = 4,
     ref_size: int = REF_SIZE,
     limit: int = 0,
-    on_done: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
+    on_skip: Callable[[Skip], None] | None = None,
     generate_trimaps: bool = True,
 ) -> BenchmarkResult:
-    """Predict and score every item of ``bench``; ``on_done(key)`` after each item (scored
-    or skipped).  Without supplied trimaps, ``generate_trimaps`` scores the unknown region
-    of a trimap made from the ground truth (folders); benchmarks pass False."""
+    """Predict and score every sample of ``bench`` (a benchmark, folders or a built
+    dataset's split: :func:`matdata.benchmarks.open_eval_set`).
+
+    ``on_progress(done, total)`` after each sample scored or skipped (``total`` None when
+    unknown); ``on_skip(skip)`` for each sample skipped during the run (the set's own
+    pairing skips are in ``bench.skipped``).  Without supplied trimaps,
+    ``generate_trimaps`` scores the unknown region of a trimap made from the ground truth
+    (folders, datasets); benchmarks pass False.  ``limit``: the first N items of a
+    benchmark, the first N scored images of a dataset."""
     from matdata.trimap import TrimapParams, make_trimap
 
     trimaps = bench.trimaps
@@ -112,23 +128,30 @@ def evaluate_set(
     result = BenchmarkResult(
         bench.name, bench.source, convention, trimaps, ref_size, sums, skipped=list(bench.skipped)
     )
-    items = bench.items[:limit] if limit > 0 else bench.items
+    total = bench.expected(limit)
     truth: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     params = TrimapParams()
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done, total)
 
     def feed() -> Iterator[tuple[str, np.ndarray]]:
-        for item in items:
-            try:
-                rgb, gt, trimap = load_item(item)
-            except (ItemError, ImageDecodeError) as exc:
-                result.skipped.append(skip_from_error(item.key, exc))
-                if on_done is not None:
-                    on_done(item.key)
+        for sample in bench.samples(limit):
+            if isinstance(sample, Skip):
+                result.skipped.append(sample)
+                if on_skip is not None:
+                    on_skip(sample)
+                step()
                 continue
+            trimap = sample.trimap
             if trimap is None and trimaps == "generated":
-                trimap = make_trimap(gt, params)
-            truth[item.key] = (gt, trimap)
-            yield item.key, rgb
+                trimap = make_trimap(sample.alpha, params)
+            truth[sample.key] = (sample.alpha, trimap)
+            yield sample.key, sample.rgb
 
     for key, _rgb, alpha in iter_predictions(
         model, feed(), batch_size=batch_size, ref_size=ref_size
@@ -136,8 +159,7 @@ def evaluate_set(
         gt, trimap = truth.pop(key)
         errors = sums.add(alpha, gt, trimap)
         result.images.append({"key": key, **errors})
-        if on_done is not None:
-            on_done(key)
+        step()
     return result
 
 

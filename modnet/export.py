@@ -161,6 +161,18 @@ def export_torchscript(model: MODNet, out: str, *, sample_hw: tuple[int, int] = 
             os.remove(tmp)
 
 
+def export_options(
+    target: str, opset: int | None = None, exporter: str = "legacy"
+) -> dict[str, Any]:
+    """The keyword arguments of :func:`export_model` for ``target`` from the command line's
+    ``--opset`` / ``--exporter`` (ONNX only), checked before any model is loaded."""
+    if target not in TARGETS:
+        raise ConfigError(f"--to must be one of {', '.join(TARGETS)}, got {target!r}")
+    if target != "onnx" and (opset is not None or exporter != "legacy"):
+        raise ConfigError("--opset and --exporter apply to --to onnx only")
+    return {"opset": opset, "exporter": exporter} if target == "onnx" else {}
+
+
 def export_model(model: MODNet, target: str, out: str, **kwargs: Any) -> None:
     """Export ``model`` to ``target`` (one of :data:`TARGETS`) at ``out``."""
     if target not in TARGETS:
@@ -255,6 +267,7 @@ __all__ = [
     "MatteOnly",
     "check_export",
     "export_model",
+    "export_options",
     "export_official",
     "export_onnx",
     "export_torchscript",

@@ -201,80 +201,13 @@ def pair_by_stem(images: list[str], alphas: list[str]) -> tuple[list[tuple[str, 
     return pairs, unpaired
 
 
-# -------------------------------------------------------------------------- evaluation
-
-
-@dataclass
-class Evaluation:
-    """Result of :func:`evaluate`: the reduced sums, per-image errors and skipped items."""
-
-    sums: Any  # matdata.metrics.MetricSums
-    images: list[dict[str, Any]]
-    skipped: dict[str, int]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "metrics": self.sums.result(),
-            "count": self.sums.count,
-            "valid": self.sums.valid,
-            "skipped": self.skipped,
-            "images": self.images,
-        }
-
-
-def evaluate(
-    model: MODNet,
-    samples: Iterable[tuple[str, np.ndarray, np.ndarray]],
-    *,
-    trimap_params: Any = None,
-    batch_size: int = 4,
-    ref_size: int = REF_SIZE,
-    device: torch.device | None = None,
-    on_done: Any = None,
-    convention: str | None = None,
-) -> Evaluation:
-    """Predict each ``(key, rgb, gt_alpha uint8)`` and score it (alphamatting.com metrics).
-
-    The unknown region comes from a fixed trimap of the ground truth,
-    ``matdata.trimap.make_trimap(gt, trimap_params)`` (default parameters when None), so
-    results are comparable across datasets and runs.  ``on_done(key)`` after each image.
-    ``convention``: ``dim`` | ``gca`` (:mod:`matdata.metrics`; default ``dim``).
-    """
-    from matdata.metrics import DEFAULT_CONVENTION, MetricSums
-    from matdata.trimap import TrimapParams, make_trimap
-
-    params = trimap_params or TrimapParams()
-    gts: dict[str, np.ndarray] = {}
-
-    def feed() -> Iterator[tuple[str, np.ndarray]]:
-        for key, rgb, gt in samples:
-            if gt.shape != rgb.shape[:2]:
-                raise ValueError(f"{key}: alpha {gt.shape} does not match image {rgb.shape[:2]}")
-            gts[key] = gt
-            yield key, rgb
-
-    sums = MetricSums(convention=convention or DEFAULT_CONVENTION)
-    per_image: list[dict[str, Any]] = []
-    for key, _rgb, alpha in iter_predictions(
-        model, feed(), batch_size=batch_size, ref_size=ref_size, device=device
-    ):
-        gt = gts.pop(key)
-        errors = sums.add(alpha, gt, make_trimap(gt, params))
-        per_image.append({"key": key, **errors})
-        if on_done is not None:
-            on_done(key)
-    return Evaluation(sums, per_image, {})
-
-
 __all__ = [
     "REF_SIZE",
     "LoadedModel",
     "alpha_to_uint8",
-    "Evaluation",
     "IMAGE_SUFFIXES",
     "cutout",
     "encode_rgba_png",
-    "evaluate",
     "list_images",
     "pair_by_stem",
     "iter_predictions",

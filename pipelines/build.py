@@ -15,8 +15,8 @@ from typing import Any
 
 from rich.console import Console
 
+from matdata.build_config import BuildConfig, check_max_reject_rate
 from matdata.builder import (
-    BuildConfig,
     BuildPlan,
     ShardResult,
     ShardTask,
@@ -167,6 +167,7 @@ def run_build(
     t0 = time.perf_counter()
     if workers is not None and workers < 1:  # checked before anything is written
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    check_max_reject_rate(max_reject_rate)
     plan = prepare_build(cfg)
     for w in plan.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)

@@ -137,3 +137,16 @@ def _finish(
         extra_shard_problems=extra,
         sample_keys=sample_keys,
     )
+
+
+def run_compare(report_a: QAReport, dataset_b: str, out_dir: str, **qa: Any) -> dict[str, Any]:
+    """QA ``dataset_b`` (``qa``: the keyword arguments of :func:`run_qa`), compare it with
+    ``report_a`` key by key and write ``compare.html`` / ``compare.json`` into
+    ``out_dir`` (:mod:`matdata.qa.compare`); returns the JSON."""
+    from matdata.qa.compare import compare, fetch_views, write_compare
+
+    report_b = run_qa(dataset_b, **qa)
+    cmp = compare(report_a, report_b)
+    cmp.views_a = fetch_views(report_a.dataset, report_a, cmp.pair_keys)
+    cmp.views_b = fetch_views(dataset_b, report_b, cmp.pair_keys)
+    return write_compare(cmp, out_dir)

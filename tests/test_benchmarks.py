@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from portraits import portrait
 from spec_weights import deterministic_state_dict, modnet_rename
 
 from matdata.benchmarks import LAYOUTS, scan_benchmark, scan_folders
@@ -39,14 +40,7 @@ def model(ckpt):
 
 
 def _sample(seed: int, h: int = 40, w: int = 48):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w]
-    d = np.hypot((yy - h / 2) / (h / 3), (xx - w / 2) / (w / 4))
-    a = np.clip((1.2 - d) * 3, 0, 1)
-    fg = np.array([200, 150, 120]) + rng.normal(0, 10, (h, w, 3))
-    bg = np.array([30, 90, 40]) + rng.normal(0, 10, (h, w, 3))
-    rgb = np.clip(a[..., None] * fg + (1 - a[..., None]) * bg, 0, 255).astype(np.uint8)
-    alpha = (a * 255).round().astype(np.uint8)
+    rgb, alpha = portrait(seed, h, w)
     trimap = np.where(alpha == 0, 0, np.where(alpha == 255, 255, 128)).astype(np.uint8)
     trimap[:4] = 128  # differs from a generated trimap: the supplied one must be used
     return rgb, alpha, trimap

@@ -11,11 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from matdata.build_config import BuildConfig
 from matdata.builder import (
-    BuildConfig,
     generate_records,
-    parse_bytes,
-    parse_size,
     prepare_build,
     run_shard,
     shard_samples,
@@ -23,6 +21,7 @@ from matdata.builder import (
 from matdata.catalog import resolve_source
 from matdata.errors import ConfigError
 from matdata.imageio import decode_alpha, decode_image
+from matdata.options import parse_bytes, parse_size
 from matdata.rejects import RejectRateError, read_rejects
 from matdata.schema import Record, decode_record
 from matdata.shards import (

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from matdata.builder import BuildConfig, prepare_build, run_shard, sample_key
+from matdata.build_config import BuildConfig
+from matdata.builder import prepare_build, run_shard, sample_key
 from matdata.shards import iter_records, list_temporaries, read_index, verify
 
 CLI = [sys.executable, "-c", "from matdata.cli import main; main()"]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import matdata.foreground
-from matdata.builder import BuildConfig, generate_records, prepare_build
+from matdata.build_config import BuildConfig
+from matdata.builder import generate_records, prepare_build
 from matdata.errors import ImageDecodeError, ItemError, SourceError
 from matdata.rejects import Reject
 

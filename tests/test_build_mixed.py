@@ -11,7 +11,8 @@ import pytest
 from coco_fixture import jpeg, make_coco
 from PIL import Image
 
-from matdata.builder import BuildConfig, prepare_build, task_digest
+from matdata.build_config import BuildConfig
+from matdata.builder import prepare_build, task_digest
 from matdata.errors import ConfigError
 from matdata.imageio import decode_alpha
 from matdata.ingest import ingest

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from matdata.builder import BuildConfig
+from matdata.build_config import BuildConfig
 from matdata.errors import DatasetError
 from matdata.hf import webdataset_features
 from matdata.schema import (

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from portraits import portrait
 from spec_weights import deterministic_state_dict, modnet_rename
 from typer.testing import CliRunner
 
@@ -47,14 +48,7 @@ def model(ckpt):
 
 
 def _portrait(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w]
-    d = np.hypot((yy - h / 2) / (h / 3), (xx - w / 2) / (w / 4))
-    alpha = np.clip((1.2 - d) * 3, 0, 1)
-    fg = np.array([200, 150, 120]) + rng.normal(0, 10, (h, w, 3))
-    bg = np.array([30, 90, 40]) + rng.normal(0, 10, (h, w, 3))
-    rgb = np.clip(alpha[..., None] * fg + (1 - alpha[..., None]) * bg, 0, 255).astype(np.uint8)
-    return rgb, (alpha * 255).round().astype(np.uint8)
+    return portrait(seed, h, w)
 
 
 @pytest.mark.parametrize(

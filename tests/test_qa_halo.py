@@ -106,7 +106,7 @@ def test_halo_is_none_without_a_soft_edge_or_below_min_side():
 def estimator_builds(tmp_path_factory) -> dict[str, Path]:
     """The same demo foregrounds and backgrounds built twice: the raw photos pasted with
     their studio backdrop (``--fg-estimator none``) and with the default estimator."""
-    from matdata.builder import BuildConfig
+    from matdata.build_config import BuildConfig
     from pipelines.build import run_build
 
     root = tmp_path_factory.mktemp("halo_builds")

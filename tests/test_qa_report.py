@@ -27,7 +27,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 @pytest.fixture(scope="module")
 def demo_dataset(tmp_path_factory) -> Path:
-    from matdata.builder import BuildConfig
+    from matdata.build_config import BuildConfig
     from pipelines.build import run_build
 
     out = tmp_path_factory.mktemp("qa_demo") / "demo"

@@ -99,7 +99,8 @@ def test_window_failures_collected_and_default_window(tmp_path: Path) -> None:
 
 
 def test_plain_iterator_and_plan_total(tmp_path: Path) -> None:
-    from matdata.builder import BuildConfig, prepare_build
+    from matdata.build_config import BuildConfig
+    from matdata.builder import prepare_build
 
     cfg = BuildConfig(
         fg="demo", bg="demo", out=str(tmp_path / "b"), per_fg=3, size=(32, 32),

@@ -40,16 +40,16 @@ def test_sizes_are_width_first() -> None:
         with pytest.raises(ConfigError) as exc:
             parse_wxh(bad, "--net-size")
         assert "W x H, width first" in exc.value.one_line()
-    from matdata.builder import parse_size
+    from matdata.options import parse_size
 
     assert parse_size("640x480") == parse_wxh("640x480", "--size")  # build agrees
 
 
 def test_net_size_reaches_the_network_as_height_width() -> None:
-    from matdata.cli.harmonize import _harmonizer_params
+    from harmonization.options import harmonizer_params
 
-    assert _harmonizer_params("idih256", None, "384x256") == {"size": (256, 384)}
-    assert _harmonizer_params("idih256", None, "256") == {"size": 256}
+    assert harmonizer_params("idih256", None, "384x256") == {"size": (256, 384)}
+    assert harmonizer_params("idih256", None, "256") == {"size": 256}
 
 
 def test_net_size_other_form_is_one_line() -> None:

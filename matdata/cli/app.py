@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from matdata import __version__
 from matdata.errors import ConfigError, MatdataError
+
+if TYPE_CHECKING:
+    from matdata.progress import TaskProgress
 
 app = typer.Typer(
     name="matdata",
@@ -71,6 +76,30 @@ ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Sho
 
 def _fail(message: str) -> None:
     raise ConfigError(message)
+
+
+def command_progress(label: str, enabled: bool = True, **kwargs: Any) -> TaskProgress:
+    """The progress display of a command on stderr: a rich bar on a terminal, plain lines
+    elsewhere, nothing with ``--no-progress`` (:class:`matdata.progress.TaskProgress`;
+    ``kwargs``: ``unit``, ``total``, ``counter``)."""
+    from matdata.progress import TaskProgress
+
+    return TaskProgress(label, console=console, enabled=enabled, **kwargs)
+
+
+@contextmanager
+def resumable(job: str, out_dir: str) -> Iterator[None]:
+    """Ctrl-C during a resumable shard job (build, harmonize): one line saying what is kept
+    and how to go on (:class:`~matdata.errors.Interrupted`, exit 130)."""
+    from matdata.errors import Interrupted
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"{job} stopped; the shards completed so far are kept in {out_dir}",
+            hint="run the same command again to resume",
+        ) from None
 
 
 def hold_output_lock(ctx: typer.Context, directory: str, job: str) -> None:

@@ -6,17 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from matdata.cli.app import DeviceOpt, ProgressOpt, _fail, app, console, out
-from matdata.cli.modnet import (
-    BatchOpt,
-    CheckpointOpt,
-    RefSizeOpt,
-    ThreadsOpt,
-    _apply_threads,
-    _modnet_progress,
-    _nan_to_none,
-)
-from matdata.errors import ConfigError
+from matdata.cli.app import DeviceOpt, ProgressOpt, _fail, app, command_progress, console, out
+from matdata.cli.modnet import BatchOpt, CheckpointOpt, RefSizeOpt, ThreadsOpt, _apply_threads
 
 _LABELS = {
     "sad": "SAD (/1000)",
@@ -48,11 +39,10 @@ def _table(title: str, metrics: dict[str, dict[str, float]], caption: str):
 
 
 def _emit(payload: dict[str, Any], table: Any, json_out: str | None) -> None:
-    import json
-
+    from matdata import jsonsafe
     from matdata.storage import atomic_write_text
 
-    text = json.dumps(_nan_to_none(payload), indent=2, allow_nan=False)
+    text = jsonsafe.dumps(payload, indent=2)
     if json_out == "-":
         out.print_json(text)
         return
@@ -122,7 +112,11 @@ def evaluate_cmd(
     """SAD / MSE / MAD / Grad / Conn of a checkpoint: over the unknown region of the
     trimaps and over the whole image, with MODNet's official inference protocol
     (reference size 512, sides floored to multiples of 32)."""
+    from matdata.benchmarks import open_eval_set
     from matdata.metrics import check_convention
+    from matdata.storage import atomic_write_text
+    from modnet.benchmarks import evaluate_set
+    from modnet.inference import load_checkpoint_model
 
     modes = [benchmark is not None, data is not None, images is not None or alphas is not None]
     if sum(modes) != 1:
@@ -134,57 +128,32 @@ def evaluate_cmd(
         _fail("--images and --alphas go together")
     if trimaps is not None and images is None:
         _fail("--trimaps goes with --images and --alphas")
-    if benchmark is not None and root is None:
-        _fail(f"--benchmark {benchmark} needs --root DIR (the benchmark's folder)")
     if root is not None and benchmark is None:
         _fail("--root goes with --benchmark NAME")
     check_convention(convention)
     _apply_threads(n_threads)
-    if data is not None:
-        _evaluate_dataset(
-            checkpoint, data, split, fmt, convention, json_out, per_image, limit, device,
-            batch_size, ref_size, progress_bar,
-        )  # fmt: skip
-        return
-
-    from matdata.benchmarks import LAYOUTS, scan_benchmark, scan_folders
-    from matdata.storage import atomic_write_text
-    from modnet.benchmarks import evaluate_set
-    from modnet.inference import load_checkpoint_model
-
-    if benchmark is not None:
-        if benchmark not in LAYOUTS:
-            _fail(f"unknown benchmark {benchmark!r}; one of {', '.join(LAYOUTS)}")
-        bench = scan_benchmark(benchmark, root)  # type: ignore[arg-type]
-    else:
-        bench = scan_folders(images, alphas, trimaps)  # type: ignore[arg-type]
-    for s in bench.skipped:
-        console.print(f"[yellow]skipped[/] {s.key}: {s.reason} ({s.detail})", highlight=False)
-    if not bench.items:
-        raise ConfigError(
-            f"nothing to evaluate in {bench.source}",
-            hint=f"{len(bench.skipped)} files could not be paired",
-        )
+    eval_set = open_eval_set(
+        benchmark=benchmark, root=root, images=images, alphas=alphas, trimaps=trimaps,
+        data=data, split=split, fmt=fmt,
+    )  # fmt: skip
+    for s in eval_set.skipped:
+        _print_skip(s)
     loaded = load_checkpoint_model(checkpoint, device)
-    total = min(len(bench.items), limit) if limit > 0 else len(bench.items)
-    with _modnet_progress("evaluate", progress_bar) as bar:
-        task = bar.add_task("evaluate", total=total)
+    with command_progress("evaluate", progress_bar, unit="images") as bar:
         res = evaluate_set(
             loaded.model,
-            bench,
+            eval_set,
             convention=convention,
             batch_size=batch_size,
             ref_size=ref_size,
             limit=limit,
-            on_done=lambda _key: bar.advance(task),
+            on_progress=bar.update,
+            on_skip=_print_skip,
             generate_trimaps=benchmark is None,
         )
-    for s in res.skipped[len(bench.skipped) :]:
-        console.print(f"[yellow]skipped[/] {s.key}: {s.reason} ({s.detail})", highlight=False)
     if per_image:
         atomic_write_text(per_image, res.per_image_csv())
-    if not res.images:
-        raise ConfigError(f"nothing could be evaluated in {bench.source}", hint="see skipped")
+    res.require_images()
     payload = {"checkpoint": checkpoint, "model": loaded.config, **res.to_dict()}
     skipped = payload["skipped"]
     caption = (
@@ -192,90 +161,11 @@ def evaluate_cmd(
         f"ref size {ref_size}"
         + (", skipped " + ", ".join(f"{n} {r}" for r, n in skipped.items()) if skipped else "")
     )
-    title = f"evaluate {loaded.config['backbone']} on {bench.source}"
+    title = f"evaluate {loaded.config['backbone']} on {res.source}"
     _emit(payload, _table(title, res.sums.result(), caption), json_out)
 
 
-def _evaluate_dataset(
-    checkpoint: str,
-    data: str,
-    split: str,
-    fmt: str | None,
-    convention: str,
-    json_out: str | None,
-    per_image: str | None,
-    limit: int,
-    device: str,
-    batch_size: int,
-    ref_size: int,
-    progress_bar: bool,
-) -> None:
-    """``--data``: the validation split of a built dataset, fixed trimaps from the alphas."""
-    import csv
-    import io
-    import itertools
-    from collections import Counter
-
-    from matdata.errors import ImageDecodeError
-    from matdata.metrics import METRICS, REGIONS
-    from matdata.schema import decode_record, is_coarse
-    from matdata.shards import iter_records, list_shards
-    from matdata.storage import atomic_write_text
-    from modnet.inference import evaluate, load_checkpoint_model
-
-    skipped: Counter[str] = Counter()
-    total = sum(s.samples for s in list_shards(data, split, fmt))
-    source = f"{data} [{split}]"
-
-    def _samples():
-        for rec in iter_records(data, split, fmt):
-            if is_coarse(rec.meta):
-                skipped["coarse"] += 1  # coarse masks are no matting ground truth
-                continue
-            try:
-                dec = decode_record(rec, ("image", "alpha"))
-            except (ImageDecodeError, ValueError) as exc:
-                skipped["undecodable"] += 1
-                console.print(f"[yellow]skipped[/] {rec.key}: {exc}", highlight=False)
-                continue
-            yield rec.key, dec.image, dec.alpha
-
-    loaded = load_checkpoint_model(checkpoint, device)
-    samples = _samples()
-    if limit > 0:
-        samples = itertools.islice(samples, limit)
-        total = min(total, limit)
-    with _modnet_progress("evaluate", progress_bar) as bar:
-        task = bar.add_task("evaluate", total=total)
-        result = evaluate(
-            loaded.model,
-            samples,
-            batch_size=batch_size,
-            ref_size=ref_size,
-            on_done=lambda _key: bar.advance(task),
-            convention=convention,
-        )
-    result.skipped = dict(skipped)
-    if not result.images:
-        why = ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) or "no samples"
-        raise ConfigError(f"nothing to evaluate in {source}", hint=f"skipped: {why}")
-    if per_image:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["key", "status", "reason"] + [f"{r}_{k}" for r in REGIONS for k in METRICS])
-        for row in result.images:
-            w.writerow([row["key"], "ok", ""] + [row[r][k] for r in REGIONS for k in METRICS])
-        atomic_write_text(per_image, buf.getvalue())
-    caption = f"{len(result.images)} images; trimaps: generated; convention: {convention}" + (
-        ", skipped " + ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) if skipped else ""
-    )
-    payload = {
-        "checkpoint": checkpoint,
-        "source": source,
-        "model": loaded.config,
-        "convention": convention,
-        "trimaps": "generated",
-    }
-    payload.update(result.to_dict())
-    title = f"evaluate {loaded.config['backbone']} on {source}"
-    _emit(payload, _table(title, result.sums.result(), caption), json_out)
+def _print_skip(s: Any) -> None:  # s: matdata.benchmarks.Skip
+    """One line per skipped image, except coarse records (by design; counted in the table)."""
+    if s.reason != "coarse":
+        console.print(f"[yellow]skipped[/] {s.key}: {s.reason} ({s.detail})", highlight=False)

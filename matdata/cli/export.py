@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from matdata.cli.app import _fail, app, console, out
+from matdata.cli.app import app, console, out
 
 CHECK_SIZES = ((96, 128), (160, 96))
 
@@ -49,15 +49,11 @@ def export_cmd(
     from rich.table import Table
 
     from matdata.checkpoints import file_sha256
-    from modnet.export import TARGETS, ExportError, check_export, export_model
+    from modnet.export import ExportError, check_export, export_model, export_options
     from modnet.inference import load_checkpoint_model
 
-    if to not in TARGETS:
-        _fail(f"--to must be one of {', '.join(TARGETS)}, got {to!r}")
-    if to != "onnx" and (opset is not None or exporter != "legacy"):
-        _fail("--opset and --exporter apply to --to onnx only")
+    kwargs = export_options(to, opset, exporter)
     loaded = load_checkpoint_model(checkpoint, "cpu")
-    kwargs = {"opset": opset, "exporter": exporter} if to == "onnx" else {}
     with console.status(f"exporting to {to}"):
         export_model(loaded.model, to, out_file, **kwargs)
     table = Table(title=f"export {checkpoint} -> {out_file}")

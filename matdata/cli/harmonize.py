@@ -11,10 +11,11 @@ from matdata.cli.app import (
     ProgressOpt,
     SchedulerOpt,
     WorkersOpt,
-    _fail,
     app,
+    command_progress,
     console,
     out,
+    resumable,
 )
 
 # ==== harmonize (issue 4) =============================================================
@@ -47,22 +48,6 @@ HarmNetSizeOpt = Annotated[
 ]
 
 
-def _harmonizer_params(model: str, strength: float | None, net_size: str | None) -> dict:
-    params: dict = {}
-    if strength is not None:
-        if model != "reinhard":
-            _fail("--strength applies to --model reinhard only")
-        params["strength"] = strength
-    if net_size is not None:
-        if model in ("reinhard", "none"):
-            _fail("--net-size applies to networks only")
-        from matdata.sizes import parse_wxh
-
-        w, h = parse_wxh(net_size, "--net-size")  # W x H on the command line (matdata.sizes)
-        params["size"] = w if w == h else (h, w)  # the networks take (H, W)
-    return params
-
-
 @app.command("harmonize")
 def harmonize_cmd(
     dataset: Annotated[str, typer.Argument(help="A built dataset directory (path or URL).")],
@@ -93,9 +78,10 @@ def harmonize_cmd(
     image_raw).  Re-running the same command resumes."""
     from rich.table import Table
 
+    from harmonization.options import harmonizer_params
     from pipelines.harmonize import run_harmonize
 
-    try:
+    with resumable("harmonize", out_dir):
         s = run_harmonize(
             dataset,
             out_dir,
@@ -103,7 +89,7 @@ def harmonize_cmd(
             checkpoint=checkpoint,
             device=device,
             batch_size=batch_size,
-            params=_harmonizer_params(model, strength, net_size),
+            params=harmonizer_params(model, strength, net_size),
             workers=workers,
             scheduler=scheduler,
             overwrite=overwrite,
@@ -111,13 +97,6 @@ def harmonize_cmd(
             console=console,
             progress=progress_bar,
         )
-    except KeyboardInterrupt:
-        from matdata.errors import Interrupted
-
-        raise Interrupted(
-            f"harmonize stopped; the shards completed so far are kept in {out_dir}",
-            hint="run the same command again to resume",
-        ) from None
     table = Table(title=f"harmonize {s.out} ({s.model})", title_justify="left")
     table.add_column("", style="bold")
     table.add_column("value", justify="right")
@@ -167,31 +146,19 @@ def harmonize_eval_cmd(
     ] = None,
 ) -> None:
     """MSE, foreground MSE and PSNR of a harmonizer against the real images, per subset."""
-    import json
-    import math
-
     from rich.table import Table
 
     from harmonization import load_harmonizer
-    from harmonization.evaluate import evaluate
+    from harmonization.evaluate import check_protocol, evaluate
+    from harmonization.options import harmonizer_params
+    from matdata import jsonsafe
     from matdata.storage import atomic_write_text
 
-    if protocol not in ("iharm", "matdata"):
-        _fail(f"--protocol must be iharm or matdata, got {protocol!r}")
-    if protocol == "iharm" and size is not None:
-        _fail("--size applies to --protocol matdata (the iharm protocol is fixed at 256x256)")
-    h = load_harmonizer(model, checkpoint, device, **_harmonizer_params(model, strength, net_size))
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-
-    from matdata.progress import make_progress
-
-    columns = (TextColumn("[bold]harmonize-eval"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())  # fmt: skip
-    with make_progress(
-        *columns, console=console, transient=True, label="harmonize-eval", unit="images"
-    ) as bar:
+    check_protocol(protocol, size)  # before loading any weights
+    h = load_harmonizer(model, checkpoint, device, **harmonizer_params(model, strength, net_size))
+    with command_progress("harmonize-eval", unit="images") as bar:
         res = evaluate(
-            root, h, split=split, size=size, limit=limit, progress=bar, protocol=protocol
+            root, h, split=split, size=size, limit=limit, progress=bar.update, protocol=protocol
         )
     table = Table(
         title=f"harmonize-eval {root} ({model}, {split}, protocol {protocol})",
@@ -207,14 +174,6 @@ def harmonize_eval_cmd(
             f"{m['psnr']:.2f}", f"{base[name]['mse']:.2f}",
         )  # fmt: skip
     out.print(table)
-    if json_out:
-
-        def finite(v):  # strict JSON: an infinite PSNR (identical images) becomes null
-            if isinstance(v, dict):
-                return {k: finite(x) for k, x in v.items()}
-            if isinstance(v, list):
-                return [finite(x) for x in v]
-            return None if isinstance(v, float) and not math.isfinite(v) else v
-
-        text = json.dumps(finite(res), indent=1, sort_keys=True, allow_nan=False)
+    if json_out:  # strict JSON: an infinite PSNR (identical images) becomes null
+        text = jsonsafe.dumps(res, indent=1, sort_keys=True)
         atomic_write_text(json_out, text + "\n")

@@ -13,27 +13,13 @@ from matdata.cli.app import (
     WorkersOpt,
     _fail,
     app,
+    command_progress,
     console,
     out,
+    resumable,
 )
 
 # ==== ingest (issue 2) ================================================================
-
-
-def _parse_source_options(pairs: list[str] | None) -> dict:
-    """``["k=v", ...]`` -> dict; values parsed as JSON when they are JSON (numbers, lists)."""
-    import json
-
-    opts: dict = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            _fail(f"--option {pair!r} is not KEY=VALUE")
-        try:
-            opts[key.strip()] = json.loads(value)
-        except ValueError:
-            opts[key.strip()] = value
-    return opts
 
 
 @app.command("ingest")
@@ -69,47 +55,22 @@ def ingest_cmd(
     progress_bar: ProgressOpt = True,
 ) -> None:
     """Scan a source once: write a Parquet manifest + rejects and register it by NAME."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
     from rich.table import Table
 
     from matdata.ingest import ingest
-    from matdata.progress import make_progress
+    from matdata.options import parse_options
 
     if not root and kind != "demo":
         _fail(f"ingest {kind} needs a ROOT path")
-    opts = _parse_source_options(option)
-    with make_progress(
-        SpinnerColumn(),
-        TextColumn(f"[bold]ingest {kind}[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not progress_bar,
-        label=f"ingest {kind}",
-        unit="files",
-    ) as bar:
-        task = bar.add_task("scan", total=None)
-
-        def _update(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
-
+    opts = parse_options(option)
+    with command_progress(f"ingest {kind}", progress_bar, unit="files") as bar:
         res = ingest(
             kind,
             root,
             name=name,
             out=out_dir,
             options=opts,
-            progress=_update,
+            progress=bar.update,
             allow_empty=allow_empty,
         )
 
@@ -276,34 +237,26 @@ def build_cmd(
     """
     from rich.table import Table
 
-    from matdata.builder import (
-        DEFAULT_EXCLUDE_TAGS,
-        BuildConfig,
-        parse_bytes,
-        parse_options,
-        parse_size,
-    )
+    from matdata.build_config import build_config
     from matdata.rejects import RejectRateError
     from pipelines.build import run_build
 
-    if not 0.0 <= max_reject_rate <= 1.0:
-        _fail(f"--max-reject-rate must be in 0..1, got {max_reject_rate}")
-    if exclude_tag is None:
-        tags = DEFAULT_EXCLUDE_TAGS
-    else:
-        tags = tuple(t for t in exclude_tag if t and t.lower() != "none")
-    cfg = BuildConfig(
-        fg=tuple(fg),
-        bg=tuple(bg),
-        out=out_dir,
+    cfg = build_config(
+        fg,
+        bg,
+        out_dir,
+        size=size,
+        shard_size=shard_size,
+        fg_options=fg_option,
+        bg_options=bg_option,
+        exclude_tags=exclude_tag,
+        bg_categories=bg_category,
         per_fg=per_fg,
-        size=parse_size(size),
         augment=augment,
         trimap=trimap,
         trimap_rel_width=trimap_rel_width,
         keep_layers=keep_layers,
-        formats=fmt,  # type: ignore[arg-type]  # normalised by BuildConfig
-        shard_size=parse_bytes(shard_size),
+        formats=fmt,
         samples_per_shard=samples_per_shard,
         seed=seed,
         jpeg_quality=jpeg_quality,
@@ -313,33 +266,23 @@ def build_cmd(
         jpeg_match=jpeg_match,
         color_jitter=color_jitter,
         fg_estimator=fg_estimator,
-        bg_categories=tuple(bg_category or ()),
         bg_io=bg_io,
-        exclude_tags=tags,
-        fg_options=parse_options(fg_option),
-        bg_options=parse_options(bg_option),
-        bg_weights=bg_weights,  # type: ignore[arg-type]  # parsed by BuildConfig
+        bg_weights=bg_weights,
     )
     try:
-        s = run_build(
-            cfg,
-            workers=workers,
-            scheduler=scheduler,
-            overwrite=overwrite,
-            console=console,
-            progress=progress_bar,
-            max_reject_rate=max_reject_rate,
-        )
+        with resumable("build", out_dir):
+            s = run_build(
+                cfg,
+                workers=workers,
+                scheduler=scheduler,
+                overwrite=overwrite,
+                console=console,
+                progress=progress_bar,
+                max_reject_rate=max_reject_rate,
+            )
     except RejectRateError as exc:
         _print_reject_table(exc)
         raise
-    except KeyboardInterrupt:
-        from matdata.errors import Interrupted
-
-        raise Interrupted(
-            f"build stopped; the shards completed so far are kept in {out_dir}",
-            hint="run the same command again to resume",
-        ) from None
     inputs = Table(title="inputs", title_justify="left")
     for col in ("source", "found", "used", "rejected", "ingest", "filtered", "build"):
         inputs.add_column(col, justify="left" if col == "source" else "right")

@@ -11,6 +11,7 @@ from matdata.cli.app import (
     DeviceOpt,
     ProgressOpt,
     app,
+    command_progress,
     console,
     out,
 )
@@ -281,49 +282,11 @@ def train_cmd(
         out.print(table)
 
 
-def _modnet_progress(label: str, enabled: bool = True):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from matdata.progress import make_progress
-
-    return make_progress(
-        SpinnerColumn(),
-        TextColumn(f"[bold]{label}[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not enabled,
-        label=label,
-        unit="images" if label in ("predict", "evaluate") else "steps",
-    )
-
-
 def _apply_threads(n: int | None) -> None:
     """torch/OpenCV thread pools of a one-process torch command (:mod:`matdata.threads`)."""
     from matdata import threads
 
     threads.apply(threads.plan(n, loader_workers=0))
-
-
-def _nan_to_none(obj):
-    """JSON has no NaN: undefined metrics (an empty region) are written as null."""
-    if isinstance(obj, float) and obj != obj:
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_nan_to_none(v) for v in obj]
-    return obj
 
 
 CheckpointOpt = Annotated[
@@ -370,25 +333,15 @@ def predict_cmd(
 
     The float matte is written as round(255 a) (``--truncate``: floor, as the official
     demo does: up to 1 lower)."""
-    from contextlib import ExitStack
-
     from rich.table import Table
 
     from modnet.predict import predict_images
 
     _apply_threads(n_threads)
-    with ExitStack() as stack:
-        bar_task: list = []
-
-        def progress(done: int, total: int) -> None:
-            if not bar_task:  # the bar starts once the model is loaded
-                bar = stack.enter_context(_modnet_progress("predict", progress_bar))
-                bar_task.extend((bar, bar.add_task("predict", total=total)))
-            bar_task[0].update(bar_task[1], completed=done)
-
+    with command_progress("predict", progress_bar, unit="images") as bar:
         res = predict_images(
             images, checkpoint, out_dir, cutout=cutout, device=device, batch_size=batch_size,
-            ref_size=ref_size, truncate=truncate, on_progress=progress,
+            ref_size=ref_size, truncate=truncate, on_progress=bar.update,
             on_skip=lambda exc: console.print(f"[yellow]skipped[/] {exc.one_line()}",
                                               highlight=False),
         )  # fmt: skip
@@ -436,9 +389,8 @@ def adapt_cmd(
         checkpoint=checkpoint, images=tuple(images), out=out_dir, steps=steps,
         batch_size=batch_size, image_size=image_size, lr=lr, device=device, seed=seed,
     )  # fmt: skip
-    with _modnet_progress("adapt", progress_bar) as bar:
-        task = bar.add_task("adapt", total=steps)
-        summary = adapt(cfg, lambda step, row: bar.update(task, completed=step))
+    with command_progress("adapt", progress_bar, unit="steps", total=steps) as bar:
+        summary = adapt(cfg, lambda step, _row: bar.update(step))
     table = Table(title=f"SOC adaptation {out_dir}")
     table.add_column("")
     table.add_column("value", justify="right")

@@ -11,8 +11,8 @@ from matdata.cli.app import (
     SchedulerOpt,
     SeedOpt,
     WorkersOpt,
-    _fail,
     app,
+    command_progress,
     console,
     hold_output_lock,
     out,
@@ -61,50 +61,32 @@ def qa_cmd(
     ] = None,
 ) -> None:
     """QA a dataset: flags per sample, distributions, contact sheets -> HTML + JSON."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
     from rich.table import Table
 
-    from matdata.progress import make_progress
-    from matdata.qa import HTML_NAME, SUMMARY_NAME, check_fail_on, parse_rule, write_report
+    from matdata.qa import (
+        HTML_NAME,
+        SUMMARY_NAME,
+        check_fail_on,
+        check_report_dir,
+        parse_rule,
+        write_report,
+    )
     from matdata.shards import read_index
     from matdata.storage import join
     from pipelines.qa import run_qa
 
-    _check_report_dir(dataset, report_dir)
+    check_report_dir(dataset, report_dir)
     rules = list(fail_on or [])
     for rule in rules:
         parse_rule(rule)  # unknown rules fail before any work
-    if sample < 0:
-        _fail(f"--sample must be >= 0, got {sample}")
     total = int(read_index(dataset).get("samples", 0))
     if compare_with is not None:
         read_index(compare_with)  # a missing second dataset fails before any work
     hold_output_lock(ctx, report_dir, "qa")  # one writer per report folder, until the command ends
-    with make_progress(
-        TextColumn("[bold]qa[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[shards]} shards"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not progress_bar,
-        label="qa",
-        unit="samples",
-    ) as bar:
-        task = bar.add_task("scan", total=total or None, shards=0)
-
-        def _tick(records: int, shards: int) -> None:
-            done = bar.tasks[0].fields["shards"] + shards
-            bar.update(task, advance=records, shards=done)
-
+    progress = command_progress(
+        "qa", progress_bar, unit="samples", total=total or None, counter="shards"
+    )
+    with progress as bar:
         report = run_qa(
             dataset,
             sample=sample,
@@ -112,7 +94,7 @@ def qa_cmd(
             workers=workers,
             scheduler=scheduler,
             in_process=in_process,
-            progress=_tick,
+            progress=bar.advance,
         )
     summary = write_report(report, report_dir)
     counts, flags = summary["counts"], summary["flags"]
@@ -147,23 +129,6 @@ def qa_cmd(
         raise typer.Exit(1)
 
 
-def _check_report_dir(dataset: str, report_dir: str) -> None:
-    """The report goes beside the dataset, never into it (it would no longer verify)."""
-    import os
-
-    if "://" in dataset or "://" in report_dir:
-        same = dataset.rstrip("/") == report_dir.rstrip("/")
-        inside = report_dir.startswith(dataset.rstrip("/") + "/")
-    else:
-        d, r = os.path.realpath(dataset), os.path.realpath(report_dir)
-        same, inside = d == r, r.startswith(d + os.sep)
-    if same or inside:
-        _fail(
-            f"qa --out {report_dir} is {'the dataset directory' if same else 'inside the dataset'}"
-            f" {dataset}; the report must go elsewhere (e.g. --out {dataset.rstrip('/')}-qa)"
-        )
-
-
 def _compare(
     report_a: QAReport,
     dataset_b: str,
@@ -177,23 +142,20 @@ def _compare(
     """Scan ``dataset_b`` and write ``compare.html`` / ``compare.json`` next to the report."""
     from rich.table import Table
 
-    from matdata.qa.compare import compare, fetch_views, write_compare
     from matdata.storage import join
-    from pipelines.qa import run_qa
+    from pipelines.qa import run_compare
 
     with console.status(f"qa {dataset_b}"):
-        report_b = run_qa(
+        data = run_compare(
+            report_a,
             dataset_b,
+            report_dir,
             sample=sample,
             seed=seed,
             workers=workers,
             scheduler=scheduler,
             in_process=in_process,
         )
-    cmp = compare(report_a, report_b)
-    cmp.views_a = fetch_views(report_a.dataset, report_a, cmp.pair_keys)
-    cmp.views_b = fetch_views(dataset_b, report_b, cmp.pair_keys)
-    data = write_compare(cmp, report_dir)
     table = Table(title=f"compare (B = {dataset_b})", title_justify="left")
     for col in ("statistic", "A median", "B median", "median B-A"):
         table.add_column(col, justify="left" if col == "statistic" else "right")

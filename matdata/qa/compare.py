@@ -11,13 +11,13 @@ keys from both datasets (:mod:`matdata.qa.edges`).  It is written as ``compare.h
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
 import numpy as np
 
+from matdata import jsonsafe
 from matdata.qa.report import METRICS, QAReport
 
 #: Keys shown side by side (edge views of both datasets): the random sample of A first,
@@ -210,6 +210,6 @@ def write_compare(cmp: Comparison, out_dir: str) -> dict[str, Any]:
 
     makedirs(out_dir)
     data = cmp.to_dict()
-    atomic_write_text(join(out_dir, "compare.json"), json.dumps(data, indent=2) + "\n")
+    atomic_write_text(join(out_dir, "compare.json"), jsonsafe.dumps(data, indent=2) + "\n")
     atomic_write_text(join(out_dir, "compare.html"), render_compare_html(cmp))
     return data

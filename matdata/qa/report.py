@@ -15,7 +15,6 @@ and reasons, the flag counts, the shard problems, the counts and the build confi
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from matdata import jsonsafe
 from matdata.errors import ConfigError
 from matdata.qa.analysis import FLAGS, SHARD_FLAGS, Flag, Thresholds
 from matdata.qa.phash import near_duplicate_groups
@@ -408,5 +408,6 @@ def write_summary(report: QAReport, path: str) -> dict[str, Any]:
     from matdata.storage import atomic_write_text
 
     summary = report.summary()
-    atomic_write_text(path, json.dumps(summary, indent=2, sort_keys=False, default=str) + "\n")
+    text = jsonsafe.dumps(summary, indent=2, sort_keys=False, default=str)
+    atomic_write_text(path, text + "\n")
     return summary
