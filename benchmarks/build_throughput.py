@@ -1,5 +1,12 @@
 """Build throughput vs the codec floor, 1 -> 2 worker scaling, and worker memory vs size.
 
+The build-vs-floor ratios here are by shard-task time (in this process, or summed over a
+Dask build's tasks): they leave out what a user's ``matdata build`` costs besides its
+tasks, and its inputs are a folder of grey PNG mattes.  Issue 15's measure is end to
+end (the build as a subprocess, marginal time of 1,000 more composites, AISegment RGBA
+mattes): ``benchmarks/build_e2e.py``.  This script remains the one for the 2-worker
+scaling and the worker-memory rows.
+
 Inputs are AISegment-sized: 600x800 foregrounds (JPEG + PNG alpha, the demo generator's
 portraits with soft hair) and Places-sized backgrounds (683x512 JPEG scenes), written to
 a temporary folder and read through the ``folder`` source, as a real build reads files.

@@ -12,11 +12,16 @@ process (peak RSS from ``resource.getrusage``):
   (failing) file open per remaining image - what ingest does before decoding pixels.
   The images are not on disk, so no decoding is measured (decoding is per image, in a
   bounded window of threads, and does not depend on the JSON's size).
+* ``scan+folder`` (``--folder``): the same scan over a ROOT whose image folder holds an
+  (empty) file for every listed image and three unlisted files: the folder is walked for
+  files the JSON does not list (streamed, not listed into memory: 118k names for
+  train2017) and every image is opened (each is then a decode reject).
 
 The peer in the same run is ``json.load`` of the same file (what a naive reader does).
 
     python benchmarks/coco_ingest_memory.py                  # 10k/75k vs 120k/900k
     python benchmarks/coco_ingest_memory.py --sizes 2000,20000
+    python benchmarks/coco_ingest_memory.py --sizes 2000,20000 --folder --no-peer
 """
 
 from __future__ import annotations
@@ -70,6 +75,22 @@ def write_instances(path: Path, n_images: int, n_ann: int, seed: int = 0) -> Non
         f.write(f'], "categories": [{cats}]}}')
 
 
+def _image_folder(root: Path, n_images: int) -> None:
+    """``ROOT-folder``: ROOT's annotations (linked) and a train2017/ folder with an empty
+    file per listed image (the names :func:`write_instances` lists) and three unlisted."""
+    folder_root = root.with_name(root.name + "-folder")
+    images = folder_root / "train2017"
+    if (images / "unlisted-2.jpg").exists():
+        return
+    images.mkdir(parents=True, exist_ok=True)
+    if not (folder_root / "annotations").exists():
+        (folder_root / "annotations").symlink_to(root / "annotations")
+    for i in range(n_images):
+        (images / f"{9 + 3 * i:012d}.jpg").touch()
+    for i in range(3):
+        (images / f"unlisted-{i}.jpg").touch()
+
+
 def child(mode: str, root: str) -> None:
     import resource
 
@@ -84,7 +105,9 @@ def child(mode: str, root: str) -> None:
     if mode == "parse":
         ix = parse_instances(path, "train2017")
         info = {"images": len(ix), "index_mb": ix.nbytes() / 1e6}
-    elif mode == "scan":
+    elif mode in ("scan", "scan+folder"):
+        if mode == "scan+folder":
+            root = str(Path(root).with_name(Path(root).name + "-folder"))
         src = CocoSource(root, workers=1)
         outcomes = {"items": 0, "rejects": 0}
         for x in src.scan():
@@ -104,6 +127,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,120000", help="image counts, comma-separated")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--no-peer", action="store_true", help="skip json.load (it takes GBs)")
+    ap.add_argument("--folder", action="store_true", help="also scan+folder (see above)")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -129,7 +153,10 @@ def main() -> None:
             write_instances(ann, n, n_ann)
             print(f"wrote {ann} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         (root / "train2017").mkdir(exist_ok=True)
-        modes = ["parse", "scan"] + ([] if args.no_peer else ["json.load"])
+        if args.folder:
+            _image_folder(root, n)
+        modes = ["parse", "scan"] + (["scan+folder"] if args.folder else [])
+        modes += [] if args.no_peer else ["json.load"]
         for mode in modes:
             r = subprocess.run(
                 [sys.executable, __file__, "--child", mode, str(root)],
@@ -153,7 +180,7 @@ def main() -> None:
     Console().print(table)
     if len(sizes) >= 2:
         a, b = sizes[0], sizes[-1]
-        for mode in ("parse", "scan"):
+        for mode in ("parse", "scan") + (("scan+folder",) if args.folder else ()):
             grow = peaks[(b, mode)] - peaks[(a, mode)]
             verdict = "FLAT" if grow <= 15 else "GROWS"
             print(f"{mode}: peak RSS {peaks[(b, mode)]:.0f} MB at {b:,} images vs "

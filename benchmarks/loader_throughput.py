@@ -7,7 +7,8 @@ wall-clock samples/s are shown too.  Peer in the same run: reading every record 
 split and decoding its image (JPEG) and alpha (PNG) with the same decoders, nothing else.
 The loader additionally does the shuffle, the random resized crop, flip, colour jitter,
 the on-the-fly trimap (:func:`matdata.trimap.make_trimap`) and the batch tensors (with
-workers, in shared memory).  Target: >= 0.8x pure decoding.
+workers, in shared memory, which the benchmark releases after each batch as the trainer's
+``prepare_batch`` does, so the workers reuse it).  Target: >= 0.8x pure decoding.
 
     python benchmarks/loader_throughput.py [--data DIR] [--samples 160 --src 512 --size 512]
         [--stages]
@@ -103,7 +104,7 @@ def loader(
     after every batch (the last reading, after the last batch, counts).  Without
     ``/proc`` it falls back to ``RUSAGE_CHILDREN`` (right for forked workers only).
     """
-    from modnet.data import MattingStream, StreamConfig, make_loader
+    from modnet.data import MattingStream, StreamConfig, make_loader, release_batch
 
     cfg = StreamConfig(image_size=(size, size), batch_size=batch, fmt=fmt, seed=0)
     stream = MattingStream(data, cfg, epochs=epochs, rank=0, world=1)
@@ -122,6 +123,7 @@ def loader(
     seen: dict[int, float] = {}
     for b in it:
         n += b["image"].shape[0]
+        release_batch(b)  # done with it, as the trainer's prepare_batch is
         for pid in pids:
             cpu = _proc_cpu(pid)
             if cpu is not None:

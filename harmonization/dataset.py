@@ -5,10 +5,12 @@ was already harmonized, so models replace each other instead of stacking) and it
 harmonize with ``alpha / 255`` as the mask, and write a record with the same key and
 fields where ``image`` is the harmonized JPEG, ``image_raw`` the original bytes and
 ``meta["harmonization"]`` = ``{model, checkpoint_sha256, params, applied}`` with
-``applied`` one of ``harmonized | empty | full``.  Empty/full masks, and composites the
-harmonizer leaves pixel-identical, keep their original bytes (no JPEG re-encode).  A
-record that cannot be decoded, or whose alpha and image sizes differ, becomes a
-:class:`~matdata.rejects.Reject` (stage ``harmonize``), not a crash.
+``applied`` one of ``harmonized | empty | full``; the meta is schema 2 whatever the
+input's (:func:`matdata.schema.conform_meta`: a schema-1 record gains every key).
+Empty/full masks, and composites the harmonizer leaves pixel-identical, keep their
+original bytes (no JPEG re-encode).  A record that cannot be decoded, or whose alpha and
+image sizes differ, becomes a :class:`~matdata.rejects.Reject` (stage ``harmonize``), not
+a crash.
 
 The output shard is written atomically, then its marker ``.parts/SPLIT-NNNNN.json``, so
 :func:`completed_shard` can skip it on a rerun.
@@ -180,12 +182,15 @@ def _output(
 ) -> Any:
     """The output record of one decoded input (``out``: the harmonizer's pixels, or None)."""
     from matdata.imageio import encode_jpeg
+    from matdata.schema import SCHEMA_VERSION, conform_meta
 
     rec, src, img, _m = item
     # unchanged pixels keep their original bytes (no JPEG generation loss)
     changed = out is not None and not np.array_equal(out, img)
     image = encode_jpeg(out, jpeg_quality) if changed else src
-    meta = dict(rec.meta)
+    # schema 2 (a schema-1 input gains every meta key, null where not applied)
+    meta = conform_meta(rec.meta)
+    meta["schema_version"] = SCHEMA_VERSION
     meta["harmonization"] = {**provenance, "applied": status}
     return replace(rec, image=image, image_raw=src, meta=meta)
 

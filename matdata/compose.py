@@ -259,7 +259,54 @@ def compose_sample(
 
     ``ignore`` (``(fh, fw)`` uint8, nonzero = ignored) follows the foreground's geometry.
     Same ``rng`` state and ``cfg`` give identical arrays and params.
+
+    The steps, in the order they draw from ``rng``: :func:`_fg_geometry`,
+    :func:`_place_foreground`, :func:`_background`, :func:`_domain_gap`, then the blend
+    and :func:`_add_noise`.
     """
+    _check_inputs(fg_colors, alpha, bg, ignore)
+    fh, fw = alpha.shape
+    W, H = cfg.size if cfg.size is not None else (fw, fh)
+    params: dict[str, Any] = {"out_size": [W, H], "fg_size": [fw, fh], "augment": cfg.augment}
+
+    geo = _fg_geometry(fw, fh, W, H, rng, cfg)
+    params.update(geo.params())
+    layer = _place_foreground(fg_colors, alpha, ignore, geo, W, H)
+    b_out = _background(bg, W, H, rng, cfg, params)
+
+    # the full-canvas foreground is only made when an op or keep_layers needs it; else the
+    # composite blends the pasted layer into the background over its alpha > 0 box only
+    f_f = layer.canvas() if cfg.keep_layers else None
+    gap: dict[str, Any] = {}
+    f_f, b_f = _domain_gap(layer, f_f, b_out, rng, cfg, gap)
+
+    # --- composite: a * F + (1 - a) * B in float32, rounded
+    if f_f is not None:
+        image = composite_rgb(f_f, layer.alpha, b_f)
+    else:  # b_f is this function's own array (never the caller's) and not handed out
+        image = _blend_into(b_f, layer.colors, layer.alpha, layer.x0, layer.y0)
+    image = _add_noise(image, rng, cfg, gap)
+    params["domain_gap"] = gap
+
+    trimap = None
+    if cfg.trimap is not None:
+        trimap = make_trimap(layer.alpha, cfg.trimap)
+        params["trimap"] = {**cfg.trimap.to_dict(), "radius": cfg.trimap.band_radius(H, W)}
+
+    return Composite(
+        image=image,
+        alpha=np.ascontiguousarray(layer.alpha),
+        fg=np.ascontiguousarray(f_f) if cfg.keep_layers and f_f is not None else None,
+        bg=np.ascontiguousarray(b_f) if cfg.keep_layers else None,
+        trimap=trimap,
+        ignore=np.ascontiguousarray(layer.ignore) if layer.ignore is not None else None,
+        params=params,
+    )
+
+
+def _check_inputs(
+    fg_colors: np.ndarray, alpha: np.ndarray, bg: np.ndarray, ignore: np.ndarray | None
+) -> None:
     if fg_colors.ndim != 3 or fg_colors.shape[2] != 3 or fg_colors.dtype != np.uint8:
         raise ValueError(f"fg_colors must be (H, W, 3) uint8, got {fg_colors.shape}")
     if alpha.shape != fg_colors.shape[:2] or alpha.dtype != np.uint8:
@@ -269,14 +316,37 @@ def compose_sample(
     if ignore is not None and ignore.shape != alpha.shape:
         raise ValueError(f"ignore must be (H, W) like alpha, got {ignore.shape}")
 
-    fh, fw = alpha.shape
-    W, H = cfg.size if cfg.size is not None else (fw, fh)
-    aug = cfg.augment
-    params: dict[str, Any] = {"out_size": [W, H], "fg_size": [fw, fh], "augment": aug}
 
-    # --- foreground geometry
+@dataclass(frozen=True)
+class _FgGeometry:
+    """Where the foreground goes: scale ``s`` (scaled size ``sw x sh``), top-left offset
+    ``(x0, y0)`` on the canvas, mirror ``flip``, the jitter drawn ``(jx, jy)``."""
+
+    s: float
+    flip: bool
+    jx: float
+    jy: float
+    sw: int
+    sh: int
+    x0: int
+    y0: int
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "fg_scale": self.s,
+            "fg_scaled_size": [self.sw, self.sh],
+            "fg_offset": [self.x0, self.y0],
+            "flip": self.flip,
+            "jitter": [self.jx, self.jy],
+        }
+
+
+def _fg_geometry(
+    fw: int, fh: int, W: int, H: int, rng: np.random.Generator, cfg: ComposeConfig
+) -> _FgGeometry:
+    """Fit scale, then (with augment) the random scale, flip and jitter, in that order."""
     s0 = min(W / fw, H / fh)
-    if aug:
+    if cfg.augment:
         s = s0 * _u(rng, *cfg.fg_scale)
         flip = bool(rng.random() < cfg.flip_prob)
         jx = _u(rng, -cfg.jitter, cfg.jitter)
@@ -286,101 +356,132 @@ def compose_sample(
     sw, sh = max(1, round(fw * s)), max(1, round(fh * s))
     x0 = (W - sw) // 2 + round(jx * W)
     y0 = (H - sh) + round(jy * H)
-    params.update(
-        fg_scale=s, fg_scaled_size=[sw, sh], fg_offset=[x0, y0], flip=flip, jitter=[jx, jy]
-    )
+    return _FgGeometry(s, flip, jx, jy, sw, sh, x0, y0)
 
-    import cv2
 
-    # (the input's own size too: a scale that rounds to the canvas, e.g. 1001x1000 into
-    # 1000x999, still needs the resize)
-    identity = (fw, fh, sw, sh, x0, y0) == (W, H, W, H, 0, 0) and not flip
-    if identity:  # no resampling at all: the alpha is the input's, bit for bit
-        f_l, a_out = fg_colors, alpha.copy()
-        i_out = ignore.copy() if ignore is not None else None
-    else:
-        f_l = _resize(fg_colors, sw, sh)
-        a_l = _resize(alpha, sw, sh)
-        i_l = _resize(ignore, sw, sh, mask=True) if ignore is not None else None
-        if flip:  # cv2.flip: a contiguous mirror image in one pass
-            f_l, a_l = cv2.flip(f_l, 1), cv2.flip(a_l, 1)
-            i_l = cv2.flip(i_l, 1) if i_l is not None else None
-        a_out = np.zeros((H, W), np.uint8)
-        _paste(a_out, a_l, x0, y0)
-        i_out = None
-        if i_l is not None:
-            i_out = np.zeros((H, W), np.uint8)
-            _paste(i_out, i_l, x0, y0)
+@dataclass
+class _FgLayer:
+    """The foreground placed on a ``W x H`` canvas: ``colors`` (the scaled, flipped layer,
+    to paste at ``(x0, y0)``; the input itself for an identity placement), the full-canvas
+    ``alpha`` and ``ignore``."""
 
-    def fg_canvas() -> np.ndarray:
+    colors: np.ndarray
+    alpha: np.ndarray
+    ignore: np.ndarray | None
+    x0: int
+    y0: int
+    size: tuple[int, int]  # (W, H)
+    identity: bool
+
+    def canvas(self) -> np.ndarray:
         """The foreground colours on the output canvas (black where nothing is pasted)."""
-        if identity:
-            return fg_colors.copy()
+        if self.identity:
+            return self.colors.copy()
+        W, H = self.size
         out = np.zeros((H, W, 3), np.uint8)
-        _paste(out, f_l, x0, y0)
+        _paste(out, self.colors, self.x0, self.y0)
         return out
 
-    # --- background geometry
+
+def _place_foreground(
+    fg_colors: np.ndarray,
+    alpha: np.ndarray,
+    ignore: np.ndarray | None,
+    geo: _FgGeometry,
+    W: int,
+    H: int,
+) -> _FgLayer:
+    """Scale (and mirror) the foreground layers; paste alpha and ignore on the canvas."""
+    import cv2
+
+    fh, fw = alpha.shape
+    # (the input's own size too: a scale that rounds to the canvas, e.g. 1001x1000 into
+    # 1000x999, still needs the resize)
+    identity = (fw, fh, geo.sw, geo.sh, geo.x0, geo.y0) == (W, H, W, H, 0, 0) and not geo.flip
+    if identity:  # no resampling at all: the alpha is the input's, bit for bit
+        i_out = ignore.copy() if ignore is not None else None
+        return _FgLayer(fg_colors, alpha.copy(), i_out, 0, 0, (W, H), True)
+    f_l = _resize(fg_colors, geo.sw, geo.sh)
+    a_l = _resize(alpha, geo.sw, geo.sh)
+    i_l = _resize(ignore, geo.sw, geo.sh, mask=True) if ignore is not None else None
+    if geo.flip:  # cv2.flip: a contiguous mirror image in one pass
+        f_l, a_l = cv2.flip(f_l, 1), cv2.flip(a_l, 1)
+        i_l = cv2.flip(i_l, 1) if i_l is not None else None
+    a_out = np.zeros((H, W), np.uint8)
+    _paste(a_out, a_l, geo.x0, geo.y0)
+    i_out = None
+    if i_l is not None:
+        i_out = np.zeros((H, W), np.uint8)
+        _paste(i_out, i_l, geo.x0, geo.y0)
+    return _FgLayer(f_l, a_out, i_out, geo.x0, geo.y0, (W, H), False)
+
+
+def _background(
+    bg: np.ndarray,
+    W: int,
+    H: int,
+    rng: np.random.Generator,
+    cfg: ComposeConfig,
+    params: dict[str, Any],
+) -> np.ndarray:
+    """The cover crop of ``bg`` resized to ``W x H`` (zoom, then window position drawn);
+    always a new array, never a view of ``bg``.  Records its params."""
     bh, bw = bg.shape[:2]
-    zoom = _u(rng, *cfg.bg_zoom) if aug else 1.0
+    zoom = _u(rng, *cfg.bg_zoom) if cfg.augment else 1.0
     u = (float(rng.random()), float(rng.random())) if cfg.bg_crop == "random" else None
     bx, by, bcw, bch = cover_crop_box(bw, bh, W, H, zoom, u)
     b_out = _resize(bg[by : by + bch, bx : bx + bcw], W, H)  # OpenCV reads the view
     if np.may_share_memory(b_out, bg):  # never hand out (or later modify) the caller's array
         b_out = b_out.copy()
     params.update(bg_size=[bw, bh], bg_zoom=zoom, bg_crop=[bx, by, bcw, bch])
+    return b_out
 
-    # --- domain-gap ops (drawn only when enabled, so enabling none leaves the stream as is)
-    # the full-canvas foreground is only made when an op or keep_layers needs it; else the
-    # composite blends the pasted layer into the background over its alpha > 0 box only
-    gap: dict[str, Any] = {}
-    f_f: np.ndarray | None = fg_canvas() if cfg.keep_layers else None
-    b_f: np.ndarray = b_out
-    if aug:
-        if cfg.bg_blur > 0 and rng.random() < cfg.bg_blur:
-            sigma = _u(rng, *cfg.bg_blur_sigma)
-            b_f = cv2.GaussianBlur(b_f, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
-            gap["bg_blur"] = {"sigma": sigma}
-        if cfg.jpeg_match > 0 and rng.random() < cfg.jpeg_match:
-            q = int(rng.integers(cfg.jpeg_match_quality[0], cfg.jpeg_match_quality[1] + 1))
-            f_f = _jpeg_roundtrip(f_f if f_f is not None else fg_canvas(), q)
-            b_f = _jpeg_roundtrip(b_f, q)
-            gap["jpeg_match"] = {"quality": q}
-        if cfg.color_jitter > 0 and rng.random() < cfg.color_jitter:
-            c = cfg.color_jitter_strength
-            names = ("brightness", "contrast", "saturation")
-            g_fg = {n: 1.0 + _u(rng, -c, c) for n in names}
-            g_bg = {n: 1.0 + _u(rng, -c, c) for n in names}
-            f_f = _jitter_colors(f_f if f_f is not None else fg_canvas(), g_fg)
-            b_f = _jitter_colors(b_f, g_bg)
-            gap["color_jitter"] = {"fg": g_fg, "bg": g_bg}
 
-    # --- composite: a * F + (1 - a) * B in float32, rounded
-    if f_f is not None:
-        image = composite_rgb(f_f, a_out, b_f)
-    else:  # b_f is this function's own array (never the caller's) and not handed out
-        image = _blend_into(b_f, f_l, a_out, x0, y0)
-    if aug and cfg.noise > 0 and rng.random() < cfg.noise:
+def _domain_gap(
+    layer: _FgLayer,
+    f_f: np.ndarray | None,
+    b_f: np.ndarray,
+    rng: np.random.Generator,
+    cfg: ComposeConfig,
+    gap: dict[str, Any],
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """Background blur, matched JPEG, colour jitter (each drawn only when enabled, so
+    enabling none leaves the random stream as is); returns the new ``(F canvas, B)``.
+    ``F`` stays None unless an op needs the full-canvas foreground (or ``f_f`` is given)."""
+    import cv2
+
+    if not cfg.augment:
+        return f_f, b_f
+    if cfg.bg_blur > 0 and rng.random() < cfg.bg_blur:
+        sigma = _u(rng, *cfg.bg_blur_sigma)
+        b_f = cv2.GaussianBlur(b_f, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
+        gap["bg_blur"] = {"sigma": sigma}
+    if cfg.jpeg_match > 0 and rng.random() < cfg.jpeg_match:
+        q = int(rng.integers(cfg.jpeg_match_quality[0], cfg.jpeg_match_quality[1] + 1))
+        f_f = _jpeg_roundtrip(f_f if f_f is not None else layer.canvas(), q)
+        b_f = _jpeg_roundtrip(b_f, q)
+        gap["jpeg_match"] = {"quality": q}
+    if cfg.color_jitter > 0 and rng.random() < cfg.color_jitter:
+        c = cfg.color_jitter_strength
+        names = ("brightness", "contrast", "saturation")
+        g_fg = {n: 1.0 + _u(rng, -c, c) for n in names}
+        g_bg = {n: 1.0 + _u(rng, -c, c) for n in names}
+        f_f = _jitter_colors(f_f if f_f is not None else layer.canvas(), g_fg)
+        b_f = _jitter_colors(b_f, g_bg)
+        gap["color_jitter"] = {"fg": g_fg, "bg": g_bg}
+    return f_f, b_f
+
+
+def _add_noise(
+    image: np.ndarray, rng: np.random.Generator, cfg: ComposeConfig, gap: dict[str, Any]
+) -> np.ndarray:
+    """Sensor noise on the final composite (drawn only when enabled)."""
+    if cfg.augment and cfg.noise > 0 and rng.random() < cfg.noise:
         sigma = _u(rng, *cfg.noise_sigma)
         noisy = image + rng.normal(0.0, sigma, image.shape).astype(np.float32)
         image = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
         gap["noise"] = {"sigma": sigma}
-    params["domain_gap"] = gap
-
-    trimap = None
-    if cfg.trimap is not None:
-        trimap = make_trimap(a_out, cfg.trimap)
-        params["trimap"] = {**cfg.trimap.to_dict(), "radius": cfg.trimap.band_radius(H, W)}
-
-    return Composite(
-        image=image,
-        alpha=np.ascontiguousarray(a_out),
-        fg=np.ascontiguousarray(f_f) if cfg.keep_layers and f_f is not None else None,
-        bg=np.ascontiguousarray(b_f) if cfg.keep_layers else None,
-        trimap=trimap,
-        ignore=np.ascontiguousarray(i_out) if i_out is not None else None,
-        params=params,
-    )
+    return image
 
 
 def composite_rgb(fg_colors: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:

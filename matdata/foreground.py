@@ -5,7 +5,9 @@ onto a new background (``a * I + (1 - a) * B_new``) keeps ``a * (1 - a) * B_orig
 every soft pixel: the old background shows as a halo in hair and edges.  Estimating ``F``
 first and compositing ``a * F + (1 - a) * B_new`` removes it.
 
-Methods (``estimate_foreground(..., method=...)``):
+Methods (``estimate_foreground(..., method=...)``), one function each, registered by name
+in :data:`ESTIMATORS` (:func:`estimate_blur_fusion`, :func:`estimate_blur_fusion_v1`,
+:func:`estimate_blur_fusion_fine`, ...):
 
 ``"blur_fusion"`` (default)
     Two stages: coarse multi-scale blur fusion for smooth colour fields, then a local
@@ -234,66 +236,57 @@ def blur_fusion(
     return f
 
 
-def multiscale_blur_fusion(
-    rgb: np.ndarray,
-    alpha: np.ndarray,
-    passes: Sequence[tuple[int, int]] | None = None,
-    lam: float | None = None,
-    refine: bool = False,
-    local_fit: bool = True,
-) -> np.ndarray:
-    """Multi-scale blur fusion (uint8 in, uint8 ``(H, W, 3)`` out); see the module docstring.
+class _Pyramid:
+    """uint8 levels of ``(rgb, alpha)`` by successive halving (bilinear at scale 1/2
+    averages each 2x2 block: area resampling for even sizes, and OpenCV's fastest path)
+    down to ``max_factor``; :meth:`level` gives a level as float32 in [0, 1] (cached)."""
 
-    ``local_fit`` (method ``"blur_fusion"``): passes :data:`FIT_PASSES`, then
-    :func:`_local_fit` and the update against its ``F_fit``, ``B_fit`` (``lam`` default
-    :data:`LAM_FIT`); else (``"blur_fusion_v1"``) passes :data:`PASSES`, the background
-    refinement and the update against ``F_r``, ``B_r`` (``lam`` default :data:`LAM`).
-    ``refine`` adds :func:`_local_refine` (method ``"blur_fusion_fine"``).
+    def __init__(self, rgb: np.ndarray, alpha: np.ndarray, max_factor: int):
+        import cv2
 
-    Pass ``i`` blurs with radius ``r_i / d_i`` on the image area-downscaled by ``d_i`` and
-    applies the plain update there; its ``F``/``B`` are bilinearly resized to the next
-    level.  The last pass only provides ``F_r``, ``B_r``: they are resized to full
-    resolution, where ``F = I`` on opaque pixels, ``F = F_r`` on transparent ones and the
-    regularised update on the fractional ones (gathered, so the cost is proportional to
-    the soft region only).
-    """
-    import cv2
+        self.u8: dict[int, tuple[np.ndarray, np.ndarray]] = {1: (rgb, alpha)}
+        d = 1
+        while d < max_factor:
+            i8, a8 = self.u8[d]
+            size = ((i8.shape[1] + 1) // 2, (i8.shape[0] + 1) // 2)
+            d *= 2
+            self.u8[d] = (
+                cv2.resize(i8, size, interpolation=cv2.INTER_LINEAR),
+                cv2.resize(a8, size, interpolation=cv2.INTER_LINEAR),
+            )
+        self._f32: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    h, w = alpha.shape
-    if lam is None:
-        lam = LAM_FIT if local_fit else LAM
-    if not passes:
-        passes = pass_schedule(h, w, FIT_PASSES if local_fit else PASSES)
-    passes = tuple(passes)
-    # pyramid of uint8 levels by successive halving: bilinear at scale 1/2 averages each
-    # 2x2 block (= area resampling for even sizes) and is OpenCV's fastest path
-    pyr: dict[int, tuple[np.ndarray, np.ndarray]] = {1: (rgb, alpha)}
-    d = 1
-    while d < max(p[1] for p in passes):
-        i8, a8 = pyr[d]
-        size = ((i8.shape[1] + 1) // 2, (i8.shape[0] + 1) // 2)
-        d *= 2
-        pyr[d] = (
-            cv2.resize(i8, size, interpolation=cv2.INTER_LINEAR),
-            cv2.resize(a8, size, interpolation=cv2.INTER_LINEAR),
-        )
-    levels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    @property
+    def max_factor(self) -> int:
+        return max(self.u8)
 
-    def level(d: int) -> tuple[np.ndarray, np.ndarray]:
-        if d not in levels:
-            if d not in pyr:
+    def level(self, d: int) -> tuple[np.ndarray, np.ndarray]:
+        if d not in self._f32:
+            if d not in self.u8:
                 raise ValueError(f"pass factors must be powers of 2, got {d}")
-            i8, a8 = pyr[d]
+            i8, a8 = self.u8[d]
             i32, a32 = i8.astype(np.float32), a8.astype(np.float32)
             i32 *= np.float32(1 / 255)
             a32 *= np.float32(1 / 255)
-            levels[d] = (i32, a32)
-        return levels[d]
+            self._f32[d] = (i32, a32)
+        return self._f32[d]
+
+
+def _fusion_passes(
+    pyr: _Pyramid, passes: Sequence[tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Stage 1 of the module docstring: ``(F_r, B_r, factor)`` of the last pass.
+
+    Pass ``i`` blurs with radius ``r_i / d_i`` on the level downscaled by ``d_i`` and
+    applies the plain update there; its ``F``/``B`` are bilinearly resized to the next
+    level.  The last pass only provides ``F_r``, ``B_r`` (at its level's size)."""
+    import cv2
 
     f = b = None
     fr = br = None
+    d = 1
     for i, (r, d) in enumerate(passes):
-        image, a1 = level(d)
+        image, a1 = pyr.level(d)
         lh, lw = a1.shape
         if f is None or b is None:
             f = b = image
@@ -306,38 +299,39 @@ def multiscale_blur_fusion(
         if i < len(passes) - 1:
             f, b = _paper_update(image, fr, br, a3, one_a3), br
     assert fr is not None and br is not None
-    if not local_fit:  # (the local fit below makes it redundant: measured, no change)
-        # refine B once at the last level: the background implied by the regularised F,
-        # (I - a*F) / (1 - a), where it is well conditioned (a <= 0.9), re-blurred locally
-        r_ref = max(1, round(_REFINE_RADIUS / d))
-        one_a1 = 1.0 - a1
-        gain = a1 / (a1 * a1 + np.float32(lam) * one_a1)  # 1 channel, then broadcast by merge
-        inv_oa = 1.0 / np.maximum(one_a1, np.float32(1e-3))
-        f_reg = image - a3 * fr
-        f_reg -= one_a3 * br
-        f_reg *= cv2.merge((gain, gain, gain))
-        f_reg += fr
-        np.clip(f_reg, 0.0, 1.0, out=f_reg)
-        f_reg *= a3
-        b_imp = np.subtract(image, f_reg, out=f_reg)
-        b_imp *= cv2.merge((inv_oa, inv_oa, inv_oa))
-        np.clip(b_imp, 0.0, 1.0, out=b_imp)
-        cv2.copyTo(br, (a1 > 0.9).astype(np.uint8), b_imp)
-        br = _blur_b(a1, one_a3, b_imp, r_ref)
+    return fr, br, d
 
-    # full resolution: F_r resized (uint8 is plenty for a smooth field) defines F everywhere
-    # (a smooth extension of the subject where a = 0), F = I where a = 1
-    fr8 = cv2.convertScaleAbs(fr, alpha=255.0)  # rounds and saturates to uint8
-    fit = None
-    if local_fit:
-        fit = _local_fit(pyr, level, fr - br, h, w, max(pyr))
-    else:
-        br8 = cv2.convertScaleAbs(br, alpha=255.0)
-        if br8.shape[:2] != (h, w):
-            br8 = cv2.resize(br8, (w, h), interpolation=cv2.INTER_LINEAR)
-    if fr8.shape[:2] != (h, w):
-        fr8 = cv2.resize(fr8, (w, h), interpolation=cv2.INTER_LINEAR)
-    out = fr8
+
+def _schedule(
+    alpha: np.ndarray, passes: Sequence[tuple[int, int]] | None, base: Sequence[tuple[int, int]]
+) -> tuple[tuple[int, int], ...]:
+    return tuple(passes) if passes else pass_schedule(*alpha.shape, base)
+
+
+def _resized_u8(x: np.ndarray, h: int, w: int) -> np.ndarray:
+    """float32 [0, 1] -> uint8 (rounded, saturated), bilinearly resized to ``(h, w)``."""
+    import cv2
+
+    x8 = cv2.convertScaleAbs(x, alpha=255.0)
+    if x8.shape[:2] != (h, w):
+        x8 = cv2.resize(x8, (w, h), interpolation=cv2.INTER_LINEAR)
+    return x8
+
+
+def _soft_update(
+    rgb: np.ndarray,
+    alpha: np.ndarray,
+    fr: np.ndarray,
+    lam: float,
+    f_b: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Full resolution: ``F = F_r`` (``fr``, uint8 at full size) everywhere, ``F = I`` where
+    ``a = 1``, and the regularised update against ``f_b(out, idx)`` (the ``(F, B)`` rows,
+    float32) at the fractional pixels, gathered (work proportional to the soft region).
+    Returns ``(F, flat indices of the fractional pixels)``."""
+    import cv2
+
+    out = fr
     # F = I where a = 1 (numpy compare: OpenCV takes a 1x1 array for a scalar there)
     cv2.copyTo(rgb, np.greater(alpha, 254).view(np.uint8), out)
     a_flat = alpha.reshape(-1)
@@ -346,18 +340,97 @@ def multiscale_blur_fusion(
         a = a_flat[idx].astype(np.float32)[:, None] * np.float32(1 / 255)
         one_a = 1.0 - a
         img = _take_rows(rgb, idx).astype(np.float32)
-        if fit is not None:
-            f_r, b_r = _sample_fit(fit, idx, h, w)
-        else:
-            f_r = _take_rows(out, idx).astype(np.float32)
-            b_r = _take_rows(br8, idx).astype(np.float32)
+        f_r, b_r = f_b(out, idx)
         resid = img - a * f_r - one_a * b_r
         f_new = f_r + a * resid / (a * a + np.float32(lam) * one_a)
         _put_rows(out, idx, np.clip(np.rint(f_new), 0, 255).astype(np.uint8))
-        if refine:
-            r_loc = max(2, round(2 * math.sqrt(h * w) / _REF_SIDE))
-            _local_refine(rgb, alpha, out, idx, r_loc)
+    return out, idx
+
+
+@ESTIMATORS.register("blur_fusion")
+def estimate_blur_fusion(
+    rgb: np.ndarray,
+    alpha: np.ndarray,
+    passes: Sequence[tuple[int, int]] | None = None,
+    lam: float = LAM_FIT,
+) -> np.ndarray:
+    """The default method (uint8 in, uint8 ``(H, W, 3)`` out; module docstring): blur
+    fusion with :data:`FIT_PASSES` (scaled, :func:`pass_schedule`), the local linear fit
+    (:func:`_local_fit`), and the per-pixel update against its ``F_fit``, ``B_fit``."""
+    return _fit_estimate(rgb, alpha, passes, lam)[0]
+
+
+@ESTIMATORS.register("blur_fusion_fine")
+def estimate_blur_fusion_fine(
+    rgb: np.ndarray,
+    alpha: np.ndarray,
+    passes: Sequence[tuple[int, int]] | None = None,
+    lam: float = LAM_FIT,
+) -> np.ndarray:
+    """:func:`estimate_blur_fusion` plus one full-resolution refinement of the faint
+    pixels (:func:`_local_refine`)."""
+    out, idx = _fit_estimate(rgb, alpha, passes, lam)
+    if idx.size:
+        h, w = alpha.shape
+        _local_refine(rgb, alpha, out, idx, max(2, round(2 * math.sqrt(h * w) / _REF_SIDE)))
     return out
+
+
+def _fit_estimate(
+    rgb: np.ndarray, alpha: np.ndarray, passes: Sequence[tuple[int, int]] | None, lam: float
+) -> tuple[np.ndarray, np.ndarray]:
+    h, w = alpha.shape
+    passes = _schedule(alpha, passes, FIT_PASSES)
+    pyr = _Pyramid(rgb, alpha, max(p[1] for p in passes))
+    fr, br, _ = _fusion_passes(pyr, passes)
+    fit = _local_fit(pyr.u8, pyr.level, fr - br, h, w, pyr.max_factor)
+    return _soft_update(
+        rgb, alpha, _resized_u8(fr, h, w), lam, lambda _out, idx: _sample_fit(fit, idx, h, w)
+    )
+
+
+@ESTIMATORS.register("blur_fusion_v1")
+def estimate_blur_fusion_v1(
+    rgb: np.ndarray,
+    alpha: np.ndarray,
+    passes: Sequence[tuple[int, int]] | None = None,
+    lam: float = LAM,
+) -> np.ndarray:
+    """The previous default (module docstring): blur fusion with :data:`PASSES`, a
+    background refinement at the last level, and the per-pixel update against the
+    resized ``F_r``, ``B_r``."""
+    import cv2
+
+    h, w = alpha.shape
+    passes = _schedule(alpha, passes, PASSES)
+    pyr = _Pyramid(rgb, alpha, max(p[1] for p in passes))
+    fr, br, d = _fusion_passes(pyr, passes)
+    image, a1 = pyr.level(d)
+    a3 = cv2.merge((a1, a1, a1))
+    one_a3 = 1.0 - a3
+    # refine B once at the last level: the background implied by the regularised F,
+    # (I - a*F) / (1 - a), where it is well conditioned (a <= 0.9), re-blurred locally
+    r_ref = max(1, round(_REFINE_RADIUS / d))
+    one_a1 = 1.0 - a1
+    gain = a1 / (a1 * a1 + np.float32(lam) * one_a1)  # 1 channel, then broadcast by merge
+    inv_oa = 1.0 / np.maximum(one_a1, np.float32(1e-3))
+    f_reg = image - a3 * fr
+    f_reg -= one_a3 * br
+    f_reg *= cv2.merge((gain, gain, gain))
+    f_reg += fr
+    np.clip(f_reg, 0.0, 1.0, out=f_reg)
+    f_reg *= a3
+    b_imp = np.subtract(image, f_reg, out=f_reg)
+    b_imp *= cv2.merge((inv_oa, inv_oa, inv_oa))
+    np.clip(b_imp, 0.0, 1.0, out=b_imp)
+    cv2.copyTo(br, (a1 > 0.9).astype(np.uint8), b_imp)
+    br = _blur_b(a1, one_a3, b_imp, r_ref)
+    br8 = _resized_u8(br, h, w)
+
+    def rows(out: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _take_rows(out, idx).astype(np.float32), _take_rows(br8, idx).astype(np.float32)
+
+    return _soft_update(rgb, alpha, _resized_u8(fr, h, w), lam, rows)[0]
 
 
 _PIXEL = np.dtype((np.void, 3))  # one RGB pixel as a single item (fast row gather/scatter)
@@ -521,11 +594,6 @@ def estimate_foreground(
             f"alpha must be (H, W) uint8 matching rgb {rgb.shape[:2]}, got {alpha.shape}"
         )
     return ESTIMATORS.create(method, rgb, alpha, passes=passes)
-
-
-ESTIMATORS.register("blur_fusion")(multiscale_blur_fusion)
-ESTIMATORS.register("blur_fusion_fine", refine=True)(multiscale_blur_fusion)
-ESTIMATORS.register("blur_fusion_v1", local_fit=False)(multiscale_blur_fusion)
 
 
 def _float_estimator(

@@ -178,7 +178,8 @@ def _open(data: bytes, name: str, max_pixels: int, min_side: int) -> Image.Image
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img.load()
-            img = ImageOps.exif_transpose(img)
+            # in place: without it Pillow returns a copy even when nothing is rotated
+            ImageOps.exif_transpose(img, in_place=True)
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(name, "too_large", str(exc)) from exc
     except (OSError, SyntaxError, ValueError, IndexError, struct.error) as exc:
@@ -264,6 +265,8 @@ def decode_alpha(
     mode = img.mode
     if mode in ("L", "1", "I;16", "I;16B", "I;16L", "I", "F") and channel == "auto":
         return np.ascontiguousarray(_to_uint8(np.asarray(img)))
+    if mode in ("RGBA", "LA"):  # the alpha band alone (no copy of the colours)
+        return np.array(img.getchannel("A"))
     rgb, alpha = _rgb_and_alpha(img, name)
     if alpha is not None:
         return alpha

@@ -6,6 +6,8 @@ threads per core, and training ran 3-5x slower than with ``OMP_NUM_THREADS=1``. 
 policy here splits the cores this process may use (its CPU affinity, shared by the
 processes that ``torchrun`` started on the node):
 
+* the cores are those of the CPU affinity, capped by a cgroup CPU quota when one is set
+  (a container limited to 2 CPUs of a 64-core host gets a plan for 2, not 64);
 * each DataLoader worker is one thread (torch and OpenCV set to 1 in the worker);
 * the default number of loader workers is at most ``cores - 1`` (one core is left for the
   model), so 0 on a single core;
@@ -16,6 +18,10 @@ processes that ``torchrun`` started on the node):
 
 Floating-point sums depend on the torch thread count, so a resumed run repeats an
 uninterrupted one bit for bit only with the same count (give ``--threads`` to pin it).
+The plan therefore depends on the machine (cores, quota) but not on how busy it is: the
+load average is left out on purpose, so the same command on the same machine computes the
+same numbers.  ``benchmarks/train_step.py --thread-plan`` measures the default against
+every ``--threads`` under an emulated shared machine.
 
 torch is imported only inside :func:`apply`.
 """
@@ -23,16 +29,54 @@ torch is imported only inside :func:`apply`.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (its affinity), at least 1."""
+    """Cores this process may run on (its affinity, capped by a cgroup CPU quota), >= 1."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        cores = min(cores, quota)
+    return max(1, cores)
+
+
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> int | None:
+    """CPUs allowed by this process's cgroup CPU quota, rounded up (None: no quota).
+
+    cgroup v2: ``cpu.max`` = ``"QUOTA PERIOD"`` (``"max ..."``: none); v1:
+    ``cpu/cpu.cfs_quota_us`` (-1: none) over ``cpu/cpu.cfs_period_us``.  Containers see
+    their own cgroup at ``root``."""
+
+    def read(path: str) -> str | None:
+        try:
+            with open(os.path.join(root, path)) as f:
+                return f.read().strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    pair: list[str] | None = None
+    v2 = read("cpu.max")
+    if v2 is not None:
+        pair = v2.split()
+    else:
+        quota, period = read("cpu/cpu.cfs_quota_us"), read("cpu/cpu.cfs_period_us")
+        if quota is not None and period is not None:
+            pair = [quota, period]
+    if pair is None or len(pair) != 2:
+        return None
+    try:
+        q, p = int(pair[0]), int(pair[1])
+    except ValueError:  # "max": no quota
+        return None
+    if q <= 0 or p <= 0:
+        return None
+    return max(1, math.ceil(q / p))
 
 
 def local_processes() -> int:

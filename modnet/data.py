@@ -32,15 +32,18 @@ collated batch into MODNet's float layout on the training device (``image`` in
 
 Speed (``benchmarks/loader_throughput.py``): :func:`make_loader` yields whole batches
 (:meth:`MattingStream.iter_batches`, ``batch_size=None`` for the DataLoader); each sample
-is written straight into the batch tensors (shared memory in a worker), and the crop is
-one resize with flip and jitter at the smaller of crop and output size
+is written straight into the batch tensors (shared memory in a worker, reused once the
+consumer released the batch: :class:`_BufferPool`, :func:`release_batch`), and the crop
+is one resize with flip and jitter at the smaller of crop and output size
 (:func:`crop_into`).  The trimap is :func:`matdata.trimap.make_trimap` on the final alpha.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -50,8 +53,17 @@ import torch
 import torch.utils.data
 
 from matdata.errors import DatasetError, MatdataError
+from matdata.imageio import fast_decode_jpeg, fast_decode_png_gray
 from matdata.schema import is_coarse  # the one coarse rule (re-exported here)
-from modnet.augment import AugmentConfig, binarize, crop_into, recompose
+from matdata.trimap import TrimapParams, make_trimap, random_trimap_params
+from modnet.augment import (
+    AugmentConfig,
+    binarize,
+    center_box,
+    crop_into,
+    draw_augment,
+    recompose,
+)
 
 _log = logging.getLogger("matdata.modnet")
 
@@ -327,10 +339,6 @@ class MattingStream:
         rank, position)``; evaluation: centre crop, fixed trimap.  Arrays are written by
         :func:`modnet.augment.crop_into` (one resize, never nearest).
         """
-        from matdata.imageio import fast_decode_jpeg, fast_decode_png_gray
-        from matdata.trimap import TrimapParams, make_trimap, random_trimap_params
-        from modnet.augment import center_box, draw_augment
-
         cfg, aug = self.cfg, self.cfg.augment
         height, width = cfg.image_size
         image = fast_decode_jpeg(rec.image)
@@ -378,17 +386,25 @@ class _Slot:
 
 class _Batch:
     """Batch tensors filled slot by slot; shared memory inside a DataLoader worker (what
-    ``default_collate`` does there), so sending the batch to the main process is free."""
+    ``default_collate`` does there), so sending the batch to the main process is free.
+    In a worker of :func:`make_loader` the shared tensors come from the worker's
+    :class:`_BufferPool` (reused once the consumer released them)."""
 
     def __init__(self, size: int, image_size: tuple[int, int]):
         h, w = image_size
-        shared = torch.utils.data.get_worker_info() is not None
-        self.tensors = {
-            "image": _empty((size, h, w, 3), shared),
-            "alpha": _empty((size, h, w), shared),
-            "trimap": _empty((size, h, w), shared),
-            "ignore": _empty((size, h, w), shared),
+        shapes = {
+            "image": (size, h, w, 3),
+            "alpha": (size, h, w),
+            "trimap": (size, h, w),
+            "ignore": (size, h, w),
         }
+        self.buffer: torch.Tensor | None = None
+        shared = torch.utils.data.get_worker_info() is not None
+        pool = _WORKER_POOL if shared else None
+        if pool is not None:
+            self.tensors, self.buffer = pool.acquire(shapes)
+        else:
+            self.tensors = {k: _empty(v, shared) for k, v in shapes.items()}
         self.arrays = {k: t.numpy() for k, t in self.tensors.items()}
         self.keys: list[str] = []
         self.positions: list[int] = []
@@ -412,7 +428,73 @@ class _Batch:
         out["position"] = torch.tensor(self.positions, dtype=torch.int64)
         if self.bad:  # undecodable records left out: {key, shard, reason, detail}
             out["bad"] = list(self.bad)
+        if self.buffer is not None:  # pooled worker buffer: see release_batch
+            out[BUFFER_KEY] = self.buffer
         return out
+
+
+#: Batch key of a pooled worker buffer's handle ``[loader, worker, slot]`` (int64).
+BUFFER_KEY = "_buffer"
+
+#: Buffers a worker keeps for reuse: the DataLoader has at most ``prefetch_factor`` (2)
+#: batches of a worker in flight, plus the one the consumer is working on.
+_POOL_SLOTS = 4
+
+
+class _BufferPool:
+    """The shared-memory batch buffers of one loader worker, reused across batches.
+
+    Fresh shared memory costs about as much as decoding (first-touch page faults on new
+    shared pages: 1.5-1.8 ms per 512x512 sample here, against 0.04 ms for reused heap),
+    so a worker keeps up to :data:`_POOL_SLOTS` buffer sets and writes a new batch into
+    one only after the consumer has released it (:func:`release_batch`, which
+    :func:`prepare_batch` calls once it has copied the batch).  The release flags are a
+    small shared tensor made by :func:`make_loader` (``flags[worker, slot] = 1``: free).
+    A batch that is never released keeps its buffer: when every slot is taken the worker
+    allocates fresh shared memory as before, so holding batches stays correct.
+    """
+
+    def __init__(self, loader: int, flags: torch.Tensor, worker: int):
+        self.loader, self.flags, self.worker = loader, flags, worker
+        self.sets: list[dict[str, torch.Tensor]] = []
+
+    def acquire(
+        self, shapes: dict[str, tuple[int, ...]]
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        row = self.flags[self.worker]
+        for slot, tensors in enumerate(self.sets):
+            if row[slot] and all(tuple(tensors[k].shape) == v for k, v in shapes.items()):
+                row[slot] = 0
+                return tensors, self._handle(slot)
+        tensors = {k: _empty(v, True) for k, v in shapes.items()}
+        if len(self.sets) < row.numel():
+            self.sets.append(tensors)
+            return tensors, self._handle(len(self.sets) - 1)
+        return tensors, None
+
+    def _handle(self, slot: int) -> torch.Tensor:
+        return torch.tensor([self.loader, self.worker, slot], dtype=torch.int64)
+
+
+#: This worker process's pool (set by :class:`_TorchStream` inside a loader worker).
+_WORKER_POOL: _BufferPool | None = None
+
+#: Release flags of the live loaders of this process, by loader number.
+_LOADER_FLAGS: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
+_loader_numbers = itertools.count()
+
+
+def release_batch(batch: dict[str, Any]) -> None:
+    """Hand a loader batch's shared buffers back to the worker that made it: it may
+    overwrite them with a later batch, so the batch's tensors must not be read after this.
+    A no-op for batches without a pooled buffer (no workers, or already released)."""
+    handle = batch.pop(BUFFER_KEY, None)
+    if handle is None:
+        return
+    loader, worker, slot = (int(v) for v in handle)
+    flags = _LOADER_FLAGS.get(loader)
+    if flags is not None:
+        flags[worker, slot] = 1
 
 
 #: Attribute set on streamed records: the shard they came from (for bad-record reports).
@@ -467,11 +549,15 @@ def to_tensors(
     }
 
 
-def prepare_batch(batch: dict[str, Any], device: torch.device | str = "cpu") -> dict[str, Any]:
+def prepare_batch(
+    batch: dict[str, Any], device: torch.device | str = "cpu", release: bool = True
+) -> dict[str, Any]:
     """A collated loader batch -> float tensors on ``device``, as MODNet's losses expect.
 
     ``image`` (B,3,H,W) ``= x / 127.5 - 1``; ``alpha`` (B,1,H,W) ``= a / 255``; ``trimap``
     (B,1,H,W) in ``{0, 0.5, 1}``; ``ignore`` (B,1,H,W) in ``{0, 1}``; ``coarse`` (B,) bool.
+    With ``release`` (default) a batch from a loader worker is then handed back
+    (:func:`release_batch`): read the returned tensors, not ``batch``'s uint8 ones.
     """
     dev = torch.device(device)
     nb = dev.type == "cuda"
@@ -483,6 +569,12 @@ def prepare_batch(batch: dict[str, Any], device: torch.device | str = "cpu") -> 
     out["trimap"] = (t >= 192).float() + 0.5 * ((t >= 64) & (t < 192)).float()
     out["ignore"] = (batch["ignore"].to(dev, non_blocking=nb)[:, None] >= 128).float()
     out["coarse"] = batch["coarse"].to(dev, non_blocking=nb)
+    out.pop(BUFFER_KEY, None)
+    if release:
+        # Every uint8 tensor has been read: on the CPU into new tensors; to CUDA, shared
+        # memory is pageable, and a copy from pageable memory returns once the source
+        # is staged (with pin_memory the batch here is a pinned copy anyway).
+        release_batch(batch)
     return out
 
 
@@ -512,7 +604,7 @@ def _worker_init(_: int) -> None:
 
 def make_loader(stream: MattingStream, workers: int = 2, pin_memory: bool = False) -> Any:
     """A :class:`torch.utils.data.DataLoader` yielding batches of ``stream`` in order."""
-    ds = _TorchStream(stream)
+    ds = _TorchStream(stream, workers)
     return torch.utils.data.DataLoader(
         ds,
         batch_size=None,  # the stream yields whole batches (MattingStream.iter_batches)
@@ -529,9 +621,12 @@ def make_loader(stream: MattingStream, workers: int = 2, pin_memory: bool = Fals
 
 
 #: Modules the loader's forkserver imports once, so that each worker forks with them loaded
-#: instead of importing torch itself (about 2 CPU-seconds per worker start).  Importing
-#: starts no OpenCV/OpenMP pool, so forking from the server stays safe.
-_PRELOAD = ("torch", "modnet.data")
+#: instead of importing torch itself (about 2 CPU-seconds per worker start) and the
+#: record/image modules (0.3 -> 0.2 CPU-s per worker start).  None of them starts a thread
+#: (the server stays single-threaded, so forking from it is safe); ``pyarrow`` does start
+#: one on import, ``cv2`` too without ``OMP_NUM_THREADS=1``: the workers import those.
+_PRELOAD = ("torch", "modnet.data", "modnet.augment", "matdata.imageio", "matdata.trimap",
+            "matdata.shards")  # fmt: skip
 
 
 def _loader_context() -> Any:
@@ -552,11 +647,21 @@ def _loader_context() -> Any:
 
 
 class _TorchStream(torch.utils.data.IterableDataset):
-    """The torch face of a :class:`MattingStream` (workers split it by batch index)."""
+    """The torch face of a :class:`MattingStream` (workers split it by batch index); with
+    workers it carries the release flags of their :class:`_BufferPool`."""
 
-    def __init__(self, stream: MattingStream):
+    def __init__(self, stream: MattingStream, workers: int = 0):
         super().__init__()
         self.stream = stream
+        self.loader = next(_loader_numbers)
+        self.flags = None
+        if workers > 0:
+            self.flags = torch.zeros((workers, _POOL_SLOTS), dtype=torch.uint8).share_memory_()
+            _LOADER_FLAGS[self.loader] = self.flags
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        global _WORKER_POOL
+        info = torch.utils.data.get_worker_info()
+        if info is not None and self.flags is not None:
+            _WORKER_POOL = _BufferPool(self.loader, self.flags, info.id)
         return self.stream.iter_batches()

@@ -465,6 +465,7 @@ class Trainer:
                 if bool(fine.any()):
                     acc.add(matte[fine], batch["alpha"][fine], batch["trimap"][fine])
                 tick(1)
+                testhooks.val_batch_done(i)  # MATDATA_TEST_SIGINT_AFTER_VAL_BATCHES: Ctrl-C
             del it
         if self.dist.world > 1:
             import torch.distributed as dist

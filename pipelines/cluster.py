@@ -64,6 +64,13 @@ def dask_client(
         # the statistical profiler walks every thread's stack each 10 ms holding the GIL,
         # stalling tasks that release and re-take it around each OpenCV/numpy call
         "distributed.worker.profile.enabled": False,
+        # idle bookkeeping every 20 ms (event-loop tick), 100 ms (worker memory) and
+        # 500 ms (system monitor) cost 0.045 CPU-s per wall-second for a 1-worker cluster,
+        # 0.0095 at these intervals (benchmarks/build_e2e.py: ~0.5 ms per composite on a
+        # quiet machine, several ms when a busy machine stretches the wall time)
+        "distributed.admin.tick.interval": "1s",
+        "distributed.admin.system-monitor.interval": "2s",
+        "distributed.worker.memory.monitor-interval": "1s",
     }
     with dask.config.set(settings), _deferred_sigint() as interrupted:
         cluster = _local_cluster(LocalCluster, n, threads_per_worker, env)
@@ -83,6 +90,7 @@ def dask_client(
 #: Imported once by the fork server, so that worker processes start in a fraction of a
 #: second instead of importing the stack again (spawn) - several seconds on a busy machine.
 PRELOAD = (
+    "pipelines._ignore_sigint",  # first: the fork server and workers leave Ctrl-C to the client
     "distributed",
     "numpy",
     "cv2",
@@ -100,7 +108,6 @@ PRELOAD = (
     "matdata.sources.base",
     "matdata.sources.folder",
     "matdata.sources.demo",
-    "pipelines._ignore_sigint",  # workers leave Ctrl-C to the client (see the module)
 )
 
 

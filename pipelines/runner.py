@@ -160,7 +160,7 @@ def _call(fn: TaskFn, task: Any, topic: str | None) -> Any:
     except MatdataError as exc:
         return TaskFailure(exc.one_line())
     if not getattr(res, "skipped", True):
-        testhooks.shard_written()  # no-op unless a test set MATDATA_TEST_KILL_AFTER_SHARDS
+        testhooks.shard_written()  # no-op unless a MATDATA_TEST_*_AFTER_SHARDS hook is set
     return res
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,21 @@ def _isolated_catalog(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``demo_dataset(name="ds", **options)``: a demo dataset built by
+    :func:`cli_run.build_demo` once per distinct options in this test session (each pytest
+    worker has its own), in a directory called ``name``.  Tests only read it."""
+    from cli_run import build_demo
+
+    built: dict[str, Path] = {}
+
+    def get(name: str = "ds", **options: object) -> Path:
+        key = json.dumps({"name": name, **options}, sort_keys=True)
+        if key not in built:
+            built[key] = build_demo(tmp_path_factory.mktemp("demo") / name, **options)
+        return built[key]
+
+    return get

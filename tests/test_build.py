@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_cli
 
 from matdata.build_config import BuildConfig
 from matdata.builder import (
@@ -259,12 +259,7 @@ def test_option_parsing() -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from matdata.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(list(args), timeout=120)
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated
@@ -18,31 +17,17 @@ from typing import Annotated
 import numpy as np
 import pytest
 import typer
-
-ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "matdata"]
+from cli_run import CLI, cli_env, run_cli
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("MATDATA_DEBUG", None)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update(COLUMNS="200", OMP_NUM_THREADS="1", MATDATA_PROGRESS_INTERVAL="0")
-    env.update(extra)
-    return env
+    return cli_env(MATDATA_PROGRESS_INTERVAL="0", **extra)
 
 
 def run(
     args: list[str], cwd: Path | None = None, timeout: float = 300, **env: str
 ) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*CLI, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=_env(**env),
-    )
+    return run_cli(args, cwd=cwd, timeout=timeout, MATDATA_PROGRESS_INTERVAL="0", **env)
 
 
 def _png(path: Path, size: tuple[int, int] = (8, 8)) -> None:
@@ -337,76 +322,117 @@ def test_ingest_allow_empty_registers_anyway(files, tmp_path) -> None:
     assert "bgs" in json.loads((tmp_path / "cat" / "catalog.json").read_text())
 
 
-def _interrupt_when(proc: subprocess.Popen, ready, deadline: float = 240) -> None:
-    """Send SIGINT to the whole process group (as a terminal's Ctrl-C does) once ``ready()``."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end and proc.poll() is None:
-        if ready():
-            os.killpg(proc.pid, signal.SIGINT)
-            return
-        time.sleep(0.02)
-    raise AssertionError("the process never reached the point to interrupt")
+def _interrupted(args: list[str], **hooks: str) -> tuple[subprocess.Popen, str]:
+    """Run ``matdata ARGS`` in a session of its own with test hooks (:mod:`matdata.testhooks`)
+    that send the SIGINT at an exact point, as a terminal's Ctrl-C does; its stderr."""
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(**hooks),
+        start_new_session=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    return proc, err
+
+
+def _one_interrupted_line(proc: subprocess.Popen, err: str) -> str:
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Error" not in err and "Nanny failed" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("build ")]
+    assert len(lines) == 1 and lines[0].startswith("interrupted"), err
+    return lines[0]
 
 
 BUILD = ["build", "--fg", "demo", "--bg", "demo", "--size", "64", "--per-fg", "2",
          "--workers", "1", "--samples-per-shard", "4"]  # fmt: skip
 
 
+def _markers(out: Path) -> list[str]:
+    return sorted(p.name for p in (out / ".parts").glob("*-*.json"))
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_build_is_one_line_and_resumable(tmp_path) -> None:
     out = tmp_path / "ds"
-    err_path = tmp_path / "err.txt"
-    with err_path.open("w") as err:
-        proc = subprocess.Popen(
-            [*CLI, *BUILD, "--out", str(out)],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=_env(),
-            start_new_session=True,
-        )
-        # a shard written and the progress reported: the Dask phase is running
-        _interrupt_when(proc, lambda: "build " in err_path.read_text())
-        proc.wait(timeout=120)
-    text = err_path.read_text()
-    lines = [ln for ln in text.splitlines() if not ln.startswith("build ")]
-    assert proc.returncode == 130, text
-    assert "Traceback" not in text and "Error" not in text, text
-    assert len(lines) == 1 and lines[0].startswith("interrupted:"), text
-    assert "run the same command again to resume" in lines[0]
+    # 48 samples in 12 shards on one single-threaded worker, which sends the Ctrl-C right
+    # after its 3rd shard's marker and starts no further shard
+    proc, err = _interrupted([*BUILD, "--out", str(out)], MATDATA_TEST_SIGINT_AFTER_SHARDS="3")
+    line = _one_interrupted_line(proc, err)
+    assert line.startswith("interrupted: build stopped;"), err
+    assert "run the same command again to resume" in line
+    assert _markers(out) == ["train-00000.json", "train-00001.json", "train-00002.json"]
+    kept = sorted(p.name for p in (out / "parquet").iterdir())
+    assert kept == ["train-00000.parquet", "train-00001.parquet", "train-00002.parquet"]
+    assert not (out / "dataset.json").exists()
     again = run([*BUILD, "--out", str(out)])
     assert again.returncode == 0, again.stderr
-    assert json.loads((out / "dataset.json").read_text())["samples"] > 0
+    m = re.search(r"written / resumed\s*│\s*(\d+) / (\d+)", again.stdout)
+    assert m and (int(m.group(1)), int(m.group(2))) == (9, 3), again.stdout
+    assert json.loads((out / "dataset.json").read_text())["samples"] == 48
 
 
 @pytest.mark.slow
 def test_ctrl_c_while_the_cluster_starts_is_clean(tmp_path) -> None:
     out = tmp_path / "ds"
-    proc = subprocess.Popen(
-        [*CLI, *BUILD, "--out", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-        start_new_session=True,
-    )
-    # the plan is written just before the local cluster starts
-    _interrupt_when(proc, lambda: (out / ".parts" / "plan.json").exists())
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and "Nanny failed" not in err, err
-    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("build ")]
-    assert len(lines) == 1 and lines[0].startswith("interrupted"), err
+    # the Dask fork server sends the Ctrl-C while it imports its preload: the CLI is then
+    # inside LocalCluster's start-up, waiting for its first worker
+    proc, err = _interrupted([*BUILD, "--out", str(out)], MATDATA_TEST_SIGINT_IN_CLUSTER_START="1")
+    _one_interrupted_line(proc, err)
+    assert (out / ".parts" / "plan.json").exists() and _markers(out) == []
+
+
+#: what pip's console-script wrapper for ``matdata = "matdata.cli:main"`` runs
+SCRIPT = (
+    "import sys\nfrom matdata.cli import main\n\nif __name__ == '__main__':\n    sys.exit(main())\n"
+)
+
+
+@pytest.mark.parametrize("how", ["console-script", "python-m"])
+def test_ctrl_c_while_the_command_imports_is_one_line(how: str, tmp_path: Path) -> None:
+    """The command sends itself SIGINT while it imports its modules, before ``main()``
+    runs (a test hook): one line, exit 130, no traceback."""
+    cmd = CLI
+    if how == "console-script":
+        script = tmp_path / "bin" / "matdata"
+        script.parent.mkdir()
+        script.write_text(SCRIPT)
+        cmd = [sys.executable, str(script)]
+    proc = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120,
+                          env=_env(MATDATA_TEST_SIGINT_AT_STARTUP="1"))  # fmt: skip
+    assert (proc.returncode, proc.stderr, proc.stdout) == (130, "interrupted\n", ""), proc.stderr
+
+
+def test_a_program_importing_the_cli_keeps_its_own_ctrl_c() -> None:
+    code = "import matdata.cli"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=_env(MATDATA_TEST_SIGINT_AT_STARTUP="1"))  # fmt: skip
+    # an uncaught KeyboardInterrupt: Python dies of the SIGINT, with its traceback
+    assert proc.returncode == -signal.SIGINT, proc
+    assert proc.stderr.rstrip().endswith("KeyboardInterrupt"), proc.stderr
+
+
+def test_the_fork_server_ignores_ctrl_c_before_its_slow_imports() -> None:
+    """A Ctrl-C while the fork server imports its preload (seconds on a busy machine) killed
+    it with a traceback and "Nanny failed to start" while SIGINT was ignored only after the
+    imports: the module that ignores it comes first."""
+    from pipelines.cluster import PRELOAD
+
+    assert PRELOAD[0] == "pipelines._ignore_sigint"
 
 
 # ------------------------------------------------------------------------- train flows
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tiny") / "ds"
-    proc = run([*BUILD, "--out", str(out), "--no-progress"])
-    assert proc.returncode == 0, proc.stderr
-    return out
+def tiny(demo_dataset) -> Path:
+    return demo_dataset(per_fg=2)  # the dataset BUILD makes
 
 
 TRAIN = ["--hr-channels", "8", "--batch-size", "4", "--image-size", "64", "--device", "cpu",
@@ -439,17 +465,12 @@ def test_train_talks_when_piped_and_resume_says_what_changed(tiny: Path, tmp_pat
 @pytest.mark.slow
 def test_ctrl_c_in_the_first_validation_saves_and_names_the_resume(tiny: Path, tmp_path) -> None:
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [*CLI, "train", "--data", str(tiny), "--out", str(run_dir), "--steps", "50",
+    # the run sends itself the Ctrl-C right after the first batch of its first validation
+    proc, err = _interrupted(
+        ["train", "--data", str(tiny), "--out", str(run_dir), "--steps", "50",
          "--val-limit", "0", *TRAIN],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-        start_new_session=True,
+        MATDATA_TEST_SIGINT_AFTER_VAL_BATCHES="1",
     )  # fmt: skip
-    _interrupt_when(proc, lambda: (run_dir / "config.json").exists())
-    _, err = proc.communicate(timeout=240)
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err
     last = [ln for ln in err.splitlines() if ln.strip()][-1]

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from cli_run import build_demo, run_cli
 from spec_weights import deterministic_state_dict, manifest_entries
 
 from harmonization import build_network, get_config, load_harmonizer, load_network
@@ -244,15 +243,7 @@ def test_device_path_agrees_with_host_path(small_state, device: str) -> None:
 
 
 def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    return subprocess.run(
-        [sys.executable, "-m", "matdata", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env=env,
-    )
+    return run_cli(list(args), cwd=ROOT, timeout=timeout)
 
 
 def test_cli_harmonize_and_eval_with_a_backboned_model(tmp_path: Path) -> None:
@@ -260,12 +251,7 @@ def test_cli_harmonize_and_eval_with_a_backboned_model(tmp_path: Path) -> None:
     from matdata.shards import iter_records, read_index, verify
 
     ds, out = tmp_path / "ds", tmp_path / "h"
-    res = run(
-        "build", "--fg", "demo", "--bg", "demo", "--out", str(ds), "--per-fg", "1",
-        "--size", "96x128", "--samples-per-shard", "2", "--fg-option", "n_fg=3",
-        "--bg-option", "n_bg=2", "--workers", "1", "--no-progress",
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr
+    build_demo(ds, size="96x128", samples_per_shard=2, fg={"n_fg": 3}, bg={"n_bg": 2})
     weights = tmp_path / "hrnet18_idih256.pth"
     torch.save(lib_deterministic(build_network("hrnet18_idih256")), weights)
     res = run(

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_cli
 
 from matdata.imageio import encode_jpeg, encode_png
 from matdata.schema import Record
 from matdata.shards import ShardWriter, write_index
 
-CLI = [sys.executable, "-c", "from matdata.cli import main; main()"]
 TRAIN = [
     "--backbone", "mobilenetv2", "--hr-channels", "8", "--batch-size", "2", "--image-size",
     "64", "--device", "cpu", "--warmup", "0", "--val-every", "0", "--workers", "0",
@@ -83,11 +83,7 @@ def _edit(ds: Path, fn) -> None:
 
 
 def _run(args: list[str], sandbox: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
-    env.pop("MATDATA_DEBUG", None)
-    return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=300, env=env, cwd=sandbox / "cwd"
-    )
+    return run_cli(args, cwd=sandbox / "cwd", timeout=300)
 
 
 def _files(root: Path) -> set[str]:

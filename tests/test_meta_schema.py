@@ -151,3 +151,47 @@ def test_conform_meta():
     assert conform_meta(m) == m  # idempotent
     with pytest.raises(DatasetError, match="unknown ops"):
         conform_meta({"params": {"domain_gap": {"sepia": {}}}})
+
+
+def _schema_1(meta: dict) -> dict:
+    """A record's meta as schema 1 wrote it: version 1, ops not applied left out, no
+    ``params.trimap`` without trimaps, no ``harmonization``."""
+    m = _strip(meta)
+    m["schema_version"] = 1
+    if m["params"].get("trimap") is None:
+        del m["params"]["trimap"]
+    del m["harmonization"]
+    return m
+
+
+def test_harmonize_makes_a_schema_1_dataset_schema_2(built, tmp_path):
+    """A dataset built by schema 1 comes out of ``matdata harmonize`` as schema 2: every
+    meta key present (null where not applied), the values unchanged."""
+    from matdata.shards import ShardInfo, iter_shard, write_index
+    from pipelines.harmonize import run_harmonize
+
+    old = tmp_path / "old"
+    index = read_index(str(built))
+    first = next(ShardInfo.from_dict(d) for d in index["shards"] if d["format"] == "parquet")
+    with ShardWriter(str(old), first.split, first.index, formats=("parquet", "webdataset")) as w:
+        for r in iter_shard(str(built), first):
+            w.write(Record(**{**r.__dict__, "meta": _schema_1(r.meta)}))
+        written = w.close()
+    write_index(str(old), written, config=index["config"], sources=index["sources"],
+                rejects=index["rejects"])  # fmt: skip
+    raw = json.loads((old / "dataset.json").read_text())
+    (old / "dataset.json").write_text(json.dumps({**raw, "schema_version": 1}))
+    before = _records(old, "parquet")
+    assert before and all("trimap" not in r.meta["params"] for r in before)
+    assert any(len(r.meta["params"]["domain_gap"]) < len(DOMAIN_GAP_OPS) for r in before)
+
+    out = tmp_path / "h"
+    run_harmonize(str(old), str(out), "reinhard", workers=1, progress=False)
+    want = {r.key: r.meta for r in _records(built, "parquet")}
+    for fmt in ("parquet", "webdataset"):
+        after = _records(out, fmt)
+        assert [r.key for r in after] == [r.key for r in before]
+        for r in after:
+            assert r.meta["schema_version"] == 2 and r.meta["harmonization"]["model"] == "reinhard"
+            assert {**r.meta, "harmonization": None} == want[r.key]  # every key, same values
+    assert read_index(str(out))["schema_version"] == 2

@@ -295,6 +295,56 @@ def test_worker_count_invariance_and_resume() -> None:
     assert sorted(keys) == sorted(f"s{i:04d}" for i in range(15))
 
 
+def test_worker_buffers_are_reused_only_after_release() -> None:
+    """Loader workers write batches into shared buffers they reuse once the consumer
+    released them (``prepare_batch`` does): released or held, the batches are the
+    in-process ones, and a held batch is never overwritten."""
+    from modnet.data import _POOL_SLOTS, BUFFER_KEY, release_batch
+
+    counts, opener = _memory_shards([5, 4, 6], ignore_every=2)
+
+    def stream() -> MattingStream:
+        return MattingStream(
+            None, _cfg(), rank=0, world=1, shard_counts=counts, open_shard=opener, epochs=2
+        )
+
+    ref = _batches(stream(), 0, 10)
+    assert all(BUFFER_KEY not in b for b in ref)  # no workers: no pool
+    held = _batches(stream(), 1, 10)  # never released: every batch keeps its memory
+    for a, b in zip(ref, held, strict=True):
+        for name in ("image", "alpha", "trimap", "ignore"):
+            assert torch.equal(a[name], b[name]), name
+    slots, prepared = [], []
+    for k, batch in enumerate(make_loader(stream(), workers=1)):
+        slots.append(int(batch[BUFFER_KEY][2]))
+        copies = {n: batch[n].clone() for n in ("image", "alpha", "trimap", "ignore")}
+        if k % 2:
+            prepared.append(prepare_batch(batch))  # releases
+            assert BUFFER_KEY not in batch and BUFFER_KEY not in prepared[-1]
+        else:
+            release_batch(batch)
+        for name, t in copies.items():
+            assert torch.equal(t, ref[k][name]), (k, name)
+    assert len(slots) == 10 and min(slots) >= 0 and max(slots) < _POOL_SLOTS
+    assert len(set(slots)) < len(slots)  # buffers were reused
+    for k, b in zip(range(1, 10, 2), prepared, strict=True):  # the float copies stay intact
+        assert torch.equal(b["image"], prepare_batch(ref[k])["image"])
+
+
+def test_loader_forkserver_stays_single_threaded() -> None:
+    """Workers fork from a server that preloads modules; a server with a second thread
+    could fork a worker holding a lock (OpenCV and pyarrow start threads on import)."""
+    from multiprocessing import forkserver
+
+    counts, opener = _memory_shards([3])
+    s = MattingStream(None, _cfg(), rank=0, world=1, shard_counts=counts, open_shard=opener)
+    assert len(_batches(s, 1, 1)) == 1
+    pid = forkserver._forkserver._forkserver_pid  # private, but the only way to find it
+    with open(f"/proc/{pid}/status") as f:
+        status = dict(line.split(":", 1) for line in f)
+    assert int(status["Threads"]) == 1
+
+
 def test_batches_are_collated_samples() -> None:
     """The loader's batches (written in place) equal ``default_collate`` of the samples of
     the same positions, including a partial last batch; a rerun is byte-identical."""

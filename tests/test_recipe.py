@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli_run import run_cli
 from cli_run import run_main as _main
 
-CLI = [sys.executable, "-c", "from matdata.cli import main; main()"]
 TOY = [
     "--hr-channels", "8", "--batch-size", "2", "--image-size", "64", "--device", "cpu",
     "--workers", "0", "--log-every", "1", "--warmup", "0",
@@ -27,14 +25,7 @@ TOY = [
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="200")
-    proc = subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=600, env=env, cwd=cwd
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"matdata {' '.join(args[:2])} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return run_cli(args, cwd=cwd, check=True)
 
 
 def test_recipe_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd) -> None:

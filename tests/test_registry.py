@@ -113,7 +113,13 @@ def test_the_four_registries() -> None:
     assert four.enc_channels == BACKBONES["resnet18"]().enc_channels
     assert next(four.parameters()).shape[1] == 4  # in_channels reached the constructor
     assert tuple(ESTIMATORS.names()) == METHODS and METHODS[0] == "blur_fusion"
-    assert ESTIMATORS.defaults("blur_fusion_v1") == {"local_fit": False}
+    # one function per algorithm (issue 14), no flags chosen by registry defaults
+    import matdata.foreground as fg
+
+    assert ESTIMATORS.get("blur_fusion") is fg.estimate_blur_fusion
+    assert ESTIMATORS.get("blur_fusion_fine") is fg.estimate_blur_fusion_fine
+    assert ESTIMATORS.get("blur_fusion_v1") is fg.estimate_blur_fusion_v1
+    assert all(ESTIMATORS.defaults(m) == {} for m in METHODS)
 
 
 def test_unknown_foreground_method_is_config_and_value_error() -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_cli
 from coco_fixture import jpeg, make_coco
 
 from matdata.errors import ConfigError, SourceError
@@ -135,13 +135,7 @@ def test_missing_annotations_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from matdata.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )
+    return run_cli(list(args), cwd=cwd, timeout=120)
 
 
 def test_cli_ingest_reports_filtered_and_missing_val(tmp_path: Path) -> None:
@@ -163,3 +157,40 @@ def test_cli_ingest_reports_filtered_and_missing_val(tmp_path: Path) -> None:
     r = _cli("ingest", "coco", str(bad), "--no-progress", cwd=tmp_path)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert "not a valid COCO annotation file" in r.stderr
+
+
+def test_the_image_folder_walk_reports_exactly_the_unlisted_files(tmp_path: Path) -> None:
+    """The image folder is streamed (os.scandir, not listed into memory); the rejects are
+    still every file the JSON does not list, in a sorted depth-first walk's order, the same
+    as a full listing through fsspec gives; an image the JSON names outside COCO's form
+    (street.jpg for id 5) is listed, its default-form name is not."""
+    from matdata.sources.coco import _unlisted_files
+    from matdata.storage import get_fs
+
+    root = make_coco(tmp_path / "coco", val=False)
+    ann = root / "annotations" / "instances_train2017.json"
+    doc = json.loads(ann.read_text())
+    for im in doc["images"]:
+        if im["id"] == 5:
+            im["file_name"] = "street.jpg"
+    ann.write_text(json.dumps(doc))
+    tr = root / "train2017"
+    (tr / "street.jpg").write_bytes(jpeg(5))
+    (tr / "._000000000004.jpg").write_bytes(b"\x00\x05\x16\x07")
+    (tr / "sub").mkdir()
+    (tr / "sub" / "junk.bin").write_bytes(b"x")
+    want = ["._000000000004.jpg", "000000000005.jpg", "000000000099.jpg", "notes.txt",
+            "sub/junk.bin"]  # fmt: skip
+
+    _, items, rejects = scan(root)
+    unlisted = [r for r in rejects if r.reason in ("unexpected_file", "macos_resource_fork")]
+    assert [Path(r.path).relative_to(tr).as_posix() for r in unlisted] == want
+    assert [r.reason for r in unlisted][:2] == ["macos_resource_fork", "unexpected_file"]
+    assert "train2017-street" in {it.id for it in items}
+    # the same files through fsspec's listing (the path other file systems take)
+    ix = parse_instances(str(ann), "train2017")
+    url = "file://" + str(tr)
+    listed = [p.split("://", 1)[1] for p in _unlisted_files(url, "", "train2017", ix)]
+    assert listed == [r.path for r in unlisted]
+    _, local = get_fs(str(tr))
+    assert list(_unlisted_files(str(tr), local, "train2017", ix)) == listed

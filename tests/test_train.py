@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_run import CLI, cli_env
 from cli_run import run_main as _main
 from train_check import assert_metrics_match, independent_val_metrics
 
@@ -24,7 +24,6 @@ from modnet.train import (
     resolve_config,
 )
 
-CLI = [sys.executable, "-c", "from matdata.cli import main; main()"]
 STEPS = 10
 COMMON = [
     "--backbone", "mobilenetv2", "--hr-channels", "8", "--batch-size", "4",
@@ -33,36 +32,16 @@ COMMON = [
 ]  # fmt: skip
 
 
-def _run(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    """The real console script in a subprocess (used for build, evaluate, predict)."""
-    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, env=_env())
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args[0]} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="200")
-    return env
-
-
 def _log(run: Path) -> dict[tuple[str, int], dict]:
     lines = (run / "metrics.jsonl").read_text().splitlines()
     return {(d["kind"], d["step"]): d for d in map(json.loads, lines)}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def runs(tmp_path_factory: pytest.TempPathFactory, demo_dataset) -> dict[str, Path]:
     """Demo data; run A: STEPS straight (checkpoint at STEPS/2); run B: resumed from it."""
     root = tmp_path_factory.mktemp("train")
-    data = root / "demo"
-    _run([
-        "build", "--fg", "demo", "--bg", "demo", "--out", str(data), "--size", "96",
-        "--per-fg", "2", "--workers", "1", "--samples-per-shard", "16", "--no-progress",
-    ])  # fmt: skip
+    data = demo_dataset(name="demo", size="96", per_fg=2, samples_per_shard=16)
     a, b = root / "runA", root / "runB"
     assert _main([
         "train", "--data", str(data), "--out", str(a), "--steps", str(STEPS),
@@ -155,7 +134,7 @@ def test_ctrl_c_saves_a_consistent_checkpoint(runs: dict[str, Path], tmp_path) -
         "train", "--data", str(runs["data"]), "--out", str(run), "--steps", str(STEPS),
         "--ckpt-every", "100", "--val-every", "0", "--workers", "0", *COMMON,
     ]  # fmt: skip
-    env = {**_env(), "MATDATA_TEST_SIGINT_AFTER_STEPS": "3"}
+    env = cli_env(MATDATA_TEST_SIGINT_AFTER_STEPS="3")
     proc = subprocess.Popen([*CLI, *args], env=env, stderr=subprocess.PIPE, text=True)
     log = run / "metrics.jsonl"
     _, err = proc.communicate(timeout=240)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,35 +14,10 @@ from cli_run import run_main as _main
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-CLI = [sys.executable, "-c", "from matdata.cli import main; main()"]
 TINY = [
     "--hr-channels", "8", "--batch-size", "2", "--image-size", "64", "--device", "cpu",
     "--warmup", "0", "--log-every", "1", "--seed", "1",
 ]  # fmt: skip
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="200")
-    return env
-
-
-def _cli(args: list[str]) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600, env=_env())
-    if proc.returncode != 0:
-        raise AssertionError(f"{args[:2]} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def _build(out: Path, seed: int, val: float) -> None:
-    _cli([
-        "build", "--fg", "demo", "--bg", "demo", "--out", str(out), "--size", "64",
-        "--per-fg", "1", "--workers", "1", "--samples-per-shard", "4", "--no-progress",
-        "--fg-option", "n_fg=8", "--fg-option", f"seed={seed}", "--fg-option",
-        f"val_fraction={val}", "--bg-option", "n_bg=4", "--seed", str(seed),
-    ])  # fmt: skip
 
 
 def _records(run: Path) -> list[dict]:
@@ -52,13 +25,15 @@ def _records(run: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("stages")
-    out = {"fine": root / "fine", "more": root / "more", "noval": root / "noval"}
-    _build(out["fine"], 0, 0.6)
-    _build(out["more"], 1, 0.6)
-    _build(out["noval"], 2, 0.0)
-    return out
+def data(demo_dataset) -> dict[str, Path]:
+    """Three demo datasets of 8 foregrounds (their names matter: --data-weights uses them)."""
+
+    def build(name: str, seed: int, val: float) -> Path:
+        fg = {"n_fg": 8, "seed": seed, "val_fraction": val}
+        return demo_dataset(name=name, per_fg=1, seed=seed, fg=fg, bg={"n_bg": 4})
+
+    return {"fine": build("fine", 0, 0.6), "more": build("more", 1, 0.6),
+            "noval": build("noval", 2, 0.0)}  # fmt: skip
 
 
 def test_two_datasets_mixed_validated_apart_recorded_and_resumed_exactly(

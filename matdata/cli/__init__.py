@@ -7,7 +7,14 @@ stays instant.  Any :class:`~matdata.errors.MatdataError` becomes one red line a
 code 1; set ``MATDATA_DEBUG=1`` for the full traceback.
 """
 
-# ruff: noqa: I001  (command modules import in help order: it sets the order of `--help`)
+# ruff: noqa: I001, E402  (command modules import in help order: it sets the order of `--help`;
+# the Ctrl-C start-up handler comes before them all)
+# First: a Ctrl-C during the imports below is one line and exit 130 (see matdata.startup).
+from matdata import startup, testhooks
+
+startup.hold_ctrl_c()
+testhooks.cli_starting()  # no-op unless MATDATA_TEST_SIGINT_AT_STARTUP is set
+
 from matdata.cli.app import app, main
 
 # Importing the command modules registers their commands on ``app``.

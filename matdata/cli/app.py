@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from matdata import __version__
+from matdata import __version__, startup
 from matdata.errors import ConfigError, MatdataError
 
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ def main() -> None:
 
     debug = bool(os.environ.get("MATDATA_DEBUG"))
     try:
+        startup.release_ctrl_c()  # Ctrl-C during the imports was handled by matdata.startup
         rc = usage.invoke(app)
         # Typer (non-standalone) *returns* the code of typer.Exit, and turns Ctrl-C into 130.
         if isinstance(rc, int) and not isinstance(rc, bool) and rc != 0:

@@ -318,23 +318,13 @@ class CocoSource(Source):
             fs, p = get_fs(folder)
             # files in the image folder that the JSON does not list
             if fs.isdir(p):
-                listed = {ix.file_name(r) for r in range(len(ix))} if ix.names else None
-                for path in iter_files(folder):
-                    fname = basename(path)
-                    if not _is_listed(fname, name, ix, listed):
-                        why = (
-                            "AppleDouble file"
-                            if is_resource_fork(fname)
-                            else (f"not listed in instances_{name}.json")
-                        )
-                        reason = (
-                            "macos_resource_fork"
-                            if is_resource_fork(fname)
-                            else ("unexpected_file")
-                        )
-                        self.total += 1
-                        yield Reject(self.kind, path, reason, why)
-                        tick(1)
+                for path in _unlisted_files(folder, p, name, ix):
+                    fork = is_resource_fork(basename(path))
+                    why = "AppleDouble file" if fork else f"not listed in instances_{name}.json"
+                    reason = "macos_resource_fork" if fork else "unexpected_file"
+                    self.total += 1
+                    yield Reject(self.kind, path, reason, why)
+                    tick(1)
             wanted = set(self.exclude)
             rows = []
             for r in range(len(ix)):
@@ -386,6 +376,40 @@ class CocoSource(Source):
             tags=tuple(ix.categories(row)),
             extra=extra_json(set=set_name, coco_id=coco_id, annotations=int(ix.n_ann[row])),
         )
+
+
+def _unlisted_files(folder: str, local: str, set_name: str, ix: CocoIndex) -> Iterator[str]:
+    """Files below the image folder that the JSON does not list, in :func:`iter_files`'s
+    order (a depth-first walk sorted by name).
+
+    A local folder (``local`` is its path) is streamed with ``os.scandir`` and of each
+    directory only the unlisted files and the subdirectories are kept, so memory does not
+    grow with the folder (118k names for train2017); the names the JSON lists are checked
+    against the index arrays (and the set of file names not in COCO's form)."""
+    import os
+
+    custom = set(ix.names.values())
+    if "://" in folder:  # other file systems: listed a directory at a time
+        for path in iter_files(folder):
+            if not _is_listed(basename(path), set_name, ix, custom):
+                yield path
+        return
+
+    def walk(directory: str) -> Iterator[str]:
+        keep: list[tuple[str, bool]] = []
+        with os.scandir(directory) as entries:
+            for e in entries:
+                is_dir = e.is_dir(follow_symlinks=False)  # as iter_files: a link is a file
+                if is_dir or not _is_listed(e.name, set_name, ix, custom):
+                    keep.append((e.name, is_dir))
+        for entry, is_dir in sorted(keep):
+            path = os.path.join(directory, entry)
+            if is_dir:
+                yield from walk(path)
+            else:
+                yield path
+
+    yield from walk(local)
 
 
 def _is_listed(fname: str, set_name: str, ix: CocoIndex, listed: set[str] | None) -> bool:
