@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_qa_data import (
     H,
     W,
@@ -386,6 +388,37 @@ def test_missing_and_corrupt_shards(tmp_path):
     assert check_fail_on(report.summary(), ["checksum"])
 
 
+def test_scan_reads_each_shard_once(tmp_path, monkeypatch):
+    """The shard's sha256 is taken while its records stream (no separate hashing read);
+    a shard of the recorded size with other bytes still gets the shard flag, and every
+    record read from it the record flag, as when the mismatch is known up front."""
+    import matdata.storage
+    from matdata.qa.scan import scan_shard
+    from matdata.shards import list_shards
+
+    ds = clean_dataset(tmp_path / "c", n_train=6, n_val=2)
+    hashed = []
+    real = matdata.storage.sha256_file
+    monkeypatch.setattr(
+        matdata.storage, "sha256_file", lambda *a, **kw: hashed.append(a) or real(*a, **kw)
+    )
+    shard = next(s for s in list_shards(str(ds)) if s.split == "train")
+    res = scan_shard(str(ds), shard, sample=[0])
+    assert hashed == [] and res.problems == [] and res.records == 6
+    assert not any(r["flags"] for r in res.rows)
+    path = ds / shard.path
+    data = bytearray(path.read_bytes())
+    at = data.rindex(b"\xff\xd8\xff")  # the start of a JPEG
+    data[at + 200] ^= 0x55  # inside its entropy-coded data: same size, other bytes
+    path.write_bytes(bytes(data))
+    bad = scan_shard(str(ds), shard, sample=[0])
+    reason = f"shard {shard.path}: sha256 mismatch"
+    assert hashed == [] and bad.records == 6
+    assert bad.problems == [{"flag": "checksum_mismatch", "reason": reason}]
+    assert all({"flag": "checksum_mismatch", "reason": reason} in r["flags"] for r in bad.rows)
+    assert [r["key"] for r in bad.rows] == [r["key"] for r in res.rows]
+
+
 def test_webdataset_scan_and_hash_only_shards(tmp_path):
     both = clean_dataset(tmp_path / "both", formats=("parquet", "webdataset"))
     index = json.loads((both / "dataset.json").read_text())
@@ -453,3 +486,20 @@ def test_cli_inspect_and_verify(defects, tmp_path):
     clean = clean_dataset(tmp_path / "clean")
     r = _cli(["verify", str(clean)])
     assert r.exit_code == 0 and "2 shards match" in r.output
+
+
+@settings(max_examples=20, deadline=None)
+@given(h=st.integers(8, 200), w=st.integers(8, 200), seed=st.integers(0, 1000))
+def test_edge_views_of_any_size(h, w, seed):
+    """Edge sheets of images of any size, odd crop sides included: 1:1 row over the zoom
+    row, both as wide as three crops; the crop lies inside the image."""
+    from matdata.qa.edges import edge_sheet, record_views
+
+    rng = np.random.default_rng(seed)
+    alpha = soft_ellipse(w / 2, h / 2, max(2.0, w / 3), max(2.0, h / 3), w=w, h=h)
+    image = rng.integers(0, 256, (h, w, 3), np.uint8)
+    sheet, names, _, (x, y, s) = edge_sheet(image, alpha)
+    assert s == min(160, h, w) and 0 <= x <= w - s and 0 <= y <= h - s
+    assert names == ["composite", "fg/grey", "alpha"]
+    assert sheet.shape == (2 * s + 4, 3 * s + 8, 3)
+    assert record_views(image, alpha) is not None

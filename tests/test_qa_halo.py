@@ -85,6 +85,14 @@ def test_halo_uses_the_stored_background_layer():
     assert abs(halo_score(bleed, alpha, bg)["halo"] - BLEED) < 0.05 * BLEED
 
 
+def test_halo_uses_the_stored_background_layer_on_the_working_scale():
+    """At 512 px and more the ``bg`` layer is area-averaged with the image (it used to be
+    cut with the wrong window there and raised)."""
+    clean, bleed, alpha, bg = _composites(600, 560, soft=6.0, steep=True)
+    assert halo_score(clean, alpha, bg)["halo"] < 1.0
+    assert abs(halo_score(bleed, alpha, bg)["halo"] - BLEED) < 0.05 * BLEED
+
+
 def test_halo_is_none_without_a_soft_edge_or_below_min_side():
     clean, _, alpha, _ = _composites(160, 140)
     binary = np.where(alpha > 127, 255, 0).astype(np.uint8)

@@ -83,8 +83,8 @@ def qa_cmd(
     if compare_with is not None:
         read_index(compare_with)  # a missing second dataset fails before any work
     hold_output_lock(ctx, report_dir, "qa")  # one writer per report folder, until the command ends
-    progress = command_progress(
-        "qa", progress_bar, unit="samples", total=total or None, counter="shards"
+    progress = command_progress(  # on Dask the runner draws the bar (show_progress)
+        "qa", progress_bar and in_process, unit="samples", total=total or None, counter="shards"
     )
     with progress as bar:
         report = run_qa(
@@ -95,6 +95,8 @@ def qa_cmd(
             scheduler=scheduler,
             in_process=in_process,
             progress=bar.advance,
+            show_progress=progress_bar,
+            console=console,
         )
     summary = write_report(report, report_dir)
     counts, flags = summary["counts"], summary["flags"]

@@ -2,7 +2,7 @@
 self-contained HTML report plus ``summary.json`` (see ``docs/qa.md``).
 
 Layers: :mod:`~matdata.qa.analysis` and :mod:`~matdata.qa.phash` are pure functions on
-arrays; :mod:`~matdata.qa.scan` reads one shard (a Dask task in ``pipelines.qa``);
+arrays; :mod:`~matdata.qa.scan` reads one shard (a runner task in ``pipelines.qa``);
 :mod:`~matdata.qa.report` aggregates in the client; :mod:`~matdata.qa.html` and
 :mod:`~matdata.qa.plots` render.
 """

@@ -60,15 +60,30 @@ def edge_crop(alpha: np.ndarray, side: int = EDGE_CROP, step: int = 4) -> tuple[
 
     h, w = alpha.shape
     s = min(side, h, w)
-    frac = cv2.min(alpha, cv2.subtract(255, alpha)).astype(np.float64)
+    # the weight is an integer <= 128 (uint8), summed exactly in int32 (float64 past its
+    # range; a box sum a - b - c + d of a monotone integral stays in range too)
     grad = cv2.morphologyEx(alpha, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    ii = cv2.integral(frac + (grad > 0), sdepth=cv2.CV_64F)
-    ys = np.unique(np.r_[np.arange(0, h - s + 1, step), h - s])
-    xs = np.unique(np.r_[np.arange(0, w - s + 1, step), w - s])
+    edge = cv2.compare(grad, 0, cv2.CMP_GT) // 255
+    weight = cv2.add(cv2.min(alpha, cv2.subtract(255, alpha)), edge)
+    ii = cv2.integral(weight, sdepth=cv2.CV_32S if 128 * h * w < 2**31 else cv2.CV_64F)
+    ys, xs = _corners(h - s, step), _corners(w - s, step)
     y0, x0 = ys[:, None], xs[None, :]
     sums = ii[y0 + s, x0 + s] - ii[y0, x0 + s] - ii[y0 + s, x0] + ii[y0, x0]
     j = int(np.argmax(sums))
     return int(xs[j % len(xs)]), int(ys[j // len(xs)]), s
+
+
+def _corners(last: int, step: int) -> np.ndarray:
+    """``0, step, 2*step, ...`` up to ``last``, and ``last`` itself (sorted, distinct)."""
+    out = np.arange(0, last + 1, step)
+    return out if out[-1] == last else np.append(out, last)
+
+
+def _zoom2(p: np.ndarray) -> np.ndarray:
+    """``p`` at twice the size, each pixel a 2 x 2 block (nearest neighbour)."""
+    import cv2
+
+    return cv2.resize(p, (2 * p.shape[1], 2 * p.shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
 def _over_grey(fg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -77,7 +92,9 @@ def _over_grey(fg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def _grey3(arr: np.ndarray) -> np.ndarray:
-    return np.repeat(arr[..., None], 3, axis=2)
+    import cv2
+
+    return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
 
 
 def _encode(img: np.ndarray) -> bytes:
@@ -140,7 +157,10 @@ def edge_sheet(
         panels.append(cv2.convertScaleAbs(diff, alpha=4.0))
         names.append("harm-raw x4")
     zx, zy, half = edge_crop(a, s // 2, step=2)  # the zoom: the most fractional half-square
-    zoom = [np.repeat(np.repeat(p[zy : zy + half, zx : zx + half], 2, 0), 2, 1) for p in panels]
+    zoom = [_zoom2(p[zy : zy + half, zx : zx + half]) for p in panels]
+    if 2 * half < s:  # an odd crop side (images under EDGE_CROP): pad to the top row's width
+        zoom = [np.pad(z, ((0, s - 2 * half), (0, s - 2 * half), (0, 0)), constant_values=255)
+                for z in zoom]  # fmt: skip
     top, bottom = _row(panels), _row(zoom)
     sheet = np.concatenate([top, np.full((_GAP, top.shape[1], 3), 255, np.uint8), bottom], 0)
     return sheet, names, fg_from, [x, y, s]

@@ -34,8 +34,9 @@ hair tips next to dark hair) adds to the score; a backdrop colour equal to the s
 is invisible; an edge with no solid subject or no clean background within ``r`` pixels
 (isolated strands, a soft edge wider than the box, a subject filling the frame) is not
 measured.  The score needs the
-composite in colour.  Cost: two 4-channel integral images over the bbox window and
-arithmetic on the (subsampled, at most 2048) band pixels only.
+composite in colour.  Cost: the bbox window at the working scale (read in place, no copy),
+one 8-channel integral image of it (colour and count of the opaque and of the transparent
+pixels) and arithmetic on the (subsampled, at most 2048) band pixels only.
 """
 
 from __future__ import annotations
@@ -101,40 +102,29 @@ def halo_score(
     m = (r * 2 ** (LEVELS - 1) + 2) * k
     ya, xa = max(0, y0 - m), max(0, x0 - m)
     yb, xb = ya + (min(h, y1 + m) - ya) // k * k, xa + (min(w, x1 + m) - xa) // k * k
-    ys, xs = slice(ya, yb), slice(xa, xb)
+    size = ((xb - xa) // k, (yb - ya) // k)
 
-    def work(arr: np.ndarray) -> np.ndarray:
-        win = np.ascontiguousarray(arr[ys, xs])
+    def work(arr: np.ndarray) -> np.ndarray:  # C-contiguous, for the flat gathers below
+        win = arr[ya:yb, xa:xb]  # OpenCV reads the window in place
         if k == 1:
-            return win
-        return cv2.resize(win, ((xb - xa) // k, (yb - ya) // k), interpolation=cv2.INTER_AREA)
+            return np.ascontiguousarray(win)
+        return cv2.resize(win, size, interpolation=cv2.INTER_AREA)
 
     a = work(alpha)
-    band = cv2.bitwise_and(cv2.compare(a, BAND_LO, cv2.CMP_GE), cv2.compare(a, BAND_HI, cv2.CMP_LE))
-    pts = cv2.findNonZero(band)
+    pts = cv2.findNonZero(cv2.inRange(a, BAND_LO, BAND_HI))
     if pts is None or len(pts) < MIN_BAND_PX:
         return {"halo": None, "halo_px": 0 if pts is None else len(pts)}
     pts = pts.reshape(-1, 2).astype(np.intp)
     if len(pts) > MAX_BAND_PX:  # an even subsample: the score is a least-squares mean
         pts = pts[np.linspace(0, len(pts) - 1, MAX_BAND_PX).astype(np.intp)]
     c = work(image)
+    sums = _box_integrals(c, a)
     hh, ww = a.shape
-    integrals = []  # per mask: integral of (masked colour, mask count), 4 channels
-    for mask in (cv2.compare(a, OPAQUE, cv2.CMP_GE), cv2.compare(a, CLEAR, cv2.CMP_LE)):
-        four = cv2.merge([*cv2.split(cv2.bitwise_and(c, c, mask=mask)), mask // 255])
-        integrals.append(cv2.integral(four).reshape(-1, 4))
     used_pts, f_parts, b_parts = [], [], []
     for level in range(LEVELS):  # the smallest box that reaches both sides of the band
         if not len(pts):
             break
-        rl = r * 2**level
-        xx, yy = pts[:, 0], pts[:, 1]
-        ya, yb = np.clip(yy - rl, 0, hh), np.clip(yy + rl + 1, 0, hh)
-        xa, xb = np.clip(xx - rl, 0, ww), np.clip(xx + rl + 1, 0, ww)
-        area = (yb - ya) * (xb - xa)
-        stride = ww + 1  # flat indices of the four box corners in an integral image
-        p, q, u, t = yb * stride + xb, ya * stride + xb, yb * stride + xa, ya * stride + xa
-        f_box, b_box = ((ii[p] - ii[q] - ii[u] + ii[t]).astype(np.float64) for ii in integrals)
+        f_box, b_box, area = _box_sums(sums, pts, r * 2**level, hh, ww)
         need = np.maximum(MIN_SHARE * area, 1)
         ok = (f_box[:, 3] >= need) & (b_box[:, 3] >= need)
         used_pts.append(pts[ok])
@@ -145,12 +135,57 @@ def halo_score(
     n = len(used)
     if n < MIN_BAND_PX:
         return {"halo": None, "halo_px": n}
-    xx, yy = used[:, 0], used[:, 1]
+    at = used[:, 1] * ww + used[:, 0]  # flat indices (np.take: far cheaper than a[yy, xx])
     f = np.concatenate(f_parts)
-    b = np.concatenate(b_parts) if bg is None else work(bg)[yy, xx].astype(np.float64)
-    av = a[yy, xx].astype(np.float64)[:, None] / 255.0
-    resid = c[yy, xx] - av * f - (1.0 - av) * b
+    if bg is None:
+        b = np.concatenate(b_parts)
+    else:
+        b = np.take(work(bg).reshape(-1, 3), at, axis=0).astype(np.float64)
+    av = np.take(a.reshape(-1), at).astype(np.float64)[:, None] / 255.0
+    resid = np.take(c.reshape(-1, 3), at, axis=0) - av * f - (1.0 - av) * b
     shape = av * (1.0 - av)
     v = (resid * shape).sum(axis=0) / float((shape * shape).sum())
     # the norm of the sorted magnitudes: the same float whatever the channel order
     return {"halo": float(np.linalg.norm(np.sort(np.abs(v)))), "halo_px": n}
+
+
+def _box_integrals(c: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat ``((H+1)*(W+1), 4)`` integral images of the working colour ``c`` masked to the
+    opaque pixels plus that mask (255 per pixel), and the same for the transparent ones:
+    integer-exact (int32; float64 past its range)."""
+    import cv2
+
+    c4 = cv2.cvtColor(c, cv2.COLOR_BGR2BGRA)  # the 4th channel is 255: counts the mask
+    depth = cv2.CV_32S if 255 * a.size < 2**31 else cv2.CV_64F
+    f4 = cv2.bitwise_and(c4, c4, mask=cv2.compare(a, OPAQUE, cv2.CMP_GE))
+    b4 = cv2.bitwise_and(c4, c4, mask=cv2.compare(a, CLEAR, cv2.CMP_LE))
+    return cv2.integral(f4, sdepth=depth).reshape(-1, 4), cv2.integral(b4, sdepth=depth).reshape(
+        -1, 4
+    )
+
+
+def _box_sums(
+    sums: tuple[np.ndarray, np.ndarray], pts: np.ndarray, r: int, h: int, w: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sums over the ``(2r+1)^2`` box at each point (clipped to the ``h`` x ``w`` window)
+    from each of :func:`_box_integrals`' images as float64 ``(n, 4)`` (colour, count), and
+    the clipped box areas."""
+    xx, yy = pts[:, 0], pts[:, 1]
+    ya, yb = np.maximum(yy - r, 0), np.minimum(yy + r + 1, h)
+    xa, xb = np.maximum(xx - r, 0), np.minimum(xx + r + 1, w)
+    area = (yb - ya) * (xb - xa)
+    ya *= w + 1  # flat indices of the four box corners in an integral image
+    yb *= w + 1
+    corners = (yb + xb, ya + xb, yb + xa, ya + xa)
+    f_box, b_box = (
+        _counted(np.take(s, corners[0], axis=0) - np.take(s, corners[1], axis=0)
+                 - np.take(s, corners[2], axis=0) + np.take(s, corners[3], axis=0))
+        for s in sums
+    )  # fmt: skip
+    return f_box, b_box, area
+
+
+def _counted(box: np.ndarray) -> np.ndarray:
+    """Box sums as float64 with the mask channel (255 per pixel) turned into a count."""
+    box[:, 3] //= 255
+    return box.astype(np.float64)

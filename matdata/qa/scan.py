@@ -1,7 +1,7 @@
-"""Scanning one shard for QA: the unit of work a Dask task runs (I/O at this edge only).
+"""Scanning one shard for QA: the unit of work a runner task runs (I/O at this edge only).
 
 :func:`scan_shard` checks the shard file against ``dataset.json`` (size + sha256), streams
-its records, decodes every field as far as a check uses it, and returns per-record
+its records once, decodes every field as far as a check uses it, and returns per-record
 statistics, flags and perceptual hashes plus small contact-sheet strips for a bounded set
 of records (the planned random sample and the first locally flagged ones).  Memory is
 bounded by one record plus the returned rows (a few hundred bytes per record) and strips.
@@ -22,7 +22,11 @@ thresholds) only oversubscribed the cores (the decode floor is single-threaded t
 
 Checksum decision: a shard whose bytes do not match ``dataset.json`` gets the shard flag
 ``checksum_mismatch`` AND every record read from it carries the record flag
-``checksum_mismatch`` (so per-sample consumers see it too).  A missing shard gets the
+``checksum_mismatch`` (so per-sample consumers see it too).  The shard is read once: its
+size is checked before, its sha256 taken while the records stream
+(:class:`matdata.shards.ShardReader`, as the train and harmonize readers do); a shard of
+the right size whose hash turns out wrong (rare) is scanned a second time, so that its
+records carry the flag exactly as if it had been known up front.  A missing shard gets the
 shard flag ``missing_shard``; a shard that breaks mid-stream gets ``unreadable_shard``
 and keeps the records read before the break.
 """
@@ -30,9 +34,9 @@ and keeps the records read before the break.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -56,6 +60,13 @@ class ShardScan:
     views: dict[str, Any] = field(default_factory=dict)  # key -> edges.RecordViews
     records: int = 0
     seconds: float = 0.0
+    #: for :func:`pipelines.runner.run_shards`: QA writes no shard, so none is skipped
+    skipped: ClassVar[bool] = False
+
+    @property
+    def samples(self) -> int:
+        """Records read (the runner's name for them)."""
+        return self.records
 
 
 # -------------------------------------------------------------------------- thumbnails
@@ -181,6 +192,14 @@ def _decode_fields(rec: Record, colour: bool = True) -> tuple[dict[str, np.ndarr
     return out, flags
 
 
+def decode_for_scan(rec: Record, halo: bool = True) -> tuple[dict[str, np.ndarray], list[Flag]]:
+    """Decode ``rec`` exactly as the scan does (:func:`_decode_fields`): the composite in
+    colour when the halo score is on or the record has ``image_raw``.  The benchmark's
+    floor (``benchmarks/qa_throughput.py``) calls this too, so it decodes what the scan
+    decodes by construction."""
+    return _decode_fields(rec, colour=halo or rec.image_raw is not None)
+
+
 def analyze_record(
     rec: Record,
     th: Thresholds,
@@ -218,7 +237,7 @@ def _analyze(
 
     meta = rec.meta if isinstance(rec.meta, dict) else {}
     row: dict[str, Any] = {"key": rec.key, **provenance(meta)}
-    dec, flags = _decode_fields(rec, colour=halo or rec.image_raw is not None)
+    dec, flags = decode_for_scan(rec, halo)
     flags += list(extra_flags)
     row["phash"] = row["dhash"] = None
     thumb = None
@@ -296,6 +315,7 @@ def scan_shard(
     max_flag_thumbs: int = 32,
     thumb_height: int = THUMB_HEIGHT,
     max_flag_views: int = 4,
+    progress: Callable[[int], None] | None = None,
 ) -> ShardScan:
     """Scan one shard (a :class:`matdata.shards.ShardInfo`); see the module docstring.
 
@@ -303,7 +323,8 @@ def scan_shard(
     views (:mod:`matdata.qa.edges`) are always returned; strips of flagged records are
     returned for the first ``max_flag_thumbs`` of them, edge views for the first
     ``max_flag_views``.  ``band``: positions whose unknown-band area is computed when the
-    record has no stored trimap (None = every record).
+    record has no stored trimap (None = every record).  ``progress(n)``: n more records
+    read (the runner's progress events).
     """
     import cv2
 
@@ -320,6 +341,7 @@ def scan_shard(
             max_flag_thumbs,
             thumb_height,
             max_flag_views,
+            progress,
         )
     finally:
         cv2.setNumThreads(threads)
@@ -335,49 +357,86 @@ def _scan_shard(
     max_flag_thumbs: int,
     thumb_height: int,
     max_flag_views: int = 4,
+    progress: Callable[[int], None] | None = None,
 ) -> ShardScan:
-    from matdata.shards import iter_shard, shard_ok
+    from matdata.shards import ShardReader, shard_ok
 
     t0 = time.perf_counter()
-    th = thresholds or Thresholds()
+    opts = _ScanOptions(
+        thresholds or Thresholds(), set(sample), None if band is None else set(band),
+        max_flag_thumbs, thumb_height, max_flag_views,
+    )  # fmt: skip
     res = ShardScan(shard=shard.to_dict())
-    want = set(sample)
-    band_at = None if band is None else set(band)
     bad_sum = None
-    if verify:
-        problem = shard_ok(dataset_dir, shard)
+    if verify:  # size now (cheap); the sha256 of the bytes as the scan reads them
+        problem = shard_ok(dataset_dir, shard, hash_check=False)
+        if problem is not None and problem.endswith(": missing"):
+            res.problems.append(Flag("missing_shard", problem).to_dict())
+            res.seconds = time.perf_counter() - t0
+            return res
         if problem is not None:
-            if problem.endswith(": missing"):
-                res.problems.append(Flag("missing_shard", problem).to_dict())
-                res.seconds = time.perf_counter() - t0
-                return res
             bad_sum = Flag("checksum_mismatch", f"shard {problem}")
             res.problems.append(bad_sum.to_dict())
+    reader = ShardReader(dataset_dir, shard)
+    _scan_records(res, reader, opts, bad_sum, progress)
+    if verify and bad_sum is None:
+        if reader.sha256 is None:  # the reader could not hash it: hash the file itself
+            problem = shard_ok(dataset_dir, shard)
+        else:
+            problem = None if reader.sha256 == shard.sha256 else f"{shard.path}: sha256 mismatch"
+        if problem is not None:  # rare: scan again, every record carrying the flag
+            bad_sum = Flag("checksum_mismatch", f"shard {problem}")
+            res = ShardScan(shard=shard.to_dict(), problems=[bad_sum.to_dict()])
+            _scan_records(res, ShardReader(dataset_dir, shard), opts, bad_sum)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+@dataclass(frozen=True)
+class _ScanOptions:
+    th: Thresholds
+    want: set[int]  # positions whose strips and views are always returned
+    band_at: set[int] | None  # positions with the unknown band (None: all)
+    max_flag_thumbs: int
+    thumb_height: int
+    max_flag_views: int
+
+
+def _scan_records(
+    res: ShardScan,
+    records: Iterable[Record],
+    opts: _ScanOptions,
+    bad_sum: Flag | None,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Analyze every record of ``records`` into ``res`` (rows, strips, views, problems)."""
+    want = opts.want
     flag_thumbs = flag_views = 0
-    for i, rec in enumerate(_iter_guarded(iter_shard(dataset_dir, shard), res.problems)):
+    path = res.shard["path"]
+    for i, rec in enumerate(_iter_guarded(records, res.problems)):
         row, thumb, dec = _analyze(
             rec,
-            th,
+            opts.th,
             want_thumb=i in want,
-            flag_thumb=flag_thumbs < max_flag_thumbs,
+            flag_thumb=flag_thumbs < opts.max_flag_thumbs,
             extra_flags=[bad_sum] if bad_sum is not None else (),
-            thumb_height=thumb_height,
-            band=band_at is None or i in band_at,
+            thumb_height=opts.thumb_height,
+            band=opts.band_at is None or i in opts.band_at,
         )
-        row["shard"] = shard.path
+        row["shard"] = path
         row["position"] = i
         res.rows.append(row)
         if thumb is not None:
             res.thumbs[rec.key] = thumb
             flag_thumbs += i not in want
-        if i in want or (row["flags"] and flag_views < max_flag_views):
+        if i in want or (row["flags"] and flag_views < opts.max_flag_views):
             views = _views(rec, dec)
             if views is not None:
                 res.views[rec.key] = views
                 flag_views += i not in want
         res.records += 1
-    res.seconds = time.perf_counter() - t0
-    return res
+        if progress is not None:
+            progress(1)
 
 
 def shard_strips(
