@@ -573,6 +573,13 @@ class TaskList(Sequence):
         for i in range(len(self)):
             yield self._plan._task(i)
 
+    def info(self, i: int) -> tuple[str, int]:
+        """``(name, samples)`` of task ``i`` without materialising it (for the runner,
+        which submits tasks by index and lets the workers materialise them)."""
+        split, index, fgs = self._plan._shards[i]
+        k = int(self._plan.picks.shape[1]) if self._plan.picks.ndim == 2 else 0
+        return f"{split}-{index:05d}", len(fgs) * k
+
     @property
     def total_samples(self) -> int:
         """Sum of every task's ``samples`` (K per foreground of each shard), without

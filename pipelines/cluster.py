@@ -31,7 +31,8 @@ def dask_client(
     ``LocalCluster`` of ``workers`` processes (default: one per core) with
     ``threads_per_worker`` threads each is started on 127.0.0.1 without a dashboard.
     Worker processes get ``OMP_NUM_THREADS=1`` (one core per worker) and start from a
-    fork server that has imported :data:`PRELOAD` (fast start-up).
+    fork server that has imported :data:`PRELOAD` (fast start-up).  The client and a local
+    scheduler keep :data:`LOG_LENGTH` messages per stream for debugging, not 1,000.
     """
     import dask
     from distributed import Client, LocalCluster
@@ -40,7 +41,8 @@ def dask_client(
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     if scheduler:
         try:
-            client = Client(scheduler, timeout=connect_timeout)
+            with dask.config.set({LOG_KEY: LOG_LENGTH}):
+                client = Client(scheduler, timeout=connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise ConfigError(
                 f"cannot reach Dask scheduler {scheduler}: {exc}",
@@ -64,6 +66,7 @@ def dask_client(
         # the statistical profiler walks every thread's stack each 10 ms holding the GIL,
         # stalling tasks that release and re-take it around each OpenCV/numpy call
         "distributed.worker.profile.enabled": False,
+        LOG_KEY: LOG_LENGTH,
         # idle bookkeeping every 20 ms (event-loop tick), 100 ms (worker memory) and
         # 500 ms (system monitor) cost 0.045 CPU-s per wall-second for a 1-worker cluster,
         # 0.0095 at these intervals (benchmarks/build_e2e.py: ~0.5 ms per composite on a
@@ -78,7 +81,8 @@ def dask_client(
         cluster.close()
         raise KeyboardInterrupt
     try:
-        client = Client(cluster)
+        with dask.config.set({LOG_KEY: LOG_LENGTH}):
+            client = Client(cluster)
         try:
             yield client
         finally:
@@ -86,6 +90,11 @@ def dask_client(
     finally:
         cluster.close()
 
+
+#: distributed keeps the last ``distributed.admin.low-level-log-length`` (default 1,000)
+#: messages of every comm stream and transitions of the scheduler, for debugging: task
+#: specs and results included, so the driver's memory grew with the first 1,000 shards.
+LOG_KEY, LOG_LENGTH = "distributed.admin.low-level-log-length", 100
 
 #: Imported once by the fork server, so that worker processes start in a fraction of a
 #: second instead of importing the stack again (spawn) - several seconds on a busy machine.
@@ -108,6 +117,7 @@ PRELOAD = (
     "matdata.sources.base",
     "matdata.sources.folder",
     "matdata.sources.demo",
+    "pipelines._one_thread",  # OpenCV's thread pool at one thread in every worker
 )
 
 

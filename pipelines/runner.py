@@ -24,7 +24,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,15 +153,47 @@ class TaskFailure:
         return self.message
 
 
-def _call(fn: TaskFn, task: Any, topic: str | None) -> Any:
+@dataclass(frozen=True)
+class _Outcome:
+    """What a worker hands back for one task: the task's result (or a
+    :class:`TaskFailure`), the wall and CPU seconds the worker spent on it, which worker
+    it was and when (``time.time()``) it started and ended."""
+
+    value: Any
+    seconds: float
+    cpu: float
+    worker: str
+    start: float = 0.0
+    end: float = 0.0
+
+
+def _call(fn: TaskFn, task: Any, topic: str | None) -> _Outcome:
     """What a worker runs: the pipeline's task function with a progress reporter."""
+    started, t0, c0 = time.time(), time.perf_counter(), time.process_time()
     try:
         res = fn(task, Reporter(topic, task.name) if topic else None)
     except MatdataError as exc:
-        return TaskFailure(exc.one_line())
-    if not getattr(res, "skipped", True):
-        testhooks.shard_written()  # no-op unless a MATDATA_TEST_*_AFTER_SHARDS hook is set
-    return res
+        res = TaskFailure(exc.one_line())
+    else:
+        if not getattr(res, "skipped", True):
+            testhooks.shard_written()  # no-op unless a MATDATA_TEST_*_AFTER_SHARDS hook is set
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return _Outcome(res, wall, cpu, _worker_address(), started, started + wall)
+
+
+def _call_at(fn: TaskFn, tasks: Sequence[Any], i: int, topic: str | None) -> _Outcome:
+    """:func:`_call` on ``tasks[i]``: ``tasks`` was shipped to the workers once, so the
+    task's spec is only this index (see :class:`_IndexedFeed`)."""
+    return _call(fn, tasks[i], topic)
+
+
+def _worker_address() -> str:
+    from distributed import get_worker
+
+    try:
+        return str(get_worker().address)
+    except ValueError:  # not running on a worker
+        return ""
 
 
 # ------------------------------------------------------------------------- the Dask loop
@@ -172,13 +204,238 @@ class RunStats:
     """What :func:`run_shards` measured."""
 
     workers: int = 0
+    threads: int = 0  # worker threads in all (matdata's local clusters: 1 per worker)
     seconds: float = 0.0  # wall time of the Dask phase (after the cluster started)
     window: int = 0  # most tasks submitted at a time
+    busy: dict[str, float] = field(default_factory=dict)  # worker -> seconds inside tasks
+    task_cpu: dict[str, float] = field(default_factory=dict)  # worker -> CPU s inside tasks
+    driver_cpu: float = 0.0  # CPU seconds of this process (client + local scheduler) meanwhile
+    indexed: bool = False  # tasks shipped once and submitted by index (small task specs)
+    # where the rest of workers x wall went, summed over workers (seconds): before a
+    # worker's first task, between its tasks, after its last task (for 1-thread workers)
+    ramp: float = 0.0
+    gaps: float = 0.0
+    tail: float = 0.0
+    _first: dict[str, float] = field(default_factory=dict, repr=False)
+    _last: dict[str, float] = field(default_factory=dict, repr=False)
+
+    def record(self, out: _Outcome) -> None:
+        """Add one task's outcome (busy and CPU time, idle gap before it on its worker)."""
+        w = out.worker
+        self.busy[w] = self.busy.get(w, 0.0) + out.seconds
+        self.task_cpu[w] = self.task_cpu.get(w, 0.0) + out.cpu
+        if w in self._last:
+            self.gaps += max(0.0, out.start - self._last[w])
+            self._last[w] = max(self._last[w], out.end)
+            self._first[w] = min(self._first[w], out.start)
+        else:
+            self._first[w], self._last[w] = out.start, out.end
+
+    def close(self, began: float, ended: float) -> None:
+        """Ramp and tail from the phase's wall-clock start and end (``time.time()``)."""
+        self.ramp = sum(max(0.0, t - began) for t in self._first.values())
+        self.tail = sum(max(0.0, ended - t) for t in self._last.values())
+
+    @property
+    def utilisation(self) -> float:
+        """Busy time of all workers / (worker threads x wall time): 1.0 when the runner
+        kept every worker thread fed for the whole phase."""
+        threads = self.threads or self.workers
+        if not threads or self.seconds <= 0:
+            return 0.0
+        return sum(self.busy.values()) / (threads * self.seconds)
 
 
 #: Tasks kept in flight per worker thread: enough to keep every worker busy while the
 #: client refills, few enough that the driver and scheduler hold a bounded number of tasks.
 WINDOW_PER_THREAD = 4
+
+
+class _IndexedFeed:
+    """Submits the tasks of a sequence by index.
+
+    The sequence (a plan's :class:`~matdata.planning.TaskList`: arrays and Arrow tables, or
+    a list) is scattered to every worker once; each task's spec is then ``(fn, ref, i,
+    topic)``, a few hundred bytes however many samples the shard holds.  A worker
+    materialises ``tasks[i]`` itself.  ``tasks.info(i) -> (name, samples)`` where present
+    spares the driver materialising tasks at all.  Every worker holds the whole sequence
+    (a 340k-sample build plan pickles to about 113 MB).  (distributed keeps the last 1,000
+    messages of every stream for debugging, task specs included: with specs carrying a
+    shard's items, the driver's memory grew with the shard count.)"""
+
+    def __init__(self, client: Any, tasks: Sequence[Any], fn: TaskFn, topic: str | None):
+        self.client, self.tasks, self.fn, self.topic = client, tasks, fn, topic
+        # broadcast: every worker holds it, so no worker is preferred for holding the data
+        [self.ref] = client.scatter([tasks], broadcast=True, hash=False)
+        self.info = getattr(tasks, "info", None)
+        self.count = 0
+
+    def next(self) -> tuple[Any, int, str, int] | None:
+        i = self.count
+        if i >= len(self.tasks):
+            return None
+        self.count += 1
+        if self.info is not None:
+            name, samples = self.info(i)
+        else:
+            t = self.tasks[i]
+            name, samples = t.name, t.samples
+        fut = self.client.submit(
+            _call_at, self.fn, self.ref, i, self.topic, pure=False, priority=-i
+        )
+        return fut, i, name, samples
+
+    def close(self) -> None:
+        self.ref.release()
+
+
+class _StreamFeed:
+    """Submits the tasks of a one-shot iterable as they are drawn (each spec carries its
+    task: pass a sequence for flat driver memory over many shards)."""
+
+    def __init__(self, client: Any, tasks: Iterable[Any], fn: TaskFn, topic: str | None):
+        self.client, self.fn, self.topic = client, fn, topic
+        self.pending = enumerate(tasks)  # lazy: a task is materialised when it is submitted
+        self.count = 0
+
+    def next(self) -> tuple[Any, int, str, int] | None:
+        nxt = next(self.pending, None)
+        if nxt is None:
+            return None
+        i, t = nxt
+        self.count += 1
+        fut = self.client.submit(_call, self.fn, t, self.topic, pure=False, priority=-i)
+        return fut, i, t.name, t.samples
+
+    def close(self) -> None:
+        pass
+
+
+class _Tally:
+    """The progress bar's sample count: workers' events as they arrive (throttled), then
+    each shard's completion settles its count exactly, whatever events arrived or were
+    lost.  Resumed shards leave the total (they do not count towards the speed), as do
+    records lost to rejects."""
+
+    def __init__(self, bar: Any, total: int):
+        self.bar = bar
+        self.job = bar.add_task("samples", total=total)
+        self.lock = threading.Lock()
+        self.reported: dict[str, int] = {}
+        self.finished: set[str] = set()
+
+    def on_event(self, event: tuple[float, dict[str, Any]]) -> None:
+        msg = event[1]
+        with self.lock:
+            if msg["shard"] in self.finished:
+                return
+            self.reported[msg["shard"]] = self.reported.get(msg["shard"], 0) + int(msg["n"])
+        self.bar.advance(self.job, int(msg["n"]))
+
+    def settle(self, name: str, planned: int, res: Any) -> None:
+        with self.lock:
+            self.finished.add(name)
+            seen = self.reported.pop(name, 0)
+        total = self.bar.tasks[0].total or 0
+        if res.skipped:
+            self.bar.update(self.job, total=total - planned)
+        else:
+            self.bar.update(self.job, total=total - (planned - res.samples))
+            self.bar.advance(self.job, res.samples - seen)
+
+
+def _total_samples(tasks: Iterable[Any]) -> tuple[Iterable[Any], int]:
+    """``(tasks, total samples)``: ``tasks.total_samples`` where a plan's task list has it,
+    else the sum of ``tasks.info(i)`` sizes, else one pass summing ``samples`` (a one-shot
+    iterator is kept as a list for that)."""
+    total = getattr(tasks, "total_samples", None)
+    if total is not None:
+        return tasks, int(total)
+    info = getattr(tasks, "info", None)
+    if info is not None and isinstance(tasks, Sequence):
+        return tasks, sum(info(i)[1] for i in range(len(tasks)))
+    if iter(tasks) is tasks:
+        tasks = list(tasks)
+    return tasks, sum(t.samples for t in tasks)
+
+
+def _progress_bar(label: str, console: Console, progress: bool) -> Any:
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    return make_progress(
+        *columns,
+        console=console,
+        disable=not progress,
+        label=Text.from_markup(label).plain,
+        unit="samples",
+    )
+
+
+def _window(client: Any, window: int | None) -> tuple[int, int, int]:
+    """``(workers, threads, window)``: the default window is :data:`WINDOW_PER_THREAD` per
+    worker thread."""
+    info = client.scheduler_info().get("workers", {})
+    threads = sum(int(w.get("nthreads", 1) or 1) for w in info.values())
+    if window is None:
+        window = WINDOW_PER_THREAD * max(1, threads)
+    return len(info), threads, max(1, int(window))
+
+
+def _drive(
+    feed: _IndexedFeed | _StreamFeed, window: int, tally: _Tally, stats: RunStats
+) -> tuple[dict[int, Any], list[tuple[str, Any]]]:
+    """Keep ``window`` tasks in flight, refilled in task order as each completes; collect
+    results by task index and failures by task name."""
+    from distributed import as_completed
+
+    results: dict[int, Any] = {}
+    failures: list[tuple[str, Any]] = []
+    in_flight: dict[Any, tuple[int, str, int]] = {}  # future -> (index, name, samples)
+    done = as_completed(with_results=True, raise_errors=False)  # gathered in the background
+
+    def submit_next() -> None:
+        nxt = feed.next()
+        if nxt is not None:
+            fut, i, name, samples = nxt
+            in_flight[fut] = (i, name, samples)
+            done.add(fut)
+
+    for _ in range(window):
+        submit_next()
+    for fut, out in done:
+        i, name, samples = in_flight.pop(fut)
+        fut.release()
+        submit_next()
+        if not isinstance(out, _Outcome):  # an exception: recorded, reported together
+            # (an error arrives as (type, exception, traceback), a cancellation as itself)
+            failures.append((name, out[1] if isinstance(out, tuple) else out))
+            continue
+        stats.record(out)
+        if isinstance(out.value, TaskFailure):
+            failures.append((name, out.value))
+            continue
+        results[i] = out.value
+        tally.settle(name, samples, out.value)
+    return results, failures
+
+
+def _raise_failures(failures: list[tuple[str, Any]], n_tasks: int) -> None:
+    """One :class:`DatasetError` naming the first failure by task name (if any)."""
+    if not failures:
+        return
+    name, exc = sorted(failures, key=lambda f: f[0])[0]
+    msg = exc.one_line() if hasattr(exc, "one_line") else str(exc)
+    raise DatasetError(
+        f"{len(failures)} of {n_tasks} shards failed (first: {name}: {msg})",
+        hint="complete shards are kept; fix the cause and re-run the same command",
+    )
 
 
 def run_shards(
@@ -197,118 +454,42 @@ def run_shards(
     task order.  Failures are collected; after all tasks ran, the first failure (by task
     name) is raised as one :class:`DatasetError` (completed shards are kept).
 
-    Tasks are drawn from ``tasks`` lazily and at most ``window`` (default
-    :data:`WINDOW_PER_THREAD` per worker thread) are submitted at a time, refilled in task
-    order as each completes, so memory stays flat however many shards there are.  The
-    progress total is ``tasks.total_samples`` where ``tasks`` has it (a plan's
-    :class:`~matdata.planning.TaskList`), else one pass summing ``samples``."""
-    from distributed import as_completed
-
+    At most ``window`` tasks (default :data:`WINDOW_PER_THREAD` per worker thread) are
+    submitted at a time, refilled in task order as each completes.  A sequence of tasks
+    (a plan's :class:`~matdata.planning.TaskList`, a list) is shipped to the workers once
+    and its tasks submitted by index, so driver memory stays flat however many shards
+    there are; another iterable with a ``total_samples`` is drawn lazily, each task
+    travelling in its spec.  The progress total is ``tasks.total_samples`` where ``tasks``
+    has it, else the sum of ``tasks.info(i)`` sizes, else one pass summing ``samples`` (a
+    one-shot iterator is listed for it)."""
     from pipelines.cluster import dask_client
 
     console = console or Console(stderr=True)
     stats = stats if stats is not None else RunStats()
-    results: dict[int, Any] = {}
-    failures: list[tuple[str, Any]] = []
-    total_samples = getattr(tasks, "total_samples", None)
-    if total_samples is None and iter(tasks) is tasks:  # a one-shot iterator: keep it
-        tasks = list(tasks)
-    if total_samples is None:  # one pass, one task at a time (nothing kept)
-        total_samples = sum(t.samples for t in tasks)
-    columns = (
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
+    tasks, total = _total_samples(tasks)
     with (
         dask_client(workers, scheduler) as client,
-        make_progress(
-            *columns,
-            console=console,
-            disable=not progress,
-            label=Text.from_markup(label).plain,
-            unit="samples",
-        ) as bar,
+        _progress_bar(label, console, progress) as bar,
     ):
-        info = client.scheduler_info().get("workers", {})
-        stats.workers = len(info)
-        if window is None:
-            threads = sum(int(w.get("nthreads", 1) or 1) for w in info.values())
-            window = WINDOW_PER_THREAD * max(1, threads)
-        window = max(1, int(window))
-        job = bar.add_task("samples", total=total_samples)
-        # workers report samples as they go (events, throttled); a shard's completion then
-        # settles its count exactly, whatever events arrived or were lost
-        topic = f"matdata-run-{uuid.uuid4().hex[:12]}"
-        lock = threading.Lock()
-        reported: dict[str, int] = {}
-        finished: set[str] = set()
-
-        def _on_event(event: tuple[float, dict[str, Any]]) -> None:
-            msg = event[1]
-            with lock:
-                if msg["shard"] in finished:
-                    return
-                reported[msg["shard"]] = reported.get(msg["shard"], 0) + int(msg["n"])
-            bar.advance(job, int(msg["n"]))
-
-        client.subscribe_topic(topic, _on_event)
-        t0 = time.perf_counter()
-        pending = enumerate(tasks)  # lazy: a task is materialised when it is submitted
-        in_flight: dict[Any, tuple[int, str, int]] = {}  # future -> (index, name, samples)
-        done = as_completed()
-        n_tasks = 0
-
-        def _submit_next() -> None:
-            nonlocal n_tasks
-            nxt = next(pending, None)
-            if nxt is None:
-                return
-            i, t = nxt
-            n_tasks += 1
-            fut = client.submit(_call, fn, t, topic, pure=False, priority=-i)
-            in_flight[fut] = (i, t.name, t.samples)
-            done.add(fut)
-
-        for _ in range(window):
-            _submit_next()
-        for fut in done:
-            i, name, samples = in_flight.pop(fut)
-            try:
-                res = fut.result()
-            except Exception as exc:  # recorded; reported together below
-                failures.append((name, exc))
-                continue
-            finally:
-                fut.release()
-                _submit_next()
-            if isinstance(res, TaskFailure):
-                failures.append((name, res))
-                continue
-            results[i] = res
-            with lock:
-                finished.add(name)
-                seen = reported.pop(name, 0)
-            total = bar.tasks[0].total or 0
-            if res.skipped:  # resumed shards do not count towards the speed
-                bar.update(job, total=total - samples)
-            else:  # records lost to rejects leave the total too
-                bar.update(job, total=total - (samples - res.samples))
-                bar.advance(job, res.samples - seen)
+        stats.workers, stats.threads, stats.window = _window(client, window)
+        tally = _Tally(bar, total)
+        # workers report progress as events only when a bar shows it
+        topic = f"matdata-run-{uuid.uuid4().hex[:12]}" if progress else None
+        if topic:
+            client.subscribe_topic(topic, tally.on_event)
+        began, t0, c0 = time.time(), time.perf_counter(), time.process_time()
+        stats.indexed = isinstance(tasks, Sequence)
+        feed = (_IndexedFeed if stats.indexed else _StreamFeed)(client, tasks, fn, topic)
+        try:
+            results, failures = _drive(feed, stats.window, tally, stats)
+        finally:
+            feed.close()
         stats.seconds = time.perf_counter() - t0
-        stats.window = window
-        client.unsubscribe_topic(topic)
-    if failures:
-        name, exc = sorted(failures, key=lambda f: f[0])[0]
-        msg = exc.one_line() if hasattr(exc, "one_line") else str(exc)
-        raise DatasetError(
-            f"{len(failures)} of {n_tasks} shards failed (first: {name}: {msg})",
-            hint="complete shards are kept; fix the cause and re-run the same command",
-        )
+        stats.driver_cpu = time.process_time() - c0
+        stats.close(began, began + stats.seconds)
+        if topic:
+            client.unsubscribe_topic(topic)
+    _raise_failures(failures, feed.count)
     return [results[i] for i in sorted(results)]
 
 

@@ -4,6 +4,7 @@ bit-exactly, and its checkpoint serves predict / evaluate."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -192,7 +193,7 @@ def test_predict_and_evaluate_on_the_checkpoint(runs: dict[str, Path], tmp_path,
     report = tmp_path / "eval.json"
     args = ["evaluate", "--checkpoint", ckpt, "--data", str(runs["data"]), "--json", str(report)]
     assert _main([*args, *small]) == 0
-    assert "sad" in capsys.readouterr().out.lower()
+    printed = capsys.readouterr().out
     # every fine val record is scored, with the model's own prediction: the per-image SAD
     # equals one computed here from `predict_alpha` and the ground truth (SAD = sum|d|/1000)
     from modnet.inference import load_checkpoint_model, predict_alpha
@@ -210,6 +211,11 @@ def test_predict_and_evaluate_on_the_checkpoint(runs: dict[str, Path], tmp_path,
         assert want > 0 and row["whole"]["sad"] == pytest.approx(want, rel=1e-3), rec.key
         sads.append(want)
     assert got["metrics"]["whole"]["sad"] == pytest.approx(np.mean(sads), rel=1e-3)
+    # the printed table shows the report's numbers (SAD /1000 as is, MSE x 1e3), per region
+    for label, key, scale in (("SAD (/1000)", "sad", 1.0), ("MSE (x1e3)", "mse", 1e3)):
+        line = next(ln for ln in printed.splitlines() if label in ln)
+        want = [f"{got['metrics'][r][key] * scale:.4f}" for r in ("unknown", "whole")]
+        assert re.findall(r"\d+\.\d{4}", line.split(label, 1)[1]) == want, (line, want)
 
     rec = decode_record(next(iter_records(str(runs["data"]), "val")))
     img = tmp_path / "p.jpg"
