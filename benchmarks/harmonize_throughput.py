@@ -13,6 +13,17 @@ deterministic stand-in weights (speed does not depend on the values).
 
     python benchmarks/harmonize_throughput.py [--images 4] [--device cpu|cuda] [--batch 1]
     python benchmarks/harmonize_throughput.py --network-only [--device cuda --batch 32]
+    python benchmarks/harmonize_throughput.py --end-to-end --device cuda --batch 32 \\
+        --images 256 --models idih256,rainnet [--io-threads N]
+
+``--end-to-end`` runs the shard task of ``matdata harmonize``
+(:func:`harmonization.dataset.harmonize_shard`: read, decode, network, encode, write a
+Parquet shard) on one shard of ``--images`` 800x600 composites, sequentially
+(``io_threads=0``) and with decode/encode overlapping the network (``--io-threads``,
+default as ``matdata harmonize`` picks), against the network-only throughput of the same
+harmonizer (its ``_forward`` on a resident batch at the network size, autocast as used),
+interleaved over ``--repeats`` rounds, best of each.  Target (issue 15): end to end
+>= 0.8x network-only at batch >= 32 on a GPU.
 """
 
 from __future__ import annotations
@@ -148,6 +159,85 @@ def network_only(names: list[str], device: str, batch: int, repeats: int) -> Non
     Console(width=140).print(table)
 
 
+def end_to_end(
+    names: list[str], device: str, batch: int, images: int, repeats: int, threads: int | None
+) -> None:
+    """Shard task sequential vs overlapped vs network-only, images/s (module docstring)."""
+    import dataclasses
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from harmonization.dataset import HarmonizeTask, harmonize_shard, io_threads_for
+    from matdata.schema import Record
+    from matdata.shards import ShardWriter, list_shards, write_index
+
+    tmp = Path(tempfile.mkdtemp(prefix="harmonize_e2e_"))
+    with ShardWriter(str(tmp / "src"), "train", 0, formats=("parquet",)) as w:
+        for i, (jpg, png) in enumerate(make_inputs(images)):
+            meta = {"split": "train", "fg": f"f{i}", "bg": f"b{i}", "seed": i}
+            w.write(Record(key=f"k{i:05d}", image=jpg, alpha=png, meta=meta))
+        infos = w.close()
+    write_index(str(tmp / "src"), infos, config={}, sources={}, rejects={})
+    shard = list_shards(str(tmp / "src"))[0]
+    dev = torch.device(device)
+    rows = []
+    for name in [n for n in names if n not in ("none", "reinhard")]:
+        weights = tmp / f"{name}.pth"
+        torch.save(deterministic_state_dict(build_network(name)), weights)
+        h = load_harmonizer(name, str(weights), device, batch_size=batch)
+        auto = io_threads_for(h)
+        n_threads = auto if threads is None else threads
+        base = HarmonizeTask(
+            src=str(tmp / "src"), out="", shard=shard, model=name, checkpoint=str(weights),
+            checkpoint_sha256=None, params={"batch_size": batch}, device=device,
+            batch_size=batch, formats=("parquet",), jpeg_quality=95, io_threads=0,
+        )  # fmt: skip
+        hh, ww = h.size
+        x = torch.rand(batch, 3, hh, ww, device=dev)
+        m = (torch.rand(batch, hh, ww, device=dev) > 0.5).float()
+        best = {"seq": float("inf"), "overlap": float("inf"), "net": float("inf")}
+
+        def sync() -> None:
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+
+        for r in range(repeats + 1):  # round 0 warms up (weights load, cudnn autotune)
+            for mode, io in (("seq", 0), ("overlap", n_threads)):
+                task = dataclasses.replace(base, out=str(tmp / f"{name}-{mode}-{r}"), io_threads=io)
+                sync()
+                t = time.perf_counter()
+                harmonize_shard(task)
+                sync()
+                if r:
+                    best[mode] = min(best[mode], (time.perf_counter() - t) / images)
+            sync()
+            t = time.perf_counter()
+            for _ in range(max(1, images // batch)):
+                h._forward(x, m)
+            sync()
+            if r:
+                best["net"] = min(
+                    best["net"], (time.perf_counter() - t) / (max(1, images // batch) * batch)
+                )
+        rows.append((name, n_threads, auto, best))
+    load = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    table = Table(
+        title=f"harmonize shard task vs network only, {images} images 800x600, batch {batch}, "
+        f"device {device}, best of {repeats} (load average {load})"
+    )
+    cols = ("harmonizer", "io threads", "network img/s", "sequential img/s", "overlapped img/s")
+    for col in (*cols, "sequential / network", "overlapped / network"):
+        table.add_column(col, justify="left" if col == "harmonizer" else "right", no_wrap=True)
+    for name, n_threads, auto, b in rows:
+        table.add_row(
+            name, f"{n_threads} (auto {auto})", f"{1 / b['net']:.2f}", f"{1 / b['seq']:.2f}",
+            f"{1 / b['overlap']:.2f}", f"{b['net'] / b['seq']:.2f}x",
+            f"{b['net'] / b['overlap']:.2f}x",
+        )  # fmt: skip
+    Console(width=160).print(table)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=4)
@@ -160,7 +250,19 @@ def main() -> None:
         help="time only the bare forward passes, interleaved, relative to idih256",
     )
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="the harmonize shard task (sequential and overlapped) vs network-only",
+    )
+    ap.add_argument("--io-threads", type=int, default=None, help="with --end-to-end")
     args = ap.parse_args()
+    if args.end_to_end:
+        end_to_end(
+            args.models.split(","), args.device, args.batch, args.images, args.repeats,
+            args.io_threads,
+        )  # fmt: skip
+        return
     if args.network_only:
         network_only(args.models.split(","), args.device, args.batch, args.repeats)
         return

@@ -49,6 +49,9 @@ class HarmonizeTask:
     formats: tuple[str, ...]
     jpeg_quality: int
     verify: bool = True  # refuse an input shard whose bytes do not match its sha256
+    #: threads decoding the next batch and encoding the previous one while the network runs
+    #: (None: io_threads_for(device); 0: none).  Outputs are the same bytes either way.
+    io_threads: int | None = None
 
     @property
     def samples(self) -> int:
@@ -135,40 +138,143 @@ def _decode(rec: Any) -> tuple[bytes, np.ndarray, np.ndarray]:
     return src, image, alpha.astype(np.float32) / 255.0
 
 
+def _decode_or_error(rec: Any) -> tuple[bytes, np.ndarray, np.ndarray] | MatdataError:
+    try:
+        return _decode(rec)
+    except MatdataError as exc:
+        return exc
+
+
+def _collect(
+    records: list[Any], results: list[Any]
+) -> tuple[list[tuple[Any, bytes, np.ndarray, np.ndarray]], dict[str, int], list[Reject]]:
+    """Decoded records (in order) and the rejects among ``results`` of
+    :func:`_decode_or_error` on ``records``."""
+    counts = dict.fromkeys((*STATUSES, "rejected"), 0)
+    rejects: list[Reject] = []
+    decoded = []
+    for rec, res in zip(records, results, strict=True):
+        if isinstance(res, MatdataError):
+            counts["rejected"] += 1
+            rejects.append(Reject.from_error("harmonize", rec.key, res, stage="harmonize"))
+        else:
+            decoded.append((rec, *res))
+    return decoded, counts, rejects
+
+
+def _network(decoded: list[Any], harmonizer: Any) -> tuple[list[str], dict[int, np.ndarray]]:
+    """The mask kind of each decoded record, and the harmonizer's output of the partial
+    ones (by position)."""
+    from harmonization.harmonizers import mask_kind
+
+    kinds = [mask_kind(m) for _, _, _, m in decoded]
+    todo = [i for i, k in enumerate(kinds) if k == "partial"]
+    outs = harmonizer.batch([decoded[i][2] for i in todo], [decoded[i][3] for i in todo])
+    return kinds, dict(zip(todo, outs, strict=True))
+
+
+def _output(
+    item: tuple[Any, bytes, np.ndarray, np.ndarray],
+    status: str,
+    out: np.ndarray | None,
+    provenance: dict[str, Any],
+    jpeg_quality: int,
+) -> Any:
+    """The output record of one decoded input (``out``: the harmonizer's pixels, or None)."""
+    from matdata.imageio import encode_jpeg
+    from matdata.schema import SCHEMA_VERSION, conform_meta
+
+    rec, src, img, _m = item
+    # unchanged pixels keep their original bytes (no JPEG generation loss)
+    changed = out is not None and not np.array_equal(out, img)
+    image = encode_jpeg(out, jpeg_quality) if changed else src
+    # schema 2 (a schema-1 input gains every meta key, null where not applied)
+    meta = conform_meta(rec.meta)
+    meta["schema_version"] = SCHEMA_VERSION
+    meta["harmonization"] = {**provenance, "applied": status}
+    return replace(rec, image=image, image_raw=src, meta=meta)
+
+
 def harmonize_records(
     records: list[Any], harmonizer: Any, provenance: dict[str, Any], jpeg_quality: int
 ) -> tuple[list[Any], dict[str, int], list[Reject]]:
     """Harmonize a batch of records; return ``(new records, counts, rejects)``."""
-    from harmonization.harmonizers import mask_kind
-    from matdata.imageio import encode_jpeg
-    from matdata.schema import SCHEMA_VERSION, conform_meta
-
-    counts = dict.fromkeys((*STATUSES, "rejected"), 0)
-    rejects: list[Reject] = []
-    decoded = []
-    for rec in records:
-        try:
-            decoded.append((rec, *_decode(rec)))
-        except MatdataError as exc:
-            counts["rejected"] += 1
-            rejects.append(Reject.from_error("harmonize", rec.key, exc, stage="harmonize"))
-    kinds = [mask_kind(m) for _, _, _, m in decoded]
-    todo = [i for i, k in enumerate(kinds) if k == "partial"]
-    outs = harmonizer.batch([decoded[i][2] for i in todo], [decoded[i][3] for i in todo])
-    by_index = dict(zip(todo, outs, strict=True))
+    decoded, counts, rejects = _collect(records, [_decode_or_error(r) for r in records])
+    kinds, by_index = _network(decoded, harmonizer)
     new = []
-    for i, (rec, src, img, _m) in enumerate(decoded):
+    for i, item in enumerate(decoded):
         status = "harmonized" if kinds[i] == "partial" else kinds[i]
         counts[status] += 1
-        # unchanged pixels keep their original bytes (no JPEG generation loss)
-        changed = i in by_index and not np.array_equal(by_index[i], img)
-        image = encode_jpeg(by_index[i], jpeg_quality) if changed else src
-        # schema 2 (a schema-1 input gains every meta key, null where not applied)
-        meta = conform_meta(rec.meta)
-        meta["schema_version"] = SCHEMA_VERSION
-        meta["harmonization"] = {**provenance, "applied": status}
-        new.append(replace(rec, image=image, image_raw=src, meta=meta))
+        new.append(_output(item, status, by_index.get(i), provenance, jpeg_quality))
     return new, counts, rejects
+
+
+def io_threads_for(harmonizer: Any) -> int:
+    """Default decode/encode threads of a shard task: up to 4 when the harmonizer runs a
+    network on a GPU (the host's codecs are then the bottleneck), else 0 (on the CPU the
+    network and the codecs share the same cores)."""
+    import os
+
+    device = getattr(harmonizer, "device", None)
+    if getattr(device, "type", "cpu") != "cuda":
+        return 0
+    return max(1, min(4, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                          else os.cpu_count() or 1) - 1))  # fmt: skip
+
+
+class _Overlapped:
+    """Batches through decode (pool) -> network (caller's thread) -> encode (pool), with
+    batch ``k+1`` decoding and batch ``k-1`` encoding while the network runs batch ``k``.
+    Records come out in input order, the same bytes as :func:`harmonize_records`."""
+
+    def __init__(
+        self, harmonizer: Any, provenance: dict[str, Any], quality: int, threads: int
+    ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.harmonizer, self.provenance, self.quality = harmonizer, provenance, quality
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="harmonize-io")
+        self.decoding: tuple[list[Any], list[Any]] | None = None  # (records, futures)
+        self.encoding: tuple[list[Any], dict[str, int], list[Reject]] | None = None
+
+    def push(self, records: list[Any]) -> tuple[list[Any], dict[str, int], list[Reject]] | None:
+        """Start decoding ``records`` ([] at the end: no new batch); run the network on the
+        batch decoding before; return the batch encoded before that (or None)."""
+        previous = self.decoding
+        futures = [self.pool.submit(_decode_or_error, r) for r in records]
+        self.decoding = (records, futures) if records else None
+        done = self.encoding
+        self.encoding = None
+        if previous is not None:
+            recs, futs = previous
+            decoded, counts, rejects = _collect(recs, [f.result() for f in futs])
+            kinds, by_index = _network(decoded, self.harmonizer)
+            outs = []
+            for i, item in enumerate(decoded):
+                status = "harmonized" if kinds[i] == "partial" else kinds[i]
+                counts[status] += 1
+                outs.append(
+                    self.pool.submit(
+                        _output, item, status, by_index.get(i), self.provenance, self.quality
+                    )
+                )
+            self.encoding = (outs, counts, rejects)
+        if done is None:
+            return None
+        outs, counts, rejects = done
+        return [f.result() for f in outs], counts, rejects
+
+    def drain(self) -> list[tuple[list[Any], dict[str, int], list[Reject]]]:
+        """The batches still in flight, in order."""
+        out = []
+        while self.decoding is not None or self.encoding is not None:
+            got = self.push([])
+            if got is not None:
+                out.append(got)
+        return out
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def harmonize_shard(
@@ -193,10 +299,14 @@ def harmonize_shard(
     rejects: list[Reject] = []
     batch: list[Any] = []
     reader = ShardReader(task.src, task.shard, verify=task.verify)
+    threads = io_threads_for(harmonizer) if task.io_threads is None else task.io_threads
+    overlap = _Overlapped(harmonizer, provenance, task.jpeg_quality, threads) if threads else None
     with ShardWriter(task.out, task.shard.split, task.shard.index, task.formats) as writer:
 
-        def flush() -> None:
-            new, c, r = harmonize_records(batch, harmonizer, provenance, task.jpeg_quality)
+        def emit(got: tuple[list[Any], dict[str, int], list[Reject]] | None) -> None:
+            if got is None:
+                return
+            new, c, r = got
             for rec in new:
                 writer.write(rec)
             for k, v in c.items():
@@ -204,14 +314,27 @@ def harmonize_shard(
             rejects.extend(r)
             if progress is not None:
                 progress(len(new))
+
+        def flush() -> None:
+            if overlap is None:
+                emit(harmonize_records(batch, harmonizer, provenance, task.jpeg_quality))
+            else:
+                emit(overlap.push(list(batch)))
             batch.clear()
 
-        for rec in reader:
-            batch.append(rec)
-            if len(batch) >= task.batch_size:
+        try:
+            for rec in reader:
+                batch.append(rec)
+                if len(batch) >= task.batch_size:
+                    flush()
+            if batch:
                 flush()
-        if batch:
-            flush()
+            if overlap is not None:
+                for got in overlap.drain():
+                    emit(got)
+        finally:
+            if overlap is not None:
+                overlap.close()
         read_sha = reader.finish()  # raises on a mismatch (verify): nothing is committed
         infos = writer.close()
     res = HarmonizeResult(

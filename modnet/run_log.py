@@ -28,6 +28,7 @@ class _RunLog:
         dist: DistInfo,
         start_step: int,
         datasets: list[dict[str, Any]] | None = None,
+        speed: dict[str, Any] | None = None,
     ):
         from matdata.storage import join, makedirs
 
@@ -47,6 +48,8 @@ class _RunLog:
 
         record = json.loads(cfg.to_json())
         record["datasets"] = datasets  # path, name, weight, splits, dataset.json SHA-256
+        if speed is not None:
+            record["resolved"] = speed  # precision, channels_last... as this run applies them
         atomic_write_text(join(cfg.out, "config.json"), json.dumps(record, sort_keys=True) + "\n")
         path = os.path.join(cfg.out, "metrics.jsonl")
         _truncate_log(path, start_step)

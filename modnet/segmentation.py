@@ -173,7 +173,7 @@ class SegTrainer(Trainer):
             if self._note_bad(batch):
                 continue
             batch = self._to_device(batch)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            with self.autocast():
                 losses, logits = self.losses(model, batch)
             n = batch["image"].shape[0]
             sums[:2] += torch.tensor([float(losses["total"]) * n, n], dtype=torch.float64)

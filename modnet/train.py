@@ -45,6 +45,7 @@ from matdata import testhooks
 from matdata.errors import DatasetError, Interrupted
 
 # The trainer's parts live in their own modules; their names stay importable from here.
+from modnet import speed
 from modnet.distributed import DistInfo as DistInfo
 from modnet.distributed import _reduce_step, pick_device, setup_distributed
 from modnet.interrupt import _Interrupt
@@ -85,7 +86,8 @@ class Trainer:
         kind = "cuda" if pick_device(cfg.device).type == "cuda" else "cpu"
         self.dist = setup_distributed(kind)
         self.device = pick_device(cfg.device, self.dist.local_rank)
-        self.use_amp = bool(cfg.amp and self.device.type == "cuda")
+        self.precision = speed.resolve_precision(cfg.precision, cfg.amp, self.device)
+        self.use_amp = self.precision == "fp16"  # the GradScaler (bf16 needs none)
         ckpt = read_checkpoint(resume) if resume else None
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
@@ -100,6 +102,8 @@ class Trainer:
                 self.note(line, style="")
         self.datasets = _describe(cfg)
         model.to(self.device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
         self.model = model
         self.net: torch.nn.Module = model
         if self.dist.world > 1:
@@ -112,16 +116,16 @@ class Trainer:
             else:
                 ids = None
             self.net = DistributedDataParallel(self.net, device_ids=ids)
+        self._eager_net = self.net
+        self._compile_pending = False
+        if cfg.compile:
+            self.net, self._compile_pending = speed.compile_module(self.net, self.note)
 
         params = [p for p in self.model.parameters() if p.requires_grad]
-        if cfg.optimizer == "adamw":
-            self.opt: torch.optim.Optimizer = torch.optim.AdamW(
-                params, lr=cfg.base_lr, weight_decay=cfg.weight_decay
-            )
-        else:
-            self.opt = torch.optim.SGD(
-                params, lr=cfg.base_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-            )
+        self.opt, self.fused = speed.make_optimizer(
+            cfg.optimizer, params, lr=cfg.base_lr, weight_decay=cfg.weight_decay,
+            momentum=cfg.momentum, fused=cfg.fused, device=self.device,
+        )  # fmt: skip
         total, warm, sched = cfg.steps, cfg.warmup_steps, cfg.schedule
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: lr_factor(s, total, warm, sched)
@@ -216,7 +220,8 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.use_amp and ckpt["scaler"]:  # fp16 -> fp16 only (modnet.speed)
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
         _set_rng_state(ckpt["rng"], self.device)
         world = int(ckpt.get("data_position", {}).get("world", 1))
@@ -309,7 +314,25 @@ class Trainer:
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         from modnet.data import prepare_batch
 
-        return prepare_batch(batch, self.device)
+        batch = prepare_batch(batch, self.device)
+        return speed.to_channels_last(batch) if self.cfg.channels_last else batch
+
+    def autocast(self) -> Any:
+        """The autocast context of this run's precision (:mod:`modnet.speed`)."""
+        # step-only trainers (benchmarks/train_step.py) set use_amp but not precision
+        precision = getattr(self, "precision", "fp16" if self.use_amp else "fp32")
+        return speed.autocast(self.device, precision)
+
+    def speed_options(self) -> dict[str, Any]:
+        """The speed options as this run resolved them (recorded in ``config.json``)."""
+        return {
+            "precision": self.precision,
+            "grad_scaler": self.use_amp,
+            "channels_last": bool(self.cfg.channels_last),
+            "compile": self.net is not self._eager_net,
+            "fused_optimizer": self.fused,
+            "device": str(self.device),
+        }
 
     # -------------------------------------------------------------- steps
 
@@ -323,10 +346,7 @@ class Trainer:
         """One optimizer step; returns the (rank-local) loss terms and the LR used."""
         self.net.train()
         lr = self.opt.param_groups[0]["lr"]
-        self.opt.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            losses, _ = self.losses(self.net, batch)
-        self.scaler.scale(losses["total"]).backward()
+        losses = self._forward_backward(batch)
         grad_norm = float("nan")
         if self.cfg.clip_grad > 0:
             self.scaler.unscale_(self.opt)
@@ -352,6 +372,27 @@ class Trainer:
         out["lr"] = lr
         out["grad_norm"] = grad_norm
         return out
+
+    def _forward_backward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Zero the gradients, forward, backward (scaled under fp16).  ``--compile``
+        compiles at the first call (and again when shapes change): when that fails, one
+        warning line, and the step is redone with the eager model (a genuine error then
+        recurs there)."""
+        try:
+            self.opt.zero_grad(set_to_none=True)
+            with self.autocast():
+                losses, _ = self.losses(self.net, batch)
+            self.scaler.scale(losses["total"]).backward()
+        except Exception as exc:
+            compiled = self.net is not getattr(self, "_eager_net", self.net)
+            if not (compiled and (self._compile_pending or speed.is_compile_error(exc))):
+                raise
+            self._compile_pending = False
+            self.note(speed.compile_failed(exc))
+            self.net = self._eager_net
+            return self._forward_backward(batch)
+        self._compile_pending = False
+        return losses
 
     def val_batches(self) -> int:
         """Batches of one validation pass per rank (0: the whole split): ``val_batches``
@@ -416,7 +457,7 @@ class Trainer:
                 if self._note_bad(batch):
                     continue
                 batch = self._to_device(batch)
-                with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                with self.autocast():
                     losses, matte = compute_losses(model, batch, self.cfg.loss_weights)
                 n = batch["image"].shape[0]
                 sums += torch.tensor([float(losses["total"]) * n, n], dtype=torch.float64)
@@ -460,7 +501,7 @@ class Trainer:
         it = None
         try:
             with interrupt:
-                log = _RunLog(cfg, self.dist, self.step, self.datasets)
+                log = _RunLog(cfg, self.dist, self.step, self.datasets, self.speed_options())
                 if self._val_sets and cfg.val_at_start and self.step == 0:
                     val = self.validate_all(log)
                 if not (interrupt.requested and alone):
@@ -474,12 +515,14 @@ class Trainer:
             guard = interrupt if it is not None else nullcontext()
             with guard, log.progress(cfg.steps, self.step) as advance:
                 while it is not None and self.step < cfg.steps:
+                    t_data = time.perf_counter()
                     try:
                         batch = next(it)
                     except RuntimeError:  # loader workers killed by the same Ctrl-C
                         if interrupt.requested:
                             break
                         raise
+                    data_time = time.perf_counter() - t_data  # waiting for the loader
                     if self._note_bad(batch):
                         continue
                     if cfg.record_keys:
@@ -493,7 +536,10 @@ class Trainer:
                     t0 = time.perf_counter()
                     last = self.step == cfg.steps
                     if self.step % cfg.log_every == 0 or last or stop:
-                        log.write({"kind": "train", "step": self.step, **train, "step_time": dt})
+                        log.write(
+                            {"kind": "train", "step": self.step, **train, "step_time": dt,
+                             "data_time": data_time}
+                        )  # fmt: skip
                     advance(train)
                     if stop:
                         break

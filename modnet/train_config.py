@@ -10,6 +10,7 @@ from typing import Any
 
 from matdata.errors import ConfigError
 from modnet.losses import DEFAULT_WEIGHTS
+from modnet.speed import SPEED_FIELDS, combine_precision
 from modnet.train_checkpoint import read_checkpoint
 
 #: Largest training crop side (``--image-size``).
@@ -55,7 +56,11 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | step (x0.1 every quarter, as MODNet) | constant
     warmup: int | None = None  # linear warm-up steps; default min(500, steps // 20)
     clip_grad: float = 1.0  # max global grad norm; 0 = off
-    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU); see modnet.speed
+    precision: str | None = None  # fp32 | fp16 | bf16 autocast; None: from amp (modnet.speed)
+    channels_last: bool = False  # model and images in torch.channels_last
+    compile: bool = False  # torch.compile the model (falls back to eager with a warning)
+    fused: bool | None = None  # fused optimizer kernels; None: on CUDA only
     val_every: int = 500  # 0 = only at the end
     val_at_start: bool = True
     val_batches: int = 0  # 0 = the whole val split
@@ -141,6 +146,8 @@ class TrainConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}", hint="adamw or sgd")
         if self.schedule not in ("cosine", "step", "constant"):
             raise ConfigError(f"unknown schedule {self.schedule!r}", hint="cosine, step, constant")
+        if self.precision is not None:
+            combine_precision({"precision": self.precision, "amp": self.amp})
         if self.max_bad_records < 0:
             raise ConfigError(f"--max-bad-records must be >= 0, got {self.max_bad_records}")
 
@@ -167,6 +174,7 @@ def resolve_config(
     so the CLI can say what differs from the run being resumed.
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    combine_precision(overrides)
     if resume is None:
         cfg = TrainConfig(**overrides)
     else:
@@ -218,5 +226,10 @@ def _resume_notes(base: TrainConfig, overrides: dict[str, Any], at: int) -> list
             )
         elif key in ("lr", "warmup", "schedule", "clip_grad"):
             text += " (the optimisation differs from an uninterrupted run)"
+        elif key in SPEED_FIELDS:
+            text += " (a speed option: rounding differs from an uninterrupted run"
+            if key in ("precision", "amp"):
+                text += "; the GradScaler state carries over only from fp16 to fp16"
+            text += ")"
         notes.append(text)
     return notes

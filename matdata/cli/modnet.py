@@ -115,6 +115,34 @@ def train_cmd(
     amp: Annotated[
         bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (CUDA).")
     ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            help="Autocast dtype: fp32 | fp16 (GradScaler, CUDA) | bf16 (CPU too).  --amp = "
+            "fp16 on CUDA; giving both, they must agree.  \\[default: as --amp]",
+        ),
+    ] = None,
+    channels_last: Annotated[
+        bool | None,
+        typer.Option(
+            "--channels-last/--no-channels-last", help="Model and images in NHWC memory order."
+        ),
+    ] = None,
+    compile_model: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile the model (slow first step; falls back to eager with a warning).",
+        ),
+    ] = None,
+    fused: Annotated[
+        bool | None,
+        typer.Option(
+            "--fused/--no-fused",
+            help="Fused optimizer kernels.  \\[default: on CUDA, off on the CPU]",
+        ),
+    ] = None,
     val_every: Annotated[
         int | None,
         typer.Option("--val-every", min=0, help="Steps between validations.  \\[default: 500]"),
@@ -223,7 +251,8 @@ def train_cmd(
         val_batches=val_batches, ckpt_every=ckpt_every, log_every=log_every, workers=workers,
         seed=seed, fmt=fmt, shuffle_buffer=shuffle_buffer, recompose=recompose, init=init,
         record_keys=record_keys, verify=verify, max_bad_records=max_bad_records,
-        val_limit=val_limit, threads=threads,
+        val_limit=val_limit, threads=threads, precision=precision, channels_last=channels_last,
+        compile=compile_model, fused=fused,
         loss_weights=parse_loss_weights(loss_weights) if loss_weights is not None else None,
     )  # fmt: skip
     if resume and not out_dir:
