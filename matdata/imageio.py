@@ -99,6 +99,23 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _lazy_open(data: bytes, name: str) -> Image.Image:
+    """PIL's lazy open (header only, no pixels), every failure an :class:`ImageDecodeError`.
+
+    PIL warns before it errors on bombs; sizes are checked by the callers, so the warning
+    is silenced (PIL still refuses > 2x its pixel limit on open: ``too_large``)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(name, "not_an_image") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(name, "too_large", str(exc)) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(name, "truncated", str(exc)) from exc
+
+
 def declared_size(data: bytes, name: str = "<bytes>") -> tuple[int, int, str]:
     """``(width, height, format)`` an image's header declares, read without decoding any
     pixel (PNG and JPEG parsed here, in microseconds; other formats by PIL's lazy open).
@@ -117,16 +134,7 @@ def declared_size(data: bytes, name: str = "<bytes>") -> tuple[int, int, str]:
         if size is None:
             raise ImageDecodeError(name, "truncated", "no JPEG frame header")
         return size[0], size[1], "JPEG"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as exc:
-        raise ImageDecodeError(name, "not_an_image") from exc
-    except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(name, "too_large", str(exc)) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(name, "truncated", str(exc)) from exc
+    img = _lazy_open(data, name)
     return img.size[0], img.size[1], str(img.format)
 
 
@@ -159,17 +167,7 @@ def _open(data: bytes, name: str, max_pixels: int, min_side: int) -> Image.Image
     """Open and fully decode ``data`` with every check applied; returns an oriented image."""
     if len(data) == 0:
         raise ImageDecodeError(name, "zero_size")
-    try:
-        with warnings.catch_warnings():
-            # PIL warns before it errors on bombs; we check sizes ourselves.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=None)
-    except UnidentifiedImageError as exc:
-        raise ImageDecodeError(name, "not_an_image") from exc
-    except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(name, "too_large", str(exc)) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(name, "truncated", str(exc)) from exc
+    img = _lazy_open(data, name)
     if img.format not in FORMATS:
         raise ImageDecodeError(name, "unsupported_format", str(img.format))
     w, h = img.size
@@ -283,16 +281,7 @@ def probe(data: bytes, name: str = "<bytes>") -> tuple[int, int, str]:
     """Header-only look: ``(width, height, format)`` after EXIF orientation, without decoding."""
     if len(data) == 0:
         raise ImageDecodeError(name, "zero_size")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as exc:
-        raise ImageDecodeError(name, "not_an_image") from exc
-    except Image.DecompressionBombError as exc:  # PIL refuses > 2x its pixel limit on open
-        raise ImageDecodeError(name, "too_large", str(exc)) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(name, "truncated", str(exc)) from exc
+    img = _lazy_open(data, name)
     w, h = img.size
     try:
         orientation = img.getexif().get(0x0112, 1)
