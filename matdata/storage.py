@@ -160,23 +160,39 @@ class HashingReader(io.RawIOBase):
         self._pos = self._f.seek(offset, whence)
         return self._pos
 
+    def read(self, size: int | None = -1) -> bytes:
+        """The next ``size`` bytes (all the rest if negative), straight from the file: one
+        copy (``RawIOBase.read`` would add two more through :meth:`readinto`, which for a
+        Parquet reader's multi-megabyte reads cost several times the hashing)."""
+        data = self._f.read(-1 if size is None else size)
+        self._absorb(self._pos, data)
+        self._pos += len(data)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
-        data = self._f.read(len(view))
-        n = len(data)
-        view[:n] = data
-        self._absorb(self._pos, data)
+        readinto = getattr(self._f, "readinto", None)
+        if readinto is None:
+            data = self._f.read(len(view))
+            n = len(data)
+            view[:n] = data
+        else:
+            n = readinto(view) or 0
+        self._absorb(self._pos, view[:n])
         self._pos += n
         return n
 
-    def _absorb(self, start: int, data: bytes) -> None:
+    def _absorb(self, start: int, data: bytes | memoryview) -> None:
         end = start + len(data)
         if start <= self._hashed < end:
             self._sha.update(memoryview(data)[self._hashed - start :])
             self._hashed = end
             self._drain_ahead()
         elif start > self._hashed and self._ahead_bytes + len(data) <= self._keep and data:
-            self._ahead[start] = bytes(data)
+            self._ahead[start] = data if isinstance(data, bytes) else bytes(data)
             self._ahead_bytes += len(data)
 
     def _drain_ahead(self) -> None:
