@@ -112,10 +112,11 @@ def loader(
     n = 0
     if workers == 0:
         it = iter(dl)
-        next(it)
+        release_batch(next(it))
         t, c = time.perf_counter(), _cpu()
         for b in it:
             n += b["image"].shape[0]
+            release_batch(b)  # done with it, as the trainer's prepare_batch is
         return n, time.perf_counter() - t, _cpu() - c
     t, c = time.perf_counter(), _children_cpu()
     it = iter(dl)

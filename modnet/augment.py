@@ -13,7 +13,7 @@ OpenCV is used for resizing because it is the fastest well-kept resampler availa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,30 +183,46 @@ def crop_into(
     step with the last one written into ``dst`` (any uint8 array or view of the output
     shape).  Resizing follows :func:`resize_interp`.  Flip and jitter
     (:func:`jitter_matrix`, contrast around the mean luma of the pixels it sees) are per
-    pixel, so they run before the resize when the crop has fewer pixels than ``dst`` and
-    after it otherwise.
+    pixel, so they run before the resize when the crop has fewer pixels than ``dst``
+    (flipped into a reused scratch buffer, jittered there in place) and after it otherwise
+    (in place in ``dst``).  The result does not depend on the order: the mean of the
+    crop is the same flipped or not.
     """
     import cv2
 
     y0, x0, ch, cw = box
     crop = src[y0 : y0 + ch, x0 : x0 + cw]
     h, w = dst.shape[:2]
-    steps: list[Callable[[np.ndarray, np.ndarray | None], np.ndarray]] = []
-    if flip:
-        steps.append(lambda a, d: cv2.flip(a, 1, dst=d))
-    if jitter is not None and jitter != (1.0, 1.0, 1.0):
-        b, c, s = jitter
-        steps.append(lambda a, d: cv2.transform(a, jitter_matrix(a, b, c, s), dst=d))
-    if not steps:
+    jit = jitter is not None and jitter != (1.0, 1.0, 1.0)
+    if not (flip or jit):
         return _resize_into(crop, dst)
     if ch * cw < h * w:
-        for step in steps:
-            crop = step(crop, None)
-        return _resize_into(crop, dst)
-    t = _resize_into(crop, None, (h, w))
-    for i, step in enumerate(steps):
-        t = step(t, dst if i == len(steps) - 1 else None)
-    return _written(t, dst)
+        t = _scratch(crop.shape)
+        if flip:
+            cv2.flip(crop, 1, dst=t)
+        if jit:
+            cv2.transform(t if flip else crop, jitter_matrix(crop, *jitter), dst=t)  # type: ignore[misc]
+        return _resize_into(t, dst)
+    _resize_into(crop, dst)
+    if flip:
+        _written(cv2.flip(dst, 1, dst=dst), dst)
+    if jit:
+        _written(cv2.transform(dst, jitter_matrix(dst, *jitter), dst=dst), dst)  # type: ignore[misc]
+    return dst
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(shape: tuple[int, ...]) -> np.ndarray:
+    """A uint8 array of ``shape`` on this thread's reused scratch memory (its contents are
+    undefined; valid until the next call).  Fresh arrays of a crop's size come from the
+    system for many crops (page faults cost about as much as the flip itself)."""
+    n = int(np.prod(shape))
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.size < n:
+        buf = _SCRATCH.buf = np.empty(max(n, 1 << 20), np.uint8)
+    return buf[:n].reshape(shape)
 
 
 def _resize_into(

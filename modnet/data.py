@@ -32,8 +32,9 @@ collated batch into MODNet's float layout on the training device (``image`` in
 
 Speed (``benchmarks/loader_throughput.py``): :func:`make_loader` yields whole batches
 (:meth:`MattingStream.iter_batches`, ``batch_size=None`` for the DataLoader); each sample
-is written straight into the batch tensors (shared memory in a worker, reused once the
-consumer released the batch: :class:`_BufferPool`, :func:`release_batch`), and the crop
+is written straight into the batch tensors (shared memory in a worker; with or without
+workers reused once the consumer released the batch: :class:`_BufferPool`,
+:func:`release_batch`), and the crop
 is one resize with flip and jitter at the smaller of crop and output size
 (:func:`crop_into`).  The trimap is :func:`matdata.trimap.make_trimap` on the final alpha.
 """
@@ -387,8 +388,9 @@ class _Slot:
 class _Batch:
     """Batch tensors filled slot by slot; shared memory inside a DataLoader worker (what
     ``default_collate`` does there), so sending the batch to the main process is free.
-    In a worker of :func:`make_loader` the shared tensors come from the worker's
-    :class:`_BufferPool` (reused once the consumer released them)."""
+    Under :func:`make_loader` the tensors come from the loader's :class:`_BufferPool`
+    (the worker's, or the loader's own without workers), reused once the consumer
+    released them."""
 
     def __init__(self, size: int, image_size: tuple[int, int]):
         h, w = image_size
@@ -399,11 +401,11 @@ class _Batch:
             "ignore": (size, h, w),
         }
         self.buffer: torch.Tensor | None = None
-        shared = torch.utils.data.get_worker_info() is not None
-        pool = _WORKER_POOL if shared else None
+        pool = _CURRENT_POOL
         if pool is not None:
             self.tensors, self.buffer = pool.acquire(shapes)
         else:
+            shared = torch.utils.data.get_worker_info() is not None
             self.tensors = {k: _empty(v, shared) for k, v in shapes.items()}
         self.arrays = {k: t.numpy() for k, t in self.tensors.items()}
         self.keys: list[str] = []
@@ -442,11 +444,14 @@ _POOL_SLOTS = 4
 
 
 class _BufferPool:
-    """The shared-memory batch buffers of one loader worker, reused across batches.
+    """The batch buffers of one loader worker (shared memory), or of a loader without
+    workers (heap), reused across batches.
 
     Fresh shared memory costs about as much as decoding (first-touch page faults on new
-    shared pages: 1.5-1.8 ms per 512x512 sample here, against 0.04 ms for reused heap),
-    so a worker keeps up to :data:`_POOL_SLOTS` buffer sets and writes a new batch into
+    shared pages: 1.5-1.8 ms per 512x512 sample here, against 0.04 ms for reused heap;
+    fresh heap batches cost 0.6-0.8 ms per sample, as the allocator returns freed
+    multi-megabyte batches to the system), so a worker keeps up to :data:`_POOL_SLOTS`
+    buffer sets and writes a new batch into
     one only after the consumer has released it (:func:`release_batch`, which
     :func:`prepare_batch` calls once it has copied the batch).  The release flags are a
     small shared tensor made by :func:`make_loader` (``flags[worker, slot] = 1``: free).
@@ -454,8 +459,8 @@ class _BufferPool:
     allocates fresh shared memory as before, so holding batches stays correct.
     """
 
-    def __init__(self, loader: int, flags: torch.Tensor, worker: int):
-        self.loader, self.flags, self.worker = loader, flags, worker
+    def __init__(self, loader: int, flags: torch.Tensor, worker: int, shared: bool = True):
+        self.loader, self.flags, self.worker, self.shared = loader, flags, worker, shared
         self.sets: list[dict[str, torch.Tensor]] = []
 
     def acquire(
@@ -466,8 +471,9 @@ class _BufferPool:
             if row[slot] and all(tuple(tensors[k].shape) == v for k, v in shapes.items()):
                 row[slot] = 0
                 return tensors, self._handle(slot)
-        tensors = {k: _empty(v, True) for k, v in shapes.items()}
+        tensors = {k: _empty(v, self.shared) for k, v in shapes.items()}
         if len(self.sets) < row.numel():
+            row[len(self.sets)] = 0  # taken (a flag left over from an earlier pass is stale)
             self.sets.append(tensors)
             return tensors, self._handle(len(self.sets) - 1)
         return tensors, None
@@ -476,8 +482,9 @@ class _BufferPool:
         return torch.tensor([self.loader, self.worker, slot], dtype=torch.int64)
 
 
-#: This worker process's pool (set by :class:`_TorchStream` inside a loader worker).
-_WORKER_POOL: _BufferPool | None = None
+#: The pool of the loader whose stream is producing a batch right now (set by
+#: :func:`_pooled` around each step of the stream; None outside :func:`make_loader`).
+_CURRENT_POOL: _BufferPool | None = None
 
 #: Release flags of the live loaders of this process, by loader number.
 _LOADER_FLAGS: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
@@ -485,9 +492,10 @@ _loader_numbers = itertools.count()
 
 
 def release_batch(batch: dict[str, Any]) -> None:
-    """Hand a loader batch's shared buffers back to the worker that made it: it may
+    """Hand a loader batch's buffers back to the pool that made it: it may
     overwrite them with a later batch, so the batch's tensors must not be read after this.
-    A no-op for batches without a pooled buffer (no workers, or already released)."""
+    A no-op for batches without a pooled buffer (not from :func:`make_loader`, or already
+    released)."""
     handle = batch.pop(BUFFER_KEY, None)
     if handle is None:
         return
@@ -647,21 +655,43 @@ def _loader_context() -> Any:
 
 
 class _TorchStream(torch.utils.data.IterableDataset):
-    """The torch face of a :class:`MattingStream` (workers split it by batch index); with
-    workers it carries the release flags of their :class:`_BufferPool`."""
+    """The torch face of a :class:`MattingStream` (workers split it by batch index); it
+    carries the release flags of the :class:`_BufferPool` of each worker (shared memory),
+    or of the loader's own pool without workers (reused heap buffers: freshly mapped
+    batch tensors cost page faults, 0.6-0.8 ms per 512x512 sample here)."""
 
     def __init__(self, stream: MattingStream, workers: int = 0):
         super().__init__()
         self.stream = stream
         self.loader = next(_loader_numbers)
-        self.flags = None
+        self.flags = torch.zeros((max(workers, 1), _POOL_SLOTS), dtype=torch.uint8)
         if workers > 0:
-            self.flags = torch.zeros((workers, _POOL_SLOTS), dtype=torch.uint8).share_memory_()
-            _LOADER_FLAGS[self.loader] = self.flags
+            self.flags.share_memory_()
+        _LOADER_FLAGS[self.loader] = self.flags
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        global _WORKER_POOL
         info = torch.utils.data.get_worker_info()
-        if info is not None and self.flags is not None:
-            _WORKER_POOL = _BufferPool(self.loader, self.flags, info.id)
-        return self.stream.iter_batches()
+        if info is None:
+            # each pass its own flags: a late release of an earlier pass's batch is a no-op
+            self.loader = next(_loader_numbers)
+            self.flags = torch.zeros((1, _POOL_SLOTS), dtype=torch.uint8)
+            _LOADER_FLAGS[self.loader] = self.flags
+            pool = _BufferPool(self.loader, self.flags, 0, shared=False)
+        else:
+            pool = _BufferPool(self.loader, self.flags, info.id)
+        return _pooled(self.stream.iter_batches(), pool)
+
+
+def _pooled(batches: Iterator[T], pool: _BufferPool) -> Iterator[T]:
+    """``batches`` with ``pool`` as :data:`_CURRENT_POOL` while each one is made (only
+    then: several loaders may be iterated in turn in one process)."""
+    global _CURRENT_POOL
+    while True:
+        prev, _CURRENT_POOL = _CURRENT_POOL, pool
+        try:
+            item = next(batches)
+        except StopIteration:
+            return
+        finally:
+            _CURRENT_POOL = prev
+        yield item

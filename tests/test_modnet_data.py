@@ -295,10 +295,11 @@ def test_worker_count_invariance_and_resume() -> None:
     assert sorted(keys) == sorted(f"s{i:04d}" for i in range(15))
 
 
-def test_worker_buffers_are_reused_only_after_release() -> None:
-    """Loader workers write batches into shared buffers they reuse once the consumer
-    released them (``prepare_batch`` does): released or held, the batches are the
-    in-process ones, and a held batch is never overwritten."""
+@pytest.mark.parametrize("workers", [0, 1])
+def test_batch_buffers_are_reused_only_after_release(workers: int) -> None:
+    """Loaders write batches into buffers (shared memory in workers) they reuse once the
+    consumer released them (``prepare_batch`` does): released or held, the batches are
+    the same, and a held batch is never overwritten."""
     from modnet.data import _POOL_SLOTS, BUFFER_KEY, release_batch
 
     counts, opener = _memory_shards([5, 4, 6], ignore_every=2)
@@ -308,14 +309,16 @@ def test_worker_buffers_are_reused_only_after_release() -> None:
             None, _cfg(), rank=0, world=1, shard_counts=counts, open_shard=opener, epochs=2
         )
 
-    ref = _batches(stream(), 0, 10)
-    assert all(BUFFER_KEY not in b for b in ref)  # no workers: no pool
-    held = _batches(stream(), 1, 10)  # never released: every batch keeps its memory
+    # never released: the pool's slots stay taken, later batches get fresh memory
+    ref = [dict(b) for b in _batches(stream(), 0, 10)]
+    assert [BUFFER_KEY in b for b in ref] == [True] * _POOL_SLOTS + [False] * (10 - _POOL_SLOTS)
+    assert len({b["image"].data_ptr() for b in ref}) == 10
+    held = _batches(stream(), 1, 10)
     for a, b in zip(ref, held, strict=True):
         for name in ("image", "alpha", "trimap", "ignore"):
             assert torch.equal(a[name], b[name]), name
     slots, prepared = [], []
-    for k, batch in enumerate(make_loader(stream(), workers=1)):
+    for k, batch in enumerate(make_loader(stream(), workers=workers)):
         slots.append(int(batch[BUFFER_KEY][2]))
         copies = {n: batch[n].clone() for n in ("image", "alpha", "trimap", "ignore")}
         if k % 2:
