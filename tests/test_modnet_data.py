@@ -317,19 +317,25 @@ def test_batch_buffers_are_reused_only_after_release(workers: int) -> None:
     for a, b in zip(ref, held, strict=True):
         for name in ("image", "alpha", "trimap", "ignore"):
             assert torch.equal(a[name], b[name]), name
-    slots, prepared = [], []
-    for k, batch in enumerate(make_loader(stream(), workers=workers)):
-        slots.append(int(batch[BUFFER_KEY][2]))
-        copies = {n: batch[n].clone() for n in ("image", "alpha", "trimap", "ignore")}
-        if k % 2:
-            prepared.append(prepare_batch(batch))  # releases
-            assert BUFFER_KEY not in batch and BUFFER_KEY not in prepared[-1]
-        else:
-            release_batch(batch)
-        for name, t in copies.items():
-            assert torch.equal(t, ref[k][name]), (k, name)
-    assert len(slots) == 10 and min(slots) >= 0 and max(slots) < _POOL_SLOTS
-    assert len(set(slots)) < len(slots)  # buffers were reused
+    loader = make_loader(stream(), workers=workers)
+    for _ in range(2):  # two passes over one loader: each pass has its own buffers
+        slots, prepared = [], []
+        for k, batch in enumerate(loader):
+            slots.append(int(batch[BUFFER_KEY][2]))
+            assert batch["key"] == ref[k]["key"]
+            for name in ("position", "coarse"):
+                assert batch[name].dtype == ref[k][name].dtype
+                assert torch.equal(batch[name], ref[k][name])
+            copies = {n: batch[n].clone() for n in ("image", "alpha", "trimap", "ignore")}
+            if k % 2:
+                prepared.append(prepare_batch(batch))  # releases
+                assert BUFFER_KEY not in batch and BUFFER_KEY not in prepared[-1]
+            else:
+                release_batch(batch)
+            for name, t in copies.items():
+                assert torch.equal(t, ref[k][name]), (k, name)
+        assert len(slots) == 10 and min(slots) >= 0 and max(slots) < _POOL_SLOTS
+        assert len(set(slots)) < len(slots)  # buffers were reused
     for k, b in zip(range(1, 10, 2), prepared, strict=True):  # the float copies stay intact
         assert torch.equal(b["image"], prepare_batch(ref[k])["image"])
 
