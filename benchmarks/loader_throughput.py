@@ -1,9 +1,12 @@
 """Training loader throughput (samples/s per worker) against pure decoding of the same shards.
 
 Throughput is measured in samples per CPU-second of one process (the loader's own process
-with ``workers=0``, the worker processes together otherwise, their start-up included,
-amortised over ``--epochs``), so a busy shared machine does not distort the ratio much;
-wall-clock samples/s are shown too.  Peer in the same run: reading every record of the
+with ``workers=0``, the worker processes together otherwise), so a busy shared machine does
+not distort the ratio much; wall-clock samples/s are shown too.  With workers the ratio is
+the steady state (a run of 1 epoch subtracted from one of ``1 + --epochs``: training streams
+with its workers alive for the whole run), and the workers' start-up is shown apart, in
+CPU-s per worker and amortised over the longer run.  Each figure is the median of
+``--repeats`` interleaved rounds.  Peer in the same run: reading every record of the
 split and decoding its image (JPEG) and alpha (PNG) with the same decoders, nothing else.
 The loader additionally does the shuffle, the random resized crop, flip, colour jitter,
 the on-the-fly trimap (:func:`matdata.trimap.make_trimap`) and the batch tensors (with
@@ -14,7 +17,7 @@ workers, in shared memory, which the benchmark releases after each batch as the 
         [--stages]
 
 ``--stages`` also times the steps of one training sample on the same records (CPU ms per
-sample, best of the repeats): decoding, the crop (resize + flip + jitter) of image and
+sample, best of the rounds): decoding, the crop (resize + flip + jitter) of image and
 alpha, and the trimap, as :meth:`modnet.data.MattingStream._fill` runs them.
 
 Without ``--data`` a synthetic dataset (smooth photo-like images, soft-edged alphas) is
@@ -24,6 +27,7 @@ written to a temporary folder with :class:`matdata.shards.ShardWriter`.
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 
@@ -95,14 +99,15 @@ def pure_decode(data: str, fmt: str | None) -> tuple[int, float, float]:
 def loader(
     data: str, fmt: str | None, size: int, batch: int, workers: int, epochs: int = 1
 ) -> tuple[int, float, float]:
-    """``(samples, wall s, CPU s)`` of one epoch through the training loader.
+    """``(samples, wall s, CPU s)`` of ``epochs`` whole epochs through the training loader.
 
-    ``workers=0``: steady state after the first batch, CPU time of this process.
-    ``workers>0``: ``epochs`` whole epochs (amortising the workers' start-up), CPU time of
-    the worker processes.  They start from a forkserver, so they are not children of this
-    process and ``RUSAGE_CHILDREN`` never sees them: their ``/proc`` CPU times are read
-    after every batch (the last reading, after the last batch, counts).  Without
-    ``/proc`` it falls back to ``RUSAGE_CHILDREN`` (right for forked workers only).
+    ``workers=0``: CPU time of this process (the first batch included: with a shuffle
+    buffer larger than the split it reads every record of the epoch).
+    ``workers>0``: CPU time of the worker processes, their start-up included.  They start
+    from a forkserver, so they are not children of this process and ``RUSAGE_CHILDREN``
+    never sees them: their ``/proc`` CPU times are read after every batch (the last
+    reading, after the last batch, counts).  Without ``/proc`` it falls back to
+    ``RUSAGE_CHILDREN`` (right for forked workers only).
     """
     from modnet.data import MattingStream, StreamConfig, make_loader, release_batch
 
@@ -111,10 +116,8 @@ def loader(
     dl = make_loader(stream, workers=workers)
     n = 0
     if workers == 0:
-        it = iter(dl)
-        release_batch(next(it))
         t, c = time.perf_counter(), _cpu()
-        for b in it:
+        for b in dl:
             n += b["image"].shape[0]
             release_batch(b)  # done with it, as the trainer's prepare_batch is
         return n, time.perf_counter() - t, _cpu() - c
@@ -183,8 +186,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512, help="training crop side")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--workers", type=int, nargs="*", default=[0, 2])
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=3, help="epochs per run with workers")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+    ap.add_argument(
+        "--epochs", type=int, default=3, help="extra epochs of the longer run with workers"
+    )
     ap.add_argument("--stages", action="store_true", help="also time the steps of a sample")
     args = ap.parse_args()
 
@@ -203,38 +208,68 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    # Interleaved repeats, best of each: the machine may be shared.  The ratio uses CPU
-    # time (samples per CPU-second of one process), which contention does not distort.
-    best: dict[str, tuple[float, float]] = {}
+    # Interleaved rounds, median of each: the machine may be shared.  The ratio uses CPU
+    # time (samples per CPU-second of one process), which contention distorts less.
+    # With workers, each round runs the loader for 1 and for 1 + --epochs epochs: the
+    # difference is the steady state (worker start-up cancels); the longer run alone is
+    # the start-up amortised over its epochs.
+    runs: dict[str, list[tuple[int, float, float]]] = {}
     names = ["decode", *(f"w{w}" for w in args.workers)]
     for _ in range(args.repeats):
         for name in names:
             if name == "decode":
-                n, wall, cpu = pure_decode(data, args.format)
-            else:
-                w = int(name[1:])
-                n, wall, cpu = loader(
-                    data, args.format, args.size, args.batch, w, args.epochs if w else 1
-                )
-            old = best.get(name, (0.0, 0.0))
-            best[name] = (max(old[0], n / wall), max(old[1], n / max(cpu, 1e-9)))
+                runs.setdefault(name, []).append(pure_decode(data, args.format))
+                continue
+            w = int(name[1:])
+            for epochs in (1, 1 + args.epochs):
+                got = loader(data, args.format, args.size, args.batch, w, epochs)
+                runs.setdefault(f"{name}e{epochs}", []).append(got)
+
+    def per_cpu(key: str) -> float:
+        return statistics.median(n / max(c, 1e-9) for n, _, c in runs[key])
+
+    def wall(key: str) -> float:
+        return statistics.median(n / max(t, 1e-9) for n, t, _ in runs[key])
+
+    def steady(name: str) -> tuple[float, float]:
+        """(samples per worker CPU-s, start-up CPU-s per worker) from the two run lengths."""
+        lo, hi = runs[f"{name}e1"], runs[f"{name}e{1 + args.epochs}"]
+        rates = [(b[0] - a[0]) / max(b[2] - a[2], 1e-9) for a, b in zip(lo, hi, strict=True)]
+        rate = statistics.median(rates)
+        start = statistics.median(a[2] - a[0] / rate for a in lo) / max(1, int(name[1:]))
+        return rate, start
+
     table = Table(
         title=f"loader vs pure decode ({'given data' if args.data else f'{args.src} px'}, "
-        f"crop {args.size}, "
-        f"batch {args.batch}; best of {args.repeats})"
+        f"crop {args.size}, batch {args.batch}; median of {args.repeats} interleaved rounds)"
     )
-    for col in ("pipeline", "wall samples/s", "samples per worker CPU-s", "vs decode"):
+    cols = ("pipeline", "wall samples/s", "samples per worker CPU-s", "vs decode")
+    for col in (
+        *cols,
+        f"with start-up over {1 + args.epochs} epochs",
+        "start-up CPU-s per process",
+    ):
         table.add_column(col, justify="left" if col == "pipeline" else "right")
-    ref = best["decode"][1]
+    ref = per_cpu("decode")
+    rates: dict[str, float] = {}
     for name in names:
-        wall, per_cpu = best[name]
-        label = (
-            "pure decode (image + alpha)"
-            if name == "decode"
-            else f"MattingStream + DataLoader (workers={name[1:]})"
+        if name == "decode":
+            rates[name] = ref
+            table.add_row("pure decode (image + alpha)", f"{wall(name):.1f}", f"{ref:.1f}",
+                          "1.00x", "", "")  # fmt: skip
+            continue
+        rate, start = steady(name)
+        rates[name] = rate
+        long = f"{name}e{1 + args.epochs}"
+        table.add_row(
+            f"MattingStream + DataLoader (workers={name[1:]}), steady",
+            f"{wall(long):.1f}",
+            f"{rate:.1f}",
+            f"{rate / ref:.2f}x",
+            f"{per_cpu(long):.1f} ({per_cpu(long) / ref:.2f}x)",
+            f"{start:.2f}",
         )
-        table.add_row(label, f"{wall:.1f}", f"{per_cpu:.1f}", f"{per_cpu / ref:.2f}x")
-    Console().print(table)
+    Console(width=160).print(table)
     if args.stages:
         from matdata.shards import iter_records
 
@@ -250,8 +285,8 @@ def main() -> None:
             st.add_row(k, f"{1000 * v / count:.3f}")
         for name in names:
             label = "whole: pure decode" if name == "decode" else f"whole: loader, {name}"
-            st.add_row(label, f"{1000 / best[name][1]:.3f}")
-        Console().print(st)
+            st.add_row(label, f"{1000 / rates[name]:.3f}")
+        Console(width=160).print(st)
     if tmp is not None:
         tmp.cleanup()
 
