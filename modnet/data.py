@@ -686,6 +686,8 @@ class _TorchStream(torch.utils.data.IterableDataset):
         self.flags = torch.zeros((max(workers, 1), _POOL_SLOTS), dtype=torch.uint8)
         if workers > 0:
             self.flags.share_memory_()
+            # the buffers received from this loader's workers go with it
+            weakref.finalize(self, _forget_received, self.loader)
         _LOADER_FLAGS[self.loader] = self.flags
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -733,9 +735,16 @@ class _Shipment:
         return _receive, (self.key, self.n, self.tensors, self.rest)
 
 
-#: What a loader's process received of worker buffer sets: ``(loader, worker) ->
-#: (pool token, {slot: full-size tensors})``, only the latest pool of each worker.
-_RECEIVED: dict[tuple[int, int], tuple[int, dict[int, dict[str, torch.Tensor]]]] = {}
+#: What a loader's process received of worker buffer sets: ``(loader, worker, pool token)
+#: -> {slot: full-size tensors}``, for the latest pool of each worker of each live loader
+#: (a new pass over a loader starts new workers with new pools; passes of one loader
+#: cannot interleave anyway, as their workers share its release flags).
+_RECEIVED: dict[tuple[int, int, int], dict[int, dict[str, torch.Tensor]]] = {}
+
+
+def _forget_received(loader: int) -> None:
+    for key in [k for k in _RECEIVED if k[0] == loader]:
+        _RECEIVED.pop(key, None)
 
 
 def _receive(
@@ -743,14 +752,14 @@ def _receive(
 ) -> dict[str, Any]:
     """The batch dict of a :class:`_Shipment` (runs where it is unpickled)."""
     loader, worker, token, slot = key
-    got = _RECEIVED.get((loader, worker))
-    if got is None or got[0] != token:  # a new pool (a new pass): forget the old one
-        for old in [k for k in _RECEIVED if k[0] not in _LOADER_FLAGS or k == (loader, worker)]:
+    got = _RECEIVED.get((loader, worker, token))
+    if got is None:  # a new pool: forget the worker's previous one
+        for old in [k for k in _RECEIVED if k[:2] == (loader, worker)]:
             del _RECEIVED[old]
-        got = _RECEIVED[(loader, worker)] = (token, {})
+        got = _RECEIVED[(loader, worker, token)] = {}
     if tensors is not None:
-        got[1][slot] = tensors
-    full = got[1].get(slot)
+        got[slot] = tensors
+    full = got.get(slot)
     if full is None:
         raise RuntimeError(f"loader worker {worker} sent buffer {slot} before its memory")
     out: dict[str, Any] = {k: t[:n] for k, t in full.items()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import cv2
 import numpy as np
 import pytest
@@ -338,6 +340,14 @@ def test_batch_buffers_are_reused_only_after_release(workers: int) -> None:
         assert len(set(slots)) < len(slots)  # buffers were reused
     for k, b in zip(range(1, 10, 2), prepared, strict=True):  # the float copies stay intact
         assert torch.equal(b["image"], prepare_batch(ref[k])["image"])
+    # worker buffers the loader's process keeps mapped go with the loader
+    from modnet.data import _RECEIVED
+
+    number = loader.dataset.loader
+    assert any(k[0] == number for k in _RECEIVED) == (workers > 0)
+    del loader
+    gc.collect()
+    assert not any(k[0] == number for k in _RECEIVED)
 
 
 def test_loader_forkserver_stays_single_threaded() -> None:
