@@ -278,7 +278,7 @@ def main() -> None:
             got = stage_times(data, args.format, args.size)
             stages = {k: min(v, stages.get(k, v)) for k, v in got.items()}
         count = sum(1 for _ in iter_records(data, "train", args.format))
-        st = Table(title="steps of one training sample (CPU ms per sample, best of repeats)")
+        st = Table(title="steps of one training sample (CPU ms per sample, best of rounds)")
         st.add_column("step")
         st.add_column("ms", justify="right")
         for k, v in stages.items():
