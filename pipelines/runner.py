@@ -187,8 +187,14 @@ def _call(fn: TaskFn, task: Any, topic: str | None) -> _Outcome:
 
 def _call_at(fn: TaskFn, tasks: Sequence[Any], i: int, topic: str | None) -> _Outcome:
     """:func:`_call` on ``tasks[i]``: ``tasks`` was shipped to the workers once, so the
-    task's spec is only this index (see :class:`_IndexedFeed`)."""
-    return _call(fn, tasks[i], topic)
+    task's spec is only this index (see :class:`_IndexedFeed`).  A task that cannot be
+    read (a task file changed under the run) fails like a task that raised."""
+    try:
+        task = tasks[i]
+    except MatdataError as exc:
+        now = time.time()
+        return _Outcome(TaskFailure(exc.one_line()), 0.0, 0.0, _worker_address(), now, now)
+    return _call(fn, task, topic)
 
 
 def _worker_address() -> str:

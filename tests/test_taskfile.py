@@ -135,3 +135,21 @@ def test_workers_hold_the_reader_not_the_plan(tmp_path: Path) -> None:
         (t.name, t.samples, t.digest) for t in expected
     ]
     assert max(r.held_bytes for r in res) <= reader_bytes + 1024 < plan_bytes
+
+
+def _name(task, progress) -> Held:
+    return Held(task.name, task.samples, task.digest, 0)
+
+
+def test_a_changed_task_file_fails_that_shard_in_a_run(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    with staged_tasks(plan.tasks, str(tmp_path / "out")) as tasks:
+        path = Path(tasks.path)
+        data = bytearray(path.read_bytes())
+        data[int(tasks.starts[2]) + 40] ^= 0x01
+        path.write_bytes(bytes(data))
+        with pytest.raises(DatasetError) as err:
+            run_shards(tasks, _name, label="t", workers=1, progress=False)
+    name = plan.tasks.info(2)[0]
+    assert f"1 of {len(plan.tasks)} shards failed (first: {name}: " in str(err.value)
+    assert "changed while it ran" in str(err.value)
