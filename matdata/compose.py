@@ -186,14 +186,9 @@ def _blend_into(
 ) -> np.ndarray:
     """``composite_rgb(F, alpha, canvas)`` written into ``canvas`` (returned), where ``F``
     is ``layer`` pasted at ``(x0, y0)`` and ``alpha`` the full-canvas alpha, which is 0
-    outside the pasted rectangle.
-
-    Byte-identical to blending the whole canvas, but the work is proportional to the
-    foreground's soft edge: inside the box of ``alpha > 0`` the opaque pixels (``a = 1``:
-    the blend gives ``F`` exactly) are copied, the transparent ones (``a = 0``: ``B``
-    exactly) left alone, and only the soft pixels (``0 < alpha < 255``) are gathered into
-    one row and blended by the same ``cv2.blendLinear`` (a per-pixel operation: the same
-    inputs give the same bytes in any layout), then scattered back."""
+    outside the pasted rectangle.  Only the box of ``alpha > 0`` inside the rectangle is
+    blended; elsewhere ``a = 0`` and the composite is the background, so the result is
+    byte-identical to blending the whole canvas."""
     import cv2
 
     rect = _overlap(canvas, layer, x0, y0)
@@ -206,31 +201,16 @@ def _blend_into(
     cx0, cy0 = cx0 + bx, cy0 + by
     cx1, cy1 = cx0 + bw, cy0 + bh
     win = (slice(cy0, cy1), slice(cx0, cx1))
-    lwin = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
-    if not (canvas.flags.c_contiguous and layer.flags.c_contiguous):  # pragma: no cover
-        a = alpha[win].astype(np.float32)
-        a *= np.float32(1 / 255)
-        cv2.blendLinear(layer[lwin], canvas[win], a, np.float32(1) - a, dst=canvas[win])
-        return canvas
-    aw = alpha[win]
-    # opaque: F (OpenCV reads and writes the row-strided windows in place)
-    cv2.copyTo(layer[lwin], (aw == 255).view(np.uint8), canvas[win])
-    # soft: 0 < alpha < 255 (alpha - 1 wraps 0 to 255), as flat indices of the window
-    idx = np.flatnonzero((aw - np.uint8(1)) < np.uint8(254))
-    if idx.size == 0:
-        return canvas
-    r = idx // bw
-    c = idx - r * bw
-    lin_c = (r + cy0) * canvas.shape[1] + (c + cx0)
-    lin_l = (r + (cy0 - y0)) * layer.shape[1] + (c + (cx0 - x0))
-    a = np.take(alpha.reshape(-1), lin_c).astype(np.float32)[None]
+    a = alpha[win].astype(np.float32)
     a *= np.float32(1 / 255)
-    px = np.dtype((np.void, 3))  # one RGB pixel as a unit: gathers move 3 bytes at once
-    c_px = canvas.reshape(-1).view(px)
-    f = np.take(layer.reshape(-1).view(px), lin_l).view(np.uint8).reshape(1, -1, 3)
-    b = np.take(c_px, lin_c).view(np.uint8).reshape(1, -1, 3)
-    out = cv2.blendLinear(f, b, a, np.float32(1) - a)
-    np.put(c_px, lin_c, out.reshape(-1).view(px))
+    # OpenCV reads and writes the row-strided windows in place (no copies)
+    cv2.blendLinear(
+        layer[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0],
+        canvas[win],
+        a,
+        np.float32(1) - a,
+        dst=canvas[win],
+    )
     return canvas
 
 

@@ -1,6 +1,6 @@
 """The compositor's fast paths give the bytes of the plain computation, over random sizes.
 
-* ``_blend_into`` (copy the opaque pixels, blend only the soft ones) equals
+* ``_blend_into`` (the blend over the box of ``alpha > 0`` only, in place) equals
   :func:`composite_rgb` of the whole canvas;
 * ``compose_sample(..., fg_rgba=rgba_layer(F, alpha))`` (one 4-channel resize) equals
   ``compose_sample`` with separate colour and alpha resizes.
@@ -62,7 +62,7 @@ def _layer(rng: np.random.Generator, h: int, w: int, kind: str) -> tuple[np.ndar
     seed=st.integers(0, 2**32 - 1),
 )
 @PROPS
-def test_soft_pixel_blend_equals_full_canvas_composite(
+def test_box_blend_equals_full_canvas_composite_any_sizes(
     ch: int, cw: int, lh: int, lw: int, x0: int, y0: int, kind: str, seed: int
 ) -> None:
     rng = np.random.default_rng(seed)
