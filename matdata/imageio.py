@@ -247,7 +247,8 @@ def _rgb_and_alpha(img: Image.Image, name: str) -> tuple[np.ndarray, np.ndarray 
         mode = img.mode
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = np.asarray(img.convert("RGBA"))
-        return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3])
+        # copies (never views of PIL's read-only buffer, even where a slice is contiguous)
+        return rgba[:, :, :3].copy(), rgba[:, :, 3].copy()
     if mode == "RGB":  # one copy out of PIL (convert("RGB") would copy once more)
         return np.array(img), None
     if mode in ("L", "1", "CMYK", "YCbCr", "LAB", "HSV"):
@@ -308,7 +309,7 @@ def decode_alpha(
         if channel == "auto":
             return view.copy()
     if mode in ("L", "1", "I;16", "I;16B", "I;16L", "I", "F") and channel == "auto":
-        return np.ascontiguousarray(_to_uint8(np.asarray(img)))
+        return np.array(_to_uint8(np.asarray(img)))  # a writable copy
     if mode in ("RGBA", "LA"):  # the alpha band alone (no copy of the colours)
         return np.array(img.getchannel("A"))
     rgb, alpha = _rgb_and_alpha(img, name)
@@ -319,7 +320,7 @@ def decode_alpha(
         and np.array_equal(rgb[:, :, 0], rgb[:, :, 1])
         and np.array_equal(rgb[:, :, 0], rgb[:, :, 2])
     ):
-        return np.ascontiguousarray(rgb[:, :, 0])
+        return rgb[:, :, 0].copy()
     raise ImageDecodeError(name, "bad_channels", f"a matte needs 1 channel or alpha, got {mode}")
 
 
