@@ -388,7 +388,8 @@ def main() -> None:
                 )
 
     for name, tree_rows in rows.items():
-        _report(console, name, tree_rows, k, d_samples, n_small, n_large)
+        if tree_rows:  # (--rounds 0: only the --profile run)
+            _report(console, name, tree_rows, k, d_samples, n_small, n_large)
 
 
 def _report(
