@@ -304,6 +304,7 @@ def _stage_timers() -> tuple[dict[str, float], dict[str, int]]:
         (CM, "content_hash", "sha256 of the inputs"),
         (IO, "read_bytes", "read input files"),
         (F, "estimate_foreground", "foreground estimation"),
+        (C, "rgba_layer", "colours + alpha as one RGBA (per fg)"),
         (C, "compose_sample", "compose_sample (all)"),
         (C, "_resize", "  of which resizes"),
         (C, "_blend_into", "  of which blend"),
@@ -387,7 +388,8 @@ def main() -> None:
                 )
 
     for name, tree_rows in rows.items():
-        _report(console, name, tree_rows, k, d_samples, n_small, n_large)
+        if tree_rows:  # (--rounds 0: only the --profile run)
+            _report(console, name, tree_rows, k, d_samples, n_small, n_large)
 
 
 def _report(

@@ -237,7 +237,7 @@ def generate_records(
     failed to load (its samples are skipped).  Foreground colours are estimated once per
     run of pairs sharing a foreground; the last few backgrounds are cached.  ``sources``
     (name -> Source object) defaults to the task's sources, built once each."""
-    from matdata.compose import ComposeConfig, compose_sample
+    from matdata.compose import ComposeConfig, compose_sample, rgba_layer
     from matdata.foreground import estimate_foreground
 
     cfg = ComposeConfig.from_dict(task.compose)
@@ -249,7 +249,7 @@ def generate_records(
         return made[name]
 
     cur_fg: int | None = None
-    fg_data: tuple[np.ndarray, np.ndarray, np.ndarray | None, bool] | None = None
+    fg_data: tuple[np.ndarray, np.ndarray, np.ndarray | None, bool, np.ndarray] | None = None
     bad_fg: set[int] = set()
     bad_bg: set[int] = set()
     bg_cache: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -267,7 +267,8 @@ def generate_records(
                 yield _reject(fname, fitem, exc)
                 continue
             colors = estimate_foreground(fgl.rgb, fgl.alpha, cfg.fg_estimator)
-            fg_data = (colors, fgl.alpha, fgl.ignore, bool(fgl.coarse or fitem.coarse))
+            rgba = rgba_layer(colors, fgl.alpha)  # colours + alpha resized in one pass
+            fg_data = (colors, fgl.alpha, fgl.ignore, bool(fgl.coarse or fitem.coarse), rgba)
         if bi in bad_bg:
             continue
         bg = bg_cache.get(bi)
@@ -284,10 +285,11 @@ def generate_records(
         else:
             bg_cache.move_to_end(bi)
         assert fg_data is not None
-        colors, alpha, ignore, coarse = fg_data
+        colors, alpha, ignore, coarse, rgba = fg_data
         if task.with_ignore and ignore is None:
             ignore = np.zeros_like(alpha)
-        comp = compose_sample(colors, alpha, bg, np.random.default_rng(sseed), cfg, ignore)
+        rng = np.random.default_rng(sseed)
+        comp = compose_sample(colors, alpha, bg, rng, cfg, ignore, fg_rgba=rgba)
         meta = _sample_meta(task, (fname, fitem), (bname, bitem), k, sseed, pool, coarse, comp)
         yield _encode_record(sample_key(fitem.id, bitem.id, k), comp, meta, cfg.jpeg_quality)
 
