@@ -124,6 +124,7 @@ LOG_KEY, LOG_LENGTH = "distributed.admin.low-level-log-length", 100
 PRELOAD = (
     "pipelines._ignore_sigint",  # first: the fork server and workers leave Ctrl-C to the client
     "distributed",
+    "pipelines._worker_logs",  # a local worker's heartbeat to its stopped scheduler is noise
     "numpy",
     "cv2",
     "PIL.Image",

@@ -44,3 +44,22 @@ def test_restore_environ_undoes_sets_changes_and_deletions(
     os.environ["MATDATA_TEST_NEW"] = "c"
     restore_environ(before)
     assert dict(os.environ) == before
+
+
+def test_local_workers_drop_only_the_lost_heartbeat_record() -> None:
+    """The fork server's preload filters the one shutdown-time record of a worker whose
+    scheduler (in the stopped ``matdata`` process) is gone; other errors still log."""
+    import logging
+
+    from pipelines import _worker_logs
+    from pipelines.cluster import PRELOAD
+
+    assert "pipelines._worker_logs" in PRELOAD
+    log = logging.getLogger("distributed.worker")
+
+    def record(msg: str) -> logging.LogRecord:
+        return log.makeRecord(log.name, logging.ERROR, __file__, 1, msg, None, None)
+
+    assert not log.filter(record(_worker_logs.HEARTBEAT_LOST + "."))
+    assert log.filter(record("Unexpected exception during heartbeat. Closing worker."))
+    assert log.filter(record("Compute Failed"))
