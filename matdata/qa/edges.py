@@ -13,10 +13,12 @@ half-size square inside that crop, in up to four views side by side:
 * ``alpha``;
 * ``harm-raw`` - ``4 * |image - image_raw|`` (harmonized records only).
 
-The *full* image is the whole record at full size (composite | alpha, and image_raw when
-present), each panel downscaled only when its longer side exceeds ``FULL_MAX`` px.  Both
-are JPEG at quality 90 without chroma subsampling (a halo is a chroma detail).  Arrays
-are BGR, as the scan decodes them.
+The *full* view is the whole record at full size: composite | alpha (| image_raw when
+present), one image per panel.  A panel is the record's own stored bytes (the JPEG /
+PNG exactly as the shard holds them: no re-encode, no loss, no cost) when the record is
+at most ``FULL_MAX`` px on its longer side; larger records get every panel area-downscaled
+to that cap and encoded.  Edge sheets and encoded panels are JPEG at quality 90 without
+chroma subsampling (a halo is a chroma detail).  Arrays are BGR, as the scan decodes them.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class RecordViews:
     """What the report shows of one record beyond its strip (picklable, small)."""
 
     edges: bytes  # JPEG: views side by side, 1:1 on top, 2x zoom below
-    full: bytes  # JPEG: composite | alpha (| image_raw) at full size (capped)
+    #: ``(mime type, bytes)`` per panel: composite, alpha (, image_raw) at full size (capped)
+    full: list[tuple[str, bytes]] = field(default_factory=list)
     views: list[str] = field(default_factory=list)  # column names of ``edges``
     fg_from: str = "estimated"  # "layer" or "estimated"
     crop: list[int] = field(default_factory=list)  # [x, y, side] in image pixels
@@ -166,23 +169,46 @@ def edge_sheet(
     return sheet, names, fg_from, [x, y, s]
 
 
-def full_record(
-    image: np.ndarray, alpha: np.ndarray, image_raw: np.ndarray | None = None
-) -> tuple[np.ndarray, float]:
-    """composite | alpha (| image_raw) side by side, each panel at full size unless its
-    longer side exceeds :data:`FULL_MAX` (then area-downscaled); returns the BGR array and
-    the scale of the panels."""
+#: Leading bytes of the stored formats a full panel may embed as they are.
+_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
+
+
+def _stored(data: bytes | None) -> tuple[str, bytes] | None:
+    """``(mime, data)`` when ``data`` is a JPEG or PNG file (by its signature), else None."""
+    if data:
+        for magic, mime in _MAGIC.items():
+            if data.startswith(magic):
+                return mime, bytes(data)
+    return None
+
+
+def full_panels(
+    image: np.ndarray,
+    alpha: np.ndarray,
+    image_raw: np.ndarray | None = None,
+    stored: dict[str, bytes | None] | None = None,
+) -> tuple[list[tuple[str, bytes]], float]:
+    """The full view's panels ``[(mime, bytes)]`` (composite, alpha, image_raw when
+    present) and their scale: each panel is its stored bytes (``stored[name]``, a JPEG or
+    PNG the decoded array came from) when the record is within :data:`FULL_MAX` px, else
+    the array (area-downscaled to the cap when over it) encoded as JPEG."""
     import cv2
 
-    panels = [image, _grey3(alpha)]
+    arrays = {"image": image, "alpha": alpha}
     if image_raw is not None and image_raw.shape == image.shape:
-        panels.append(image_raw)
+        arrays["image_raw"] = image_raw
     h, w = alpha.shape
     scale = min(1.0, FULL_MAX / max(h, w))
-    if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        panels = [cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in panels]
-    return _row(panels), scale
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    out: list[tuple[str, bytes]] = []
+    for name, arr in arrays.items():
+        kept = _stored((stored or {}).get(name)) if scale == 1.0 else None
+        if kept is None:
+            if scale < 1.0:
+                arr = cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
+            kept = ("image/jpeg", _encode(_grey3(arr) if arr.ndim == 2 else arr))
+        out.append(kept)
+    return out, scale
 
 
 def record_views(
@@ -191,11 +217,14 @@ def record_views(
     *,
     fg: np.ndarray | None = None,
     image_raw: np.ndarray | None = None,
+    stored: dict[str, bytes | None] | None = None,
 ) -> RecordViews | None:
     """:class:`RecordViews` of a decoded record (BGR), or None when image and alpha sizes
-    differ or the image is not in colour."""
+    differ or the image is not in colour.  ``stored``: the record's encoded fields by name
+    (``image``, ``alpha``, ``image_raw``) the arrays were decoded from, embedded as the
+    full view's panels as they are (:func:`full_panels`)."""
     if image.ndim != 3 or image.shape[:2] != alpha.shape:
         return None
     sheet, names, fg_from, crop = edge_sheet(image, alpha, fg=fg, image_raw=image_raw)
-    full, scale = full_record(image, alpha, image_raw)
-    return RecordViews(_encode(sheet), _encode(full), names, fg_from, crop, scale)
+    full, scale = full_panels(image, alpha, image_raw, stored)
+    return RecordViews(_encode(sheet), full, names, fg_from, crop, scale)

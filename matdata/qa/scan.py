@@ -289,9 +289,11 @@ def _views(rec: Record, dec: dict[str, np.ndarray]) -> Any:
     raw = dec.get("image_raw")
     if image is None:
         return None
+    stored = {"image": rec.image, "alpha": rec.alpha, "image_raw": rec.image_raw}
     return record_views(
-        image, alpha, fg=fg, image_raw=raw if raw is not None and raw.ndim == 3 else None
-    )
+        image, alpha, fg=fg, image_raw=raw if raw is not None and raw.ndim == 3 else None,
+        stored=stored,
+    )  # fmt: skip
 
 
 def _iter_guarded(records: Iterable[Record], problems: list[dict[str, str]]):
