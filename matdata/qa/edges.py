@@ -58,20 +58,35 @@ def edge_crop(alpha: np.ndarray, side: int = EDGE_CROP, step: int = 4) -> tuple[
     """``(x, y, s)`` of the ``s`` x ``s`` square (``s = min(side, H, W)``) holding the most
     fractional alpha: the largest sum of ``min(a, 255 - a)``, plus 1 per pixel of the
     alpha's morphological gradient (so a binary mask's crop still sits on its edge),
-    over top-left corners on a ``step`` grid (and the last row / column)."""
+    over top-left corners on a ``step`` grid (and the last row / column); the first such
+    corner in row-major order on a tie.
+
+    The weight is 0 farther than 1 px from the bbox of ``alpha > 0``, so it is computed on
+    that bbox grown by 2 px only (the gradient of its edge pixels sees the same
+    neighbours) and each square's sum is that of its overlap with the window: the same
+    sums, so the same square, as over the whole image."""
     import cv2
 
     h, w = alpha.shape
     s = min(side, h, w)
+    ys, xs = _corners(h - s, step), _corners(w - s, step)
+    bx, by, bw, bh = cv2.boundingRect(alpha)
+    if bw == 0:  # alpha is 0 everywhere: every sum is 0, the first corner wins
+        return int(xs[0]), int(ys[0]), s
+    wy0, wy1 = max(0, by - 2), min(h, by + bh + 2)
+    wx0, wx1 = max(0, bx - 2), min(w, bx + bw + 2)
+    win = alpha[wy0:wy1, wx0:wx1]
     # the weight is an integer <= 128 (uint8), summed exactly in int32 (float64 past its
     # range; a box sum a - b - c + d of a monotone integral stays in range too)
-    grad = cv2.morphologyEx(alpha, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    edge = cv2.compare(grad, 0, cv2.CMP_GT) // 255
-    weight = cv2.add(cv2.min(alpha, cv2.subtract(255, alpha)), edge)
-    ii = cv2.integral(weight, sdepth=cv2.CV_32S if 128 * h * w < 2**31 else cv2.CV_64F)
-    ys, xs = _corners(h - s, step), _corners(w - s, step)
-    y0, x0 = ys[:, None], xs[None, :]
-    sums = ii[y0 + s, x0 + s] - ii[y0, x0 + s] - ii[y0 + s, x0] + ii[y0, x0]
+    grad = cv2.morphologyEx(win, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    edge = cv2.threshold(grad, 0, 1, cv2.THRESH_BINARY)[1]  # no scalar/array ambiguity
+    weight = cv2.add(cv2.min(win, cv2.bitwise_not(win)), edge)  # at 1 x 1 and 4 x 1
+    ii = cv2.integral(weight, sdepth=cv2.CV_32S if 128 * win.size < 2**31 else cv2.CV_64F)
+    y0 = np.clip(ys - wy0, 0, wy1 - wy0)[:, None]  # each square's overlap with the window
+    y1 = np.clip(ys + s - wy0, 0, wy1 - wy0)[:, None]
+    x0 = np.clip(xs - wx0, 0, wx1 - wx0)[None, :]
+    x1 = np.clip(xs + s - wx0, 0, wx1 - wx0)[None, :]
+    sums = ii[y1, x1] - ii[y0, x1] - ii[y1, x0] + ii[y0, x0]
     j = int(np.argmax(sums))
     return int(xs[j % len(xs)]), int(ys[j // len(xs)]), s
 

@@ -124,21 +124,24 @@ def halo_score(
     for level in range(LEVELS):  # the smallest box that reaches both sides of the band
         if not len(pts):
             break
-        f_box, b_box, area = _box_sums(sums, pts, r * 2**level, hh, ww)
+        (f_sum, f_n), (b_sum, b_n), area = _box_sums(sums, pts, r * 2**level, hh, ww)
         need = np.maximum(MIN_SHARE * area, 1)
-        ok = (f_box[:, 3] >= need) & (b_box[:, 3] >= need)
-        used_pts.append(pts[ok])
-        f_parts.append(f_box[ok, :3] / f_box[ok, 3:])
-        b_parts.append(b_box[ok, :3] / b_box[ok, 3:])
-        pts = pts[~ok]
-    used = np.concatenate(used_pts) if used_pts else np.zeros((0, 2), np.intp)
+        ok = np.flatnonzero((f_n >= need) & (b_n >= need))
+        if len(ok) < len(pts):  # gathers by index: far cheaper than boolean masks on (n, 3)
+            f_sum, f_n, b_sum, b_n = (x.take(ok, axis=0) for x in (f_sum, f_n, b_sum, b_n))
+        used_pts.append(pts.take(ok, axis=0))
+        f_parts.append(f_sum / f_n[:, None])  # float64, as the sums are integers
+        b_parts.append(b_sum / b_n[:, None])
+        if level + 1 < LEVELS:
+            pts = np.delete(pts, ok, axis=0)
+    used = np.concatenate(used_pts) if len(used_pts) > 1 else used_pts[0]
     n = len(used)
     if n < MIN_BAND_PX:
         return {"halo": None, "halo_px": n}
     at = used[:, 1] * ww + used[:, 0]  # flat indices (np.take: far cheaper than a[yy, xx])
-    f = np.concatenate(f_parts)
+    f = np.concatenate(f_parts) if len(f_parts) > 1 else f_parts[0]
     if bg is None:
-        b = np.concatenate(b_parts)
+        b = np.concatenate(b_parts) if len(b_parts) > 1 else b_parts[0]
     else:
         b = np.take(work(bg).reshape(-1, 3), at, axis=0).astype(np.float64)
     av = np.take(a.reshape(-1), at).astype(np.float64)[:, None] / 255.0
@@ -166,10 +169,10 @@ def _box_integrals(c: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _box_sums(
     sums: tuple[np.ndarray, np.ndarray], pts: np.ndarray, r: int, h: int, w: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray]:
     """Sums over the ``(2r+1)^2`` box at each point (clipped to the ``h`` x ``w`` window)
-    from each of :func:`_box_integrals`' images as float64 ``(n, 4)`` (colour, count), and
-    the clipped box areas."""
+    from each of :func:`_box_integrals`' images as ``(colour sums (n, 3), pixel counts
+    (n,))`` (integers), and the clipped box areas."""
     xx, yy = pts[:, 0], pts[:, 1]
     ya, yb = np.maximum(yy - r, 0), np.minimum(yy + r + 1, h)
     xa, xb = np.maximum(xx - r, 0), np.minimum(xx + r + 1, w)
@@ -177,15 +180,11 @@ def _box_sums(
     ya *= w + 1  # flat indices of the four box corners in an integral image
     yb *= w + 1
     corners = (yb + xb, ya + xb, yb + xa, ya + xa)
-    f_box, b_box = (
-        _counted(np.take(s, corners[0], axis=0) - np.take(s, corners[1], axis=0)
-                 - np.take(s, corners[2], axis=0) + np.take(s, corners[3], axis=0))
-        for s in sums
-    )  # fmt: skip
-    return f_box, b_box, area
-
-
-def _counted(box: np.ndarray) -> np.ndarray:
-    """Box sums as float64 with the mask channel (255 per pixel) turned into a count."""
-    box[:, 3] //= 255
-    return box.astype(np.float64)
+    out = []
+    for s in sums:
+        box = s.take(corners[0], axis=0)
+        box -= s.take(corners[1], axis=0)
+        box -= s.take(corners[2], axis=0)
+        box += s.take(corners[3], axis=0)
+        out.append((box[:, :3], box[:, 3] // 255))  # the mask channel (255 a pixel): a count
+    return out[0], out[1], area
