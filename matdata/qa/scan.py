@@ -73,18 +73,20 @@ class ShardScan:
 
 
 def _panel(arr: np.ndarray, height: int) -> np.ndarray:
-    """``arr`` area-resampled to ``height`` rows (3 channels).  Images 2x or more taller
-    are first averaged over whole f x f blocks (OpenCV's fast integer-ratio path; the
-    non-integer area resampling of a full-size mask costs a third of a decode)."""
+    """``arr`` resampled to ``height`` rows (3 channels): halved by 2 x 2 block means
+    (OpenCV's fast area path for exactly half the size; an odd last row / column is
+    dropped) while it stays at least ``height`` rows high, then bilinear to the panel size
+    (a factor under 2, so every input pixel still counts).  OpenCV's area resampling at
+    any other ratio costs a third of a decode on a full-size image, and still 0.2 ms on a
+    128 px one."""
     import cv2
 
     h, w = arr.shape[:2]
     nw = max(1, round(w * height / h))
-    f = h // height
-    if f >= 2 and w >= f:
-        hh, ww = h - h % f, w - w % f
-        arr = cv2.resize(arr[:hh, :ww], (ww // f, hh // f), interpolation=cv2.INTER_AREA)
-    out = cv2.resize(arr, (nw, height), interpolation=cv2.INTER_AREA)
+    while h >= 2 * height and w >= 2:
+        h, w = h // 2, w // 2
+        arr = cv2.resize(arr[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA)
+    out = cv2.resize(arr, (nw, height), interpolation=cv2.INTER_LINEAR)
     return np.repeat(out[:, :, None], 3, axis=2) if out.ndim == 2 else out
 
 
