@@ -17,7 +17,8 @@ then times, one core, shard by shard, in one process:
   reader pays (for reference; not the floor);
 * ``qa scan``: :func:`matdata.qa.scan.scan_shard` (size check, decode, stats, flags,
   hashes, the sha256 compared at the end, strips and edge views of the 48 sampled
-  records), what each task of ``matdata qa`` runs; the unknown band on at most
+  records and of the first flagged records of each shard), what each task of
+  ``matdata qa`` runs; the unknown band on at most
   ``--band-sample`` records, as ``run_qa`` does (all of them in a smaller dataset);
 * ``qa scan, no band`` / ``band on every record``: the unknown band on no / every record;
 * ``aggregate + report``: the client side (global flags, plots, HTML, JSON) once.
@@ -26,7 +27,9 @@ The variants run interleaved ``--repeat`` times; the best wall time and the best
 (``time.process_time``: every thread of the process, so OpenCV's own threads count) of
 each are kept, the CPU ratio being the steadier one on a busy machine.  Then a breakdown:
 the CPU milliseconds per record of each step of the scan on the same decoded records
-(best of ``--repeat``), so the extra time over the floor is accounted for.  The verdict
+(best of ``--repeat``; steps made for some records only weighted by their share, strips
+and edge views by the share the scan above made them for), their sum and the scan's own
+figure, so the extra time over the floor is accounted for.  The verdict
 line prints the CPU ratio of the scan to the floor and the load average.
 
 With ``--workers N`` it also times ``pipelines.qa.run_qa`` on a local Dask cluster of N
@@ -124,11 +127,12 @@ def decode_shard(dataset: str, shard, full: bool = False) -> int:
 
 
 def breakdown(
-    dataset: str, shards: list[Any], plan: dict[str, list[int]], n_total: int, repeat: int
+    dataset: str, shards: list[Any], scans: list[Any], band_share: float, repeat: int
 ) -> list[tuple[str, float]]:
     """CPU ms per record of each step of the scan, on the first shard's records (best of
-    ``repeat``); strips and edge views are timed on that shard's records and weighted by
-    the share of records the scan makes them for (the sampled ones)."""
+    ``repeat``).  Steps made for some records only are weighted by the share of records
+    the scan made them for: the unknown band (``band_share``), strips and edge views (the
+    sampled records and the first flagged ones of each shard, counted in ``scans``)."""
     import cv2
 
     from matdata.qa.analysis import alpha_stats, unknown_share
@@ -153,7 +157,7 @@ def breakdown(
                 for x in items:
                     fn(x)
                 t = min(t, time.process_time() - c0)
-            return t * 1000 / len(recs)
+            return t * 1000 / max(1, len(items))
 
         def read(_: Any) -> int:
             return sum(1 for _ in iter_shard(dataset, shard))
@@ -167,8 +171,10 @@ def breakdown(
             bg = bg if bg is not None and bg.ndim == 3 else None
             return halo_score(d["image"], d["alpha"], bg, boxes[i])
 
-        def hashes(i: int) -> Any:
-            return image_hashes(cv2.cvtColor(decs[i]["image"], cv2.COLOR_BGR2GRAY))
+        def grey(i: int) -> Any:
+            return cv2.cvtColor(decs[i]["image"], cv2.COLOR_BGR2GRAY)
+
+        greys = {i: grey(i) for i in ok}
 
         def record(r: Any) -> Any:
             return _analyze(r, Thresholds(), flag_thumb=False)
@@ -176,20 +182,34 @@ def breakdown(
         def strip(i: int) -> Any:
             return _record_strip(recs[i], decs[i], boxes[i], THUMB_HEIGHT)
 
-        share = sum(len(v) for v in plan.values()) / max(1, n_total)  # sampled records
-        parts = [
-            ("read + sha256 (the floor's too)", best(read, [0])),
-            ("decode (the floor's)", best(decode_for_scan, recs)),
-            ("alpha stats", best(lambda i: alpha_stats(decs[i]["alpha"]), ok)),
-            ("unknown band (a record without a stored trimap)", best(band, ok)),
-            ("halo score", best(halo, ok)),
-            ("grey + pHash/dHash", best(hashes, ok)),
-            ("one record: decode + the above + flags, row", best(record, recs)),
-            (f"strip of a sampled record x {share:.3f}", share * best(strip, ok)),
-            (f"edge views of a sampled record x {share:.3f}",
-             share * best(lambda i: _views(recs[i], decs[i]), ok)),
-        ]  # fmt: skip
-        return parts
+        n_scan = max(1, sum(s.records for s in scans))
+        strip_share = sum(len(s.thumbs) for s in scans) / n_scan
+        view_share = sum(len(s.views) for s in scans) / n_scan
+        share = len(ok) / max(1, len(recs))  # records with an image and an alpha
+        dec = best(decode_for_scan, recs)
+        steps = {
+            "alpha stats": share * best(lambda i: alpha_stats(decs[i]["alpha"]), ok),
+            f"unknown band x {band_share:.3f} (records without a stored trimap)": (
+                share * band_share * best(band, ok)
+            ),
+            "halo score": share * best(halo, ok),
+            "grey (BGR to luma)": share * best(grey, ok),
+            "pHash + dHash of the grey": share * best(lambda i: image_hashes(greys[i]), ok),
+        }
+        one = best(record, recs)  # decode + every step above (band on) + flags and row
+        rest = one - dec - sum(steps.values()) - share * (1 - band_share) * best(band, ok)
+        steps["flags, row, the rest of a record"] = rest
+        steps[f"strips x {strip_share:.3f} (sampled + first flagged)"] = (
+            strip_share * best(strip, ok)
+        )
+        steps[f"edge views x {view_share:.3f} (sampled + first flagged)"] = (
+            view_share * best(lambda i: _views(recs[i], decs[i]), ok)
+        )
+        return [
+            ("read + sha256 (the floor's too)", best(read, [0]) / max(1, len(recs))),
+            ("decode (the floor's)", dec),
+            *steps.items(),
+        ]
     finally:
         cv2.setNumThreads(threads)
 
@@ -323,8 +343,13 @@ def main() -> None:
         parts = Table(title=f"where the scan's CPU time goes (ms per record, {shards[0].path})")
         parts.add_column("step")
         parts.add_column("cpu ms / record", justify="right")
-        for name, ms in breakdown(dataset, shards, plan, n, args.repeat):
+        band_share = 1.0 if band is None else sum(len(v) for v in band.values()) / max(1, n)
+        steps = breakdown(dataset, shards, scans, band_share, args.repeat)
+        for name, ms in steps:
             parts.add_row(name, f"{ms:.3f}")
+        scan_ms = 1000 * cpu[f"qa scan (band on <= {args.band_sample})"] / max(1, n)
+        parts.add_row("sum of the steps", f"{sum(ms for _, ms in steps):.3f}")
+        parts.add_row("the scan, measured above", f"{scan_ms:.3f}")
         con.print(parts)
         scan_name = f"qa scan (band on <= {args.band_sample})"
         ratio = cpu[scan_name] / cpu_floor
