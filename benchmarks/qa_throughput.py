@@ -199,12 +199,10 @@ def breakdown(
         one = best(record, recs)  # decode + every step above (band on) + flags and row
         rest = one - dec - sum(steps.values()) - share * (1 - band_share) * best(band, ok)
         steps["flags, row, the rest of a record"] = rest
-        steps[f"strips x {strip_share:.3f} (sampled + first flagged)"] = (
-            strip_share * best(strip, ok)
-        )
-        steps[f"edge views x {view_share:.3f} (sampled + first flagged)"] = (
-            view_share * best(lambda i: _views(recs[i], decs[i]), ok)
-        )
+        strip_ms = best(strip, ok)
+        view_ms = best(lambda i: _views(recs[i], decs[i]), ok)
+        steps[f"strips x {strip_share:.3f} (sampled + first flagged)"] = strip_share * strip_ms
+        steps[f"edge views x {view_share:.3f} (sampled + first flagged)"] = view_share * view_ms
         return [
             ("read + sha256 (the floor's too)", best(read, [0]) / max(1, len(recs))),
             ("decode (the floor's)", dec),
