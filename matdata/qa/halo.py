@@ -19,7 +19,8 @@ Definition (per record, uint8 RGB units)::
 over the band pixels whose box holds at least 20 % opaque and 20 % transparent pixels
 (:data:`LEVELS`), ``r = max(3, round(0.018*sqrt(H*W)))`` (4 px at 192x256), all on the
 working scale: images whose shorter side is 512 px or more are first area-averaged by
-``k = shorter side // 256`` (:data:`WORK_SIDE`; 2 at 512x512, r = 5 working pixels).  ``v``
+``k = shorter side // 256`` (:data:`WORK_SIDE`; 2 at 512x512, r = 5 working pixels) over
+``k x k`` blocks on the image's own grid (the window of the bbox starts on it).  ``v``
 estimates the bleeding colour minus the subject colour: the residual of a clean
 composite is noise without that shape (texture, JPEG), so its least-squares ``v`` stays
 small, while a bleeding backdrop gives a consistent ``v``.  ``halo_px`` is the number of
@@ -77,12 +78,15 @@ def halo_score(
     alpha: np.ndarray,
     bg: np.ndarray | None = None,
     bbox: list[int] | None = None,
+    half: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """``{"halo": float | None, "halo_px": int}`` of a composite (module docstring).
 
     ``image``: ``(H, W, 3)`` uint8 (any channel order; ``bg`` in the same order, same
     size); ``alpha``: ``(H, W)`` uint8; ``bbox``: ``[x0, y0, x1, y1]`` of ``alpha > 0``
-    when the caller has it (computed otherwise).
+    when the caller has it (computed otherwise); ``half``: :func:`halve` of ``image``
+    when the caller has it (the working image at ``k = 2``: the same score, read from it
+    instead of averaging the window again).
     """
     import cv2
 
@@ -100,7 +104,9 @@ def halo_score(
     k = max(1, min(h, w) // WORK_SIDE)  # working scale: 1/k of the image
     r = halo_radius(h // k, w // k)  # in working pixels
     m = (r * 2 ** (LEVELS - 1) + 2) * k
-    ya, xa = max(0, y0 - m), max(0, x0 - m)
+    # the window starts on the k x k grid of the image, so that its average is a crop of
+    # the whole image's (``half``)
+    ya, xa = max(0, y0 - m) // k * k, max(0, x0 - m) // k * k
     yb, xb = ya + (min(h, y1 + m) - ya) // k * k, xa + (min(w, x1 + m) - xa) // k * k
     size = ((xb - xa) // k, (yb - ya) // k)
 
@@ -110,6 +116,11 @@ def halo_score(
             return np.ascontiguousarray(win)
         return cv2.resize(win, size, interpolation=cv2.INTER_AREA)
 
+    def work_image() -> np.ndarray:
+        if k == 2 and half is not None and half.shape == (h // 2, w // 2, 3):
+            return np.ascontiguousarray(half[ya // 2 : yb // 2, xa // 2 : xb // 2])
+        return work(image)
+
     a = work(alpha)
     pts = cv2.findNonZero(cv2.inRange(a, BAND_LO, BAND_HI))
     if pts is None or len(pts) < MIN_BAND_PX:
@@ -117,7 +128,7 @@ def halo_score(
     pts = pts.reshape(-1, 2).astype(np.intp)
     if len(pts) > MAX_BAND_PX:  # an even subsample: the score is a least-squares mean
         pts = pts[np.linspace(0, len(pts) - 1, MAX_BAND_PX).astype(np.intp)]
-    c = work(image)
+    c = work_image()
     sums = _box_integrals(c, a)
     hh, ww = a.shape
     used_pts, f_parts, b_parts = [], [], []
@@ -150,6 +161,16 @@ def halo_score(
     v = (resid * shape).sum(axis=0) / float((shape * shape).sum())
     # the norm of the sorted magnitudes: the same float whatever the channel order
     return {"halo": float(np.linalg.norm(np.sort(np.abs(v)))), "halo_px": n}
+
+
+def halve(arr: np.ndarray) -> np.ndarray:
+    """``arr`` at half the size by 2 x 2 block means (OpenCV's area resampling at exactly
+    1/2, its fast path; an odd last row / column is dropped): the halo score's working
+    image at ``k = 2`` and the first step of the hashes' thumbnail (:mod:`.phash`)."""
+    import cv2
+
+    h, w = arr.shape[0] // 2, arr.shape[1] // 2
+    return cv2.resize(arr[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA)
 
 
 def _box_integrals(c: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

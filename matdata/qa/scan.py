@@ -42,6 +42,7 @@ import numpy as np
 
 from matdata.errors import MatdataError
 from matdata.qa.analysis import Flag, Thresholds, provenance, record_flags, record_stats
+from matdata.qa.halo import halve
 from matdata.qa.phash import image_hashes
 from matdata.schema import IMAGE_FIELDS, Record
 
@@ -245,6 +246,9 @@ def _analyze(
     thumb = None
     if "image" in dec and "alpha" in dec:
         image = dec["image"]
+        # the colour image halved (2x2 block means), shared by the halo score's working
+        # image and the hashes' thumbnail (both start with it at a short side of 512+)
+        half = halve(image) if image.ndim == 3 and min(image.shape[:2]) >= 512 else None
         stats, size_flags = record_stats(
             image,
             dec["alpha"],
@@ -256,6 +260,7 @@ def _analyze(
             bgr=True,
             bg=dec.get("bg") if dec.get("bg") is not None and dec["bg"].ndim == 3 else None,
             halo=halo,
+            half=half,
         )
         for name in ("fg", "bg"):
             arr = dec.get(name)
@@ -267,7 +272,8 @@ def _analyze(
                 )  # fmt: skip
         row.update(stats)
         flags += size_flags + record_flags(stats, meta, th)
-        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        colour = image if half is None else half  # image_hashes halves what is 512+
+        grey = colour if colour.ndim == 2 else cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)
         row["phash"], row["dhash"] = image_hashes(grey)
         if want_thumb or (flag_thumb and flags):
             thumb = _record_strip(rec, dec, stats["bbox"], thumb_height)
