@@ -29,8 +29,9 @@ each are kept, the CPU ratio being the steadier one on a busy machine.  Then a b
 the CPU milliseconds per record of each step of the scan on the same decoded records
 (best of ``--repeat``; steps made for some records only weighted by their share, strips
 and edge views by the share the scan above made them for), their sum and the scan's own
-figure, so the extra time over the floor is accounted for.  The verdict
-line prints the CPU ratio of the scan to the floor and the load average.
+figure, so the extra time over the floor is accounted for.  The verdict line prints the
+CPU ratio of the scan to the floor (best, and the median of the rounds' paired ratios)
+and the load average.
 
 With ``--workers N`` it also times ``pipelines.qa.run_qa`` on a local Dask cluster of N
 workers against the decode floor mapped over the same cluster (cluster start excluded
