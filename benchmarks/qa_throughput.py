@@ -137,7 +137,7 @@ def breakdown(
     import cv2
 
     from matdata.qa.analysis import alpha_stats, unknown_share
-    from matdata.qa.halo import halo_score
+    from matdata.qa.halo import halo_score, halve
     from matdata.qa.phash import image_hashes
     from matdata.qa.scan import THUMB_HEIGHT, _analyze, _record_strip, _views, decode_for_scan
     from matdata.shards import iter_shard
@@ -166,14 +166,21 @@ def breakdown(
         def band(i: int) -> Any:
             return unknown_share(decs[i]["alpha"], boxes[i])
 
+        def half(i: int) -> Any:  # as _analyze: the colour image halved when 512+ px
+            image = decs[i]["image"]
+            return halve(image) if image.ndim == 3 and min(image.shape[:2]) >= 512 else None
+
+        halves = {i: half(i) for i in ok}
+
         def halo(i: int) -> Any:
             d = decs[i]
             bg = d.get("bg")
             bg = bg if bg is not None and bg.ndim == 3 else None
-            return halo_score(d["image"], d["alpha"], bg, boxes[i])
+            return halo_score(d["image"], d["alpha"], bg, boxes[i], halves[i])
 
         def grey(i: int) -> Any:
-            return cv2.cvtColor(decs[i]["image"], cv2.COLOR_BGR2GRAY)
+            image = decs[i]["image"] if halves[i] is None else halves[i]
+            return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
         greys = {i: grey(i) for i in ok}
 
@@ -190,11 +197,12 @@ def breakdown(
         dec = best(decode_for_scan, recs)
         steps = {
             "alpha stats": share * best(lambda i: alpha_stats(decs[i]["alpha"]), ok),
+            "composite halved (2x2 means; for halo and hashes)": share * best(half, ok),
             f"unknown band x {band_share:.3f} (records without a stored trimap)": (
                 share * band_share * best(band, ok)
             ),
             "halo score": share * best(halo, ok),
-            "grey (BGR to luma)": share * best(grey, ok),
+            "grey (BGR to luma) of the halved composite": share * best(grey, ok),
             "pHash + dHash of the grey": share * best(lambda i: image_hashes(greys[i]), ok),
         }
         one = best(record, recs)  # decode + every step above (band on) + flags and row
