@@ -165,3 +165,46 @@ def test_full_view_embeds_the_stored_bytes_within_the_cap():
     assert scale < 1.0 and all(d not in stored.values() for _, d in panels)
     decoded = cv2.imdecode(np.frombuffer(panels[1][1], np.uint8), cv2.IMREAD_UNCHANGED)
     assert decoded.shape[0] == FULL_MAX
+
+
+# ------------------------------------------------------------ the shared halved image
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 90), w=st.integers(1, 90), grey=st.booleans(), seed=st.integers(0, 99))
+def test_halve_is_the_2x2_block_mean(h, w, grey, seed):
+    """:func:`halve` = the rounded mean of each 2 x 2 block (odd last row / column
+    dropped), for any size, grey or colour (1 x 1 and 1-wide images give empty arrays)."""
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, (h, w) if grey else (h, w, 3), np.uint8)
+    hh, ww = h // 2, w // 2
+    if hh == 0 or ww == 0:
+        return  # nothing to average (the scan only halves images of 512 px and more)
+    out = H.halve(arr)
+    blocks = arr[: 2 * hh, : 2 * ww].astype(np.int32)
+    s = blocks[0::2, 0::2] + blocks[1::2, 0::2] + blocks[0::2, 1::2] + blocks[1::2, 1::2]
+    assert out.shape == s.shape and np.array_equal(out, (s + 2) >> 2)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    h=st.integers(2 * H.WORK_SIDE, 3 * H.WORK_SIDE + 40),
+    w=st.integers(2 * H.WORK_SIDE, 3 * H.WORK_SIDE + 40),
+    seed=st.integers(0, 10_000),
+    kind=st.sampled_from(("soft", "binary", "zero", "full")),
+)
+def test_scan_shares_the_halved_image_without_changing_results(h, w, seed, kind):
+    """The scan halves a 512+ px composite once for the halo score (at k = 2) and the
+    hashes: the same score as halo_score averaging its own window, the same hashes as
+    image_hashes of the full image (k = 3 images ignore ``half`` for the halo)."""
+    from matdata.qa.phash import image_hashes
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    bgr = np.stack([(xx * 3 + yy) % 256, (yy * 2) % 256, rng.integers(0, 256, (h, w))], -1)
+    bgr = cv2.GaussianBlur(bgr.astype(np.uint8), (5, 5), 0)
+    alpha = _alpha(h, w, seed, kind)
+    half = H.halve(bgr)
+    assert H.halo_score(bgr, alpha, half=half) == H.halo_score(bgr, alpha)
+    grey = cv2.cvtColor(half, cv2.COLOR_BGR2GRAY)
+    assert image_hashes(grey) == image_hashes(np.ascontiguousarray(bgr[..., ::-1]))
