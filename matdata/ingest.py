@@ -94,7 +94,8 @@ def ingest(
     """Scan ``kind`` at ``root``, write ``NAME.manifest.parquet`` + ``NAME.rejects.parquet``.
 
     Files go to ``out`` (default: the catalog directory); the result is registered in the
-    catalog under ``name`` (default: ``kind``).  Raises :class:`SourceError` when the root
+    catalog under ``name`` (default: ``kind``).  Raises :class:`ConfigError` when ``root``
+    is empty (every kind but ``demo`` needs one) and :class:`SourceError` when the root
     is missing; per-input problems become rejects.  An item id seen twice is a source bug
     and is recorded as a ``duplicate_id`` reject rather than written twice.
 
@@ -106,6 +107,7 @@ def ingest(
     name = name or kind
     if safe_id(name) != name:
         raise ConfigError(f"name {name!r} may only use letters, digits, '-' and '_'")
+    require_root(kind, root)
     options = dict(options or {})
     root = _norm_root(root) if kind != "demo" or root else root
     src = make_source(kind, root, **options)  # unknown kind -> SourceError with the list
@@ -262,6 +264,13 @@ def check_usable(res: IngestResult) -> None:
         f"ingest {res.kind} {res.root}: {what}; nothing was registered",
         hint=f"{hint}check ROOT and KIND, see {res.rejects_path}, or pass --allow-empty",
     )
+
+
+def require_root(kind: str, root: str) -> None:
+    """Refuse an empty ``root`` for every kind but ``demo`` (it would scan the current
+    directory) with a :class:`ConfigError`."""
+    if kind != "demo" and not root.strip():
+        raise ConfigError(f"ingest {kind} needs a ROOT path")
 
 
 def check_root(kind: str, root: str) -> None:

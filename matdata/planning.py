@@ -587,6 +587,13 @@ class TaskList(Sequence):
         k = int(self._plan.picks.shape[1]) if self._plan.picks.ndim == 2 else 0
         return sum(len(fgs) for _, _, fgs in self._plan._shards) * k
 
+    def to_file(self, path: str) -> Any:  # -> matdata.taskfile.TaskFile
+        """Write the tasks to ``path``, shard by shard, and return the small sequence that
+        reads them back one shard at a time (what the runner ships to the workers)."""
+        from matdata.taskfile import write_task_file
+
+        return write_task_file(self._plan, path)
+
 
 class CompactPlan:
     """The pairs of a build as arrays, and how to turn them into shard tasks."""

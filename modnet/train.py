@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -489,87 +490,114 @@ class Trainer:
         ``--resume`` command."""
         from contextlib import nullcontext
 
-        from modnet.data import make_loader
-
         cfg = self.cfg
         summary: dict[str, Any] = {"start_step": self.step}
-        val: dict[str, float] | None = None
-        train: dict[str, float] = {}
-        interrupt = self.interrupt
-        alone = self.dist.world == 1  # with several ranks, all stop together at a step
-        log: _RunLog | None = None
-        it = None
+        run = _FitRun()
         try:
-            with interrupt:
-                log = _RunLog(cfg, self.dist, self.step, self.datasets, self.speed_options())
-                if self._val_sets and cfg.val_at_start and self.step == 0:
-                    val = self.validate_all(log)
-                if not (interrupt.requested and alone):
-                    stream = self._stream("train", train=True, start_batch=self.step)
-                    self._per_rank = stream.per_rank
-                    loader = make_loader(
-                        stream, self.loader_workers, pin_memory=self.device.type == "cuda"
-                    )
-                    it = iter(loader)
-            t0 = time.perf_counter()
-            guard = interrupt if it is not None else nullcontext()
-            with guard, log.progress(cfg.steps, self.step) as advance:
-                while it is not None and self.step < cfg.steps:
-                    t_data = time.perf_counter()
-                    try:
-                        batch = next(it)
-                    except RuntimeError:  # loader workers killed by the same Ctrl-C
-                        if interrupt.requested:
-                            break
-                        raise
-                    data_time = time.perf_counter() - t_data  # waiting for the loader
-                    if self._note_bad(batch):
-                        continue
-                    if cfg.record_keys:
-                        log.keys(self.step, batch["key"])
-                    train = self.train_step(self._to_device(batch))
-                    testhooks.step_done(self.step)  # MATDATA_TEST_SIGINT_AFTER_STEPS: Ctrl-C
-                    stop = interrupt.requested
-                    if self.dist.world > 1:
-                        train["total"], stop = _reduce_step(train["total"], stop, self.device)
-                    dt = time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    last = self.step == cfg.steps
-                    if self.step % cfg.log_every == 0 or last or stop:
-                        log.write(
-                            {"kind": "train", "step": self.step, **train, "step_time": dt,
-                             "data_time": data_time}
-                        )  # fmt: skip
-                    advance(train)
-                    if stop:
+            with self.interrupt:
+                run.log = _RunLog(cfg, self.dist, self.step, self.datasets, self.speed_options())
+                self._fit_start(run)
+            run.t0 = time.perf_counter()
+            guard = self.interrupt if run.it is not None else nullcontext()
+            with guard, run.log.progress(cfg.steps, self.step) as advance:
+                while run.it is not None and self.step < cfg.steps:
+                    if self._fit_step(run, advance):
                         break
-                    if self._val_sets and (
-                        (cfg.val_every and self.step % cfg.val_every == 0) or last
-                    ):
-                        val = self.validate_all(log)
-                        if interrupt.requested and alone and not last:
-                            break
-                    if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last:
-                        self.save()
         finally:
-            it = None
-            if log is not None:
-                log.close()
-        if self.step < cfg.steps:  # stopped by Ctrl-C between two steps: keep the progress
+            run.it = None
+            if run.log is not None:
+                run.log.close()
+        self._fit_check_stopped()
+        summary.update(step=self.step, train=run.train, val=run.val, datasets=self.datasets)
+        return summary
+
+    def _fit_start(self, run: _FitRun) -> None:
+        """Validate first where asked (``val_at_start``, from step 0), then open the train
+        loader (unless a Ctrl-C came meanwhile, on a single rank)."""
+        from modnet.data import make_loader
+
+        if self._val_sets and self.cfg.val_at_start and self.step == 0:
+            run.val = self.validate_all(run.log)
+        if not (self.interrupt.requested and self.dist.world == 1):
+            stream = self._stream("train", train=True, start_batch=self.step)
+            self._per_rank = stream.per_rank
+            run.loader = make_loader(
+                stream, self.loader_workers, pin_memory=self.device.type == "cuda"
+            )
+            run.it = iter(run.loader)
+
+    def _fit_step(self, run: _FitRun, advance: Any) -> bool:
+        """One step of :meth:`fit`: next batch, train step, log line, progress, then
+        validation and checkpoint when due.  True when the run stops here (Ctrl-C)."""
+        cfg, interrupt = self.cfg, self.interrupt
+        t_data = time.perf_counter()
+        try:
+            batch = next(run.it)
+        except RuntimeError:  # loader workers killed by the same Ctrl-C
+            if interrupt.requested:
+                return True
+            raise
+        data_time = time.perf_counter() - t_data  # waiting for the loader
+        if self._note_bad(batch):
+            return False
+        if cfg.record_keys:
+            run.log.keys(self.step, batch["key"])
+        train = run.train = self.train_step(self._to_device(batch))
+        testhooks.step_done(self.step)  # MATDATA_TEST_SIGINT_AFTER_STEPS: Ctrl-C
+        stop = interrupt.requested
+        if self.dist.world > 1:
+            train["total"], stop = _reduce_step(train["total"], stop, self.device)
+        dt = time.perf_counter() - run.t0
+        run.t0 = time.perf_counter()
+        last = self.step == cfg.steps
+        if self.step % cfg.log_every == 0 or last or stop:
+            run.log.write(
+                {"kind": "train", "step": self.step, **train, "step_time": dt,
+                 "data_time": data_time}
+            )  # fmt: skip
+        advance(train)
+        return stop or self._fit_after_step(run, last)
+
+    def _fit_after_step(self, run: _FitRun, last: bool) -> bool:
+        """Validation and checkpoint when due after a step; True when a Ctrl-C during a
+        validation pass (single rank, not the last step) stops the run."""
+        cfg = self.cfg
+        if self._val_sets and ((cfg.val_every and self.step % cfg.val_every == 0) or last):
+            run.val = self.validate_all(run.log)
+            if self.interrupt.requested and self.dist.world == 1 and not last:
+                return True
+        if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last:
+            self.save()
+        return False
+
+    def _fit_check_stopped(self) -> None:
+        """Stopped by Ctrl-C before ``cfg.steps``: keep the progress (a checkpoint) and
+        raise :class:`~matdata.errors.Interrupted` with the ``--resume`` command."""
+        if self.step < self.cfg.steps:
             path = self.save()
             where = f"checkpoint {path} written" if path else "rank 0 wrote the checkpoint"
             raise Interrupted(
-                f"training stopped at step {self.step} of {cfg.steps}; {where}",
-                hint=f"continue with: matdata train --resume {cfg.out}",
+                f"training stopped at step {self.step} of {self.cfg.steps}; {where}",
+                hint=f"continue with: matdata train --resume {self.cfg.out}",
             )
-        summary.update(step=self.step, train=train, val=val, datasets=self.datasets)
-        return summary
 
     def close(self) -> None:
         import torch.distributed as dist
 
         if self.dist.initialized_here and dist.is_initialized():
             dist.destroy_process_group()
+
+
+@dataclass
+class _FitRun:
+    """What one :meth:`Trainer.fit` carries from step to step."""
+
+    log: _RunLog | None = None
+    loader: Any = None  # the train loader (kept for the whole run, as its iterator needs)
+    it: Any = None  # its iterator; dropped when the run ends (stops loader workers)
+    t0: float = 0.0  # when the previous step ended (a step's time includes its wait)
+    val: dict[str, float] | None = None  # the last validation metrics
+    train: dict[str, float] = field(default_factory=dict)  # the last train step's metrics
 
 
 class _MetricAccumulator:

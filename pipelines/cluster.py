@@ -30,7 +30,8 @@ def dask_client(
     ``scheduler`` (``tcp://HOST:PORT``) connects to an existing cluster; otherwise a
     ``LocalCluster`` of ``workers`` processes (default: one per core) with
     ``threads_per_worker`` threads each is started on 127.0.0.1 without a dashboard.
-    Worker processes get ``OMP_NUM_THREADS=1`` (one core per worker) and start from a
+    Worker processes get ``OMP_NUM_THREADS=1`` (one core per worker; the driver's own
+    environment is left as it was, see :func:`restore_environ`) and start from a
     fork server that has imported :data:`PRELOAD` (fast start-up).  The client and a local
     scheduler keep :data:`LOG_LENGTH` messages per stream for debugging, not 1,000.
     """
@@ -75,10 +76,15 @@ def dask_client(
         "distributed.admin.system-monitor.interval": "2s",
         "distributed.worker.memory.monitor-interval": "1s",
     }
-    with dask.config.set(settings), _deferred_sigint() as interrupted:
-        cluster = _local_cluster(LocalCluster, n, threads_per_worker, env)
+    driver_env = dict(os.environ)
+    try:
+        with dask.config.set(settings), _deferred_sigint() as interrupted:
+            cluster = _local_cluster(LocalCluster, n, threads_per_worker, env)
+    finally:
+        restore_environ(driver_env)
     if interrupted():  # Ctrl-C while the cluster started: stop now, cleanly
         cluster.close()
+        restore_environ(driver_env)
         raise KeyboardInterrupt
     try:
         with dask.config.set({LOG_KEY: LOG_LENGTH}):
@@ -89,6 +95,23 @@ def dask_client(
             client.close()
     finally:
         cluster.close()
+        restore_environ(driver_env)  # (a nanny that restarted its worker set them again)
+
+
+def restore_environ(before: dict[str, str]) -> None:
+    """Put ``os.environ`` back to ``before``.
+
+    The nannies of a ``LocalCluster`` run in this process, and each sets distributed's
+    ``pre-spawn-environ`` variables (``OMP_NUM_THREADS=1`` and friends,
+    ``PYTHONHASHSEED``) in ``os.environ`` just before it starts its worker process, so
+    that the worker (or the fork server, started then) inherits them.  The driver must not
+    keep them: :mod:`matdata.threads` plans torch threads from ``OMP_NUM_THREADS``, and
+    processes the driver starts later inherit its environment."""
+    for key in [k for k in os.environ if k not in before]:
+        del os.environ[key]
+    for key, value in before.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 #: distributed keeps the last ``distributed.admin.low-level-log-length`` (default 1,000)

@@ -8,7 +8,8 @@ as separate stages that compose::
 
     with output_lock(out, job):                   # one writer per output (matdata.locks)
         prepare_output(out, plan_name, plan, ...) # refuse foreign/different output, clean
-        results = run_shards(tasks, fn, ...)      # Dask submit / progress / failures
+        with staged_tasks(tasks, out) as tasks:   # a plan: one file, read per shard
+            results = run_shards(tasks, fn, ...)  # Dask submit / progress / failures
         ...pipeline's own aggregation...          # rejects, dataset.json (write_index)
 
 :func:`run_job` chains them for a :class:`ShardJob`.  A task needs ``name`` (unique,
@@ -24,7 +25,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,9 @@ OWNED = (INDEX_NAME, REJECTS_NAME, PARTS_DIR, *FORMATS)
 
 #: Per-task function: ``fn(task, progress)``; ``progress(n)`` reports n more records.
 TaskFn = Callable[[Any, Callable[[int], None] | None], Any]
+
+#: Where :func:`staged_tasks` writes a job's tasks for the workers (removed after the run).
+TASKS_NAME = f"{PARTS_DIR}/tasks.arrows"
 
 
 # ------------------------------------------------------------------------ output folder
@@ -183,8 +187,14 @@ def _call(fn: TaskFn, task: Any, topic: str | None) -> _Outcome:
 
 def _call_at(fn: TaskFn, tasks: Sequence[Any], i: int, topic: str | None) -> _Outcome:
     """:func:`_call` on ``tasks[i]``: ``tasks`` was shipped to the workers once, so the
-    task's spec is only this index (see :class:`_IndexedFeed`)."""
-    return _call(fn, tasks[i], topic)
+    task's spec is only this index (see :class:`_IndexedFeed`).  A task that cannot be
+    read (a task file changed under the run) fails like a task that raised."""
+    try:
+        task = tasks[i]
+    except MatdataError as exc:
+        now = time.time()
+        return _Outcome(TaskFailure(exc.one_line()), 0.0, 0.0, _worker_address(), now, now)
+    return _call(fn, task, topic)
 
 
 def _worker_address() -> str:
@@ -258,10 +268,12 @@ class _IndexedFeed:
     a list) is scattered to every worker once; each task's spec is then ``(fn, ref, i,
     topic)``, a few hundred bytes however many samples the shard holds.  A worker
     materialises ``tasks[i]`` itself.  ``tasks.info(i) -> (name, samples)`` where present
-    spares the driver materialising tasks at all.  Every worker holds the whole sequence
-    (a 340k-sample build plan pickles to about 113 MB).  (distributed keeps the last 1,000
-    messages of every stream for debugging, task specs included: with specs carrying a
-    shard's items, the driver's memory grew with the shard count.)"""
+    spares the driver materialising tasks at all.  Every worker holds the whole sequence,
+    so a build ships its plan as a :class:`~matdata.taskfile.TaskFile` (see
+    :func:`staged_tasks`: a few bytes per shard; a 340k-sample plan itself pickles to
+    about 113 MB).  (distributed keeps the last 1,000 messages of every stream for
+    debugging, task specs included: with specs carrying a shard's items, the driver's
+    memory grew with the shard count.)"""
 
     def __init__(self, client: Any, tasks: Sequence[Any], fn: TaskFn, topic: str | None):
         self.client, self.tasks, self.fn, self.topic = client, tasks, fn, topic
@@ -287,6 +299,25 @@ class _IndexedFeed:
 
     def close(self) -> None:
         self.ref.release()
+
+
+@contextlib.contextmanager
+def staged_tasks(tasks: Iterable[Any], out: str) -> Iterator[Iterable[Any]]:
+    """``tasks``, or where they can write themselves to a file (``tasks.to_file(path)``,
+    a plan's :class:`~matdata.planning.TaskList`), that file's small reader, written to
+    :data:`TASKS_NAME` in ``out`` and removed when the block ends.  Workers then read only
+    the shard they run instead of each holding every task (flat in the number of shards)."""
+    to_file = getattr(tasks, "to_file", None)
+    if to_file is None:
+        yield tasks
+        return
+    path = join(out, TASKS_NAME)
+    try:
+        yield to_file(path)
+    finally:
+        fs, p = get_fs(path)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(p)
 
 
 class _StreamFeed:
@@ -540,14 +571,15 @@ def run_job(
             same=job.same,
             differs=job.differs,
         )
-        results = run_shards(
-            job.tasks,
-            job.fn,
-            label=job.label or f"[bold]{job.kind}[/]",
-            workers=workers,
-            scheduler=scheduler,
-            console=console,
-            progress=progress,
-            stats=job.stats,
-        )
+        with staged_tasks(job.tasks, job.out) as tasks:
+            results = run_shards(
+                tasks,
+                job.fn,
+                label=job.label or f"[bold]{job.kind}[/]",
+                workers=workers,
+                scheduler=scheduler,
+                console=console,
+                progress=progress,
+                stats=job.stats,
+            )
         return finish(results)

@@ -17,6 +17,7 @@ import pytest
 from matdata.build_config import BuildConfig
 from matdata.builder import prepare_build, run_shard, sample_key
 from matdata.shards import iter_records, list_temporaries, read_index, verify
+from pipelines.runner import TASKS_NAME
 
 CLI = [sys.executable, "-c", "from matdata.cli import main; main()"]
 DEMO = ["--fg", "demo", "--bg", "demo", "--fg-option", "n_fg=6", "--fg-option", 'size="48x64"']
@@ -139,6 +140,7 @@ def test_resume_after_kill(tmp_path: Path) -> None:
     done = sorted(p for p in parts.glob("*-*.json") if not p.name.startswith("."))
     assert len(done) == 5, f"{len(done)} shards complete at kill time"
     assert not (out / "dataset.json").exists()
+    assert (out / TASKS_NAME).exists()  # the killed run's task file: the rerun replaces it
     for p in _visible_shards(out):  # every visible shard is complete, never partial
         if p.suffix == ".parquet":
             assert pq.ParquetFile(p).metadata.num_rows == 4
@@ -152,6 +154,7 @@ def test_resume_after_kill(tmp_path: Path) -> None:
     m = re.search(r"written / resumed\s*│\s*(\d+) / (\d+)", r.stdout)
     assert m and int(m.group(2)) >= len(done) and int(m.group(1)) + int(m.group(2)) == 12
     assert verify(str(out)) == [] and list_temporaries(str(out)) == []
+    assert not (out / TASKS_NAME).exists()  # removed when the run ends
     cfg = BuildConfig(
         fg="demo",
         bg="demo",

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from matdata import catalog
 from matdata.catalog import resolve_source
 from matdata.cli import app
-from matdata.errors import SourceError
+from matdata.errors import ConfigError, SourceError
 from matdata.ingest import ingest
 from matdata.rejects import read_rejects
 from matdata.sources.base import items_hash, read_manifest
@@ -117,6 +117,42 @@ def test_missing_root_and_bad_name(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="may only use"):
         ingest("folder", str(tmp_path), name="a/b")
     assert not list(Path(os.environ["MATDATA_CATALOG"]).glob("*.parquet"))
+
+
+def _cwd_with_an_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A current directory holding one usable background, for ROOT "" to find if scanned."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    Image.new("RGB", (32, 24), (90, 120, 150)).save(cwd / "scene.jpg")
+    monkeypatch.chdir(cwd)
+    return cwd
+
+
+@pytest.mark.parametrize("root", ["", "  "])
+def test_empty_root_is_refused_not_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root: str
+) -> None:
+    _cwd_with_an_image(tmp_path, monkeypatch)
+    with pytest.raises(ConfigError, match=r"^ingest folder needs a ROOT path$"):
+        ingest("folder", root, options={"role": "bg"})
+    assert not list(Path(os.environ["MATDATA_CATALOG"]).glob("*"))  # nothing written
+    assert ingest("folder", ".", options={"role": "bg"}).usable == 1  # "." is a ROOT
+
+
+def test_cli_empty_root_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cwd = _cwd_with_an_image(tmp_path, monkeypatch)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from matdata.cli import main; main()", "ingest", "folder"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        cwd=cwd,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines == ["error: ingest folder needs a ROOT path"], proc.stderr
+    assert not list(Path(os.environ["MATDATA_CATALOG"]).glob("*"))
 
 
 # -------------------------------------------------------------------------- resolve

@@ -11,7 +11,6 @@ from matdata.cli.app import (
     SchedulerOpt,
     SeedOpt,
     WorkersOpt,
-    _fail,
     app,
     command_progress,
     console,
@@ -57,11 +56,10 @@ def ingest_cmd(
     """Scan a source once: write a Parquet manifest + rejects and register it by NAME."""
     from rich.table import Table
 
-    from matdata.ingest import ingest
+    from matdata.ingest import ingest, require_root
     from matdata.options import parse_options
 
-    if not root and kind != "demo":
-        _fail(f"ingest {kind} needs a ROOT path")
+    require_root(kind, root)  # before the progress display starts
     opts = parse_options(option)
     with command_progress(f"ingest {kind}", progress_bar, unit="files") as bar:
         res = ingest(
