@@ -163,20 +163,23 @@ def test_html_is_valid_and_self_contained(planted):
         assert url.startswith(("data:", "#")), (tag, name, url[:60])
     assert "http://" not in html and "https://" not in html and "url(" not in html
     imgs = [(u, alt) for t, u, alt in p.imgs]
-    plots = [u for u, _ in imgs if u.startswith("data:image/png;base64,")]
+    plots = [u for u, alt in imgs if u.startswith("data:image/png;base64,")
+             and not alt.startswith("full ")]  # fmt: skip
     jpegs = [(u, alt) for u, alt in imgs if u.startswith("data:image/jpeg;base64,")]
     edges = [u for u, alt in jpegs if alt.startswith("edges ")]
-    full = [u for u, alt in jpegs if alt.startswith("full ")]
+    full = [u for u, alt in jpegs if alt.startswith("full ") and not alt.endswith(" alpha")]
+    full_alpha = [u for u, alt in imgs if alt.startswith("full ") and alt.endswith(" alpha")]
     strips = [u for u, alt in jpegs if not alt.startswith(("edges ", "full "))]
     assert len(plots) == 8
     # random sample + every flagged sample, and each once more in the per-group sheets
     # (one foreground source, one background source, all fine, no harmonizer: no sheets)
     assert len(strips) == 6 + len(expected)
     # edge views of the random sample and of the flagged records (each record once), each
-    # with its full-size lightbox
+    # with its full-size lightbox: the stored composite JPEG and alpha PNG as they are
     summary = json.loads((report_dir / "summary.json").read_text())
-    assert len(edges) == len(full) == len({*summary["sample_keys"], *expected})
-    for uri in plots + strips + edges + full:  # every embedded image decodes
+    assert len(edges) == len(full) == len(full_alpha) == len({*summary["sample_keys"], *expected})
+    assert all(u.startswith("data:image/png;base64,") for u in full_alpha)
+    for uri in plots + strips + edges + full + full_alpha:  # every embedded image decodes
         img = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
         img.load()
         assert img.width > 50 and img.height > 50
@@ -253,7 +256,8 @@ def test_edge_views_render_at_native_resolution_in_chromium(planted, tmp_path):
     p = _Checker()
     p.feed(html)
     sheets = [_decode_uri(u) for _, u, alt in p.imgs if alt.startswith("edges ")]
-    fulls = [_decode_uri(u) for _, u, alt in p.imgs if alt.startswith("full ")]
+    fulls = [_decode_uri(u) for _, u, alt in p.imgs if alt.startswith("full ")
+             and not alt.endswith(" alpha")]  # fmt: skip
     assert sheets and len(sheets) == len(fulls)
     url = (report_dir / "report.html").resolve().as_uri()
     page = _screenshot(url, tmp_path / "page.png", 1400, 6000, tmp_path / "c2")

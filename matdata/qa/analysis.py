@@ -319,6 +319,7 @@ def record_stats(
     bgr: bool = False,
     bg: np.ndarray | None = None,
     halo: bool = True,
+    half: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], list[Flag]]:
     """Statistics of one decoded record plus the size-mismatch flags found on the way.
 
@@ -328,7 +329,8 @@ def record_stats(
     ``image`` may be grey (only its size is used unless ``image_raw`` is given); ``bgr``:
     ``image`` and ``image_raw`` are in BGR order (see :func:`harmonization_stats`).
     The halo score (:func:`matdata.qa.halo.halo_score`, with the ``bg`` layer when given)
-    needs a colour ``image`` and ``halo``; otherwise it is None.
+    needs a colour ``image`` and ``halo``; otherwise it is None (``half``: the image
+    halved, :func:`matdata.qa.halo.halve`, when the caller has it).
     """
     import cv2
 
@@ -360,7 +362,7 @@ def record_stats(
     if halo and aligned and image.ndim == 3:
         from matdata.qa.halo import halo_score
 
-        stats.update(halo_score(image, alpha, bg, stats["bbox"]))
+        stats.update(halo_score(image, alpha, bg, stats["bbox"], half))
     return stats, flags
 
 

@@ -13,10 +13,12 @@ half-size square inside that crop, in up to four views side by side:
 * ``alpha``;
 * ``harm-raw`` - ``4 * |image - image_raw|`` (harmonized records only).
 
-The *full* image is the whole record at full size (composite | alpha, and image_raw when
-present), each panel downscaled only when its longer side exceeds ``FULL_MAX`` px.  Both
-are JPEG at quality 90 without chroma subsampling (a halo is a chroma detail).  Arrays
-are BGR, as the scan decodes them.
+The *full* view is the whole record at full size: composite | alpha (| image_raw when
+present), one image per panel.  A panel is the record's own stored bytes (the JPEG /
+PNG exactly as the shard holds them: no re-encode, no loss, no cost) when the record is
+at most ``FULL_MAX`` px on its longer side; larger records get every panel area-downscaled
+to that cap and encoded.  Edge sheets and encoded panels are JPEG at quality 90 without
+chroma subsampling (a halo is a chroma detail).  Arrays are BGR, as the scan decodes them.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class RecordViews:
     """What the report shows of one record beyond its strip (picklable, small)."""
 
     edges: bytes  # JPEG: views side by side, 1:1 on top, 2x zoom below
-    full: bytes  # JPEG: composite | alpha (| image_raw) at full size (capped)
+    #: ``(mime type, bytes)`` per panel: composite, alpha (, image_raw) at full size (capped)
+    full: list[tuple[str, bytes]] = field(default_factory=list)
     views: list[str] = field(default_factory=list)  # column names of ``edges``
     fg_from: str = "estimated"  # "layer" or "estimated"
     crop: list[int] = field(default_factory=list)  # [x, y, side] in image pixels
@@ -55,20 +58,35 @@ def edge_crop(alpha: np.ndarray, side: int = EDGE_CROP, step: int = 4) -> tuple[
     """``(x, y, s)`` of the ``s`` x ``s`` square (``s = min(side, H, W)``) holding the most
     fractional alpha: the largest sum of ``min(a, 255 - a)``, plus 1 per pixel of the
     alpha's morphological gradient (so a binary mask's crop still sits on its edge),
-    over top-left corners on a ``step`` grid (and the last row / column)."""
+    over top-left corners on a ``step`` grid (and the last row / column); the first such
+    corner in row-major order on a tie.
+
+    The weight is 0 farther than 1 px from the bbox of ``alpha > 0``, so it is computed on
+    that bbox grown by 2 px only (the gradient of its edge pixels sees the same
+    neighbours) and each square's sum is that of its overlap with the window: the same
+    sums, so the same square, as over the whole image."""
     import cv2
 
     h, w = alpha.shape
     s = min(side, h, w)
+    ys, xs = _corners(h - s, step), _corners(w - s, step)
+    bx, by, bw, bh = cv2.boundingRect(alpha)
+    if bw == 0:  # alpha is 0 everywhere: every sum is 0, the first corner wins
+        return int(xs[0]), int(ys[0]), s
+    wy0, wy1 = max(0, by - 2), min(h, by + bh + 2)
+    wx0, wx1 = max(0, bx - 2), min(w, bx + bw + 2)
+    win = alpha[wy0:wy1, wx0:wx1]
     # the weight is an integer <= 128 (uint8), summed exactly in int32 (float64 past its
     # range; a box sum a - b - c + d of a monotone integral stays in range too)
-    grad = cv2.morphologyEx(alpha, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    edge = cv2.compare(grad, 0, cv2.CMP_GT) // 255
-    weight = cv2.add(cv2.min(alpha, cv2.subtract(255, alpha)), edge)
-    ii = cv2.integral(weight, sdepth=cv2.CV_32S if 128 * h * w < 2**31 else cv2.CV_64F)
-    ys, xs = _corners(h - s, step), _corners(w - s, step)
-    y0, x0 = ys[:, None], xs[None, :]
-    sums = ii[y0 + s, x0 + s] - ii[y0, x0 + s] - ii[y0 + s, x0] + ii[y0, x0]
+    grad = cv2.morphologyEx(win, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    edge = cv2.threshold(grad, 0, 1, cv2.THRESH_BINARY)[1]  # no scalar/array ambiguity
+    weight = cv2.add(cv2.min(win, cv2.bitwise_not(win)), edge)  # at 1 x 1 and 4 x 1
+    ii = cv2.integral(weight, sdepth=cv2.CV_32S if 128 * win.size < 2**31 else cv2.CV_64F)
+    y0 = np.clip(ys - wy0, 0, wy1 - wy0)[:, None]  # each square's overlap with the window
+    y1 = np.clip(ys + s - wy0, 0, wy1 - wy0)[:, None]
+    x0 = np.clip(xs - wx0, 0, wx1 - wx0)[None, :]
+    x1 = np.clip(xs + s - wx0, 0, wx1 - wx0)[None, :]
+    sums = ii[y1, x1] - ii[y0, x1] - ii[y1, x0] + ii[y0, x0]
     j = int(np.argmax(sums))
     return int(xs[j % len(xs)]), int(ys[j // len(xs)]), s
 
@@ -166,23 +184,46 @@ def edge_sheet(
     return sheet, names, fg_from, [x, y, s]
 
 
-def full_record(
-    image: np.ndarray, alpha: np.ndarray, image_raw: np.ndarray | None = None
-) -> tuple[np.ndarray, float]:
-    """composite | alpha (| image_raw) side by side, each panel at full size unless its
-    longer side exceeds :data:`FULL_MAX` (then area-downscaled); returns the BGR array and
-    the scale of the panels."""
+#: Leading bytes of the stored formats a full panel may embed as they are.
+_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
+
+
+def _stored(data: bytes | None) -> tuple[str, bytes] | None:
+    """``(mime, data)`` when ``data`` is a JPEG or PNG file (by its signature), else None."""
+    if data:
+        for magic, mime in _MAGIC.items():
+            if data.startswith(magic):
+                return mime, bytes(data)
+    return None
+
+
+def full_panels(
+    image: np.ndarray,
+    alpha: np.ndarray,
+    image_raw: np.ndarray | None = None,
+    stored: dict[str, bytes | None] | None = None,
+) -> tuple[list[tuple[str, bytes]], float]:
+    """The full view's panels ``[(mime, bytes)]`` (composite, alpha, image_raw when
+    present) and their scale: each panel is its stored bytes (``stored[name]``, a JPEG or
+    PNG the decoded array came from) when the record is within :data:`FULL_MAX` px, else
+    the array (area-downscaled to the cap when over it) encoded as JPEG."""
     import cv2
 
-    panels = [image, _grey3(alpha)]
+    arrays = {"image": image, "alpha": alpha}
     if image_raw is not None and image_raw.shape == image.shape:
-        panels.append(image_raw)
+        arrays["image_raw"] = image_raw
     h, w = alpha.shape
     scale = min(1.0, FULL_MAX / max(h, w))
-    if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        panels = [cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in panels]
-    return _row(panels), scale
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    out: list[tuple[str, bytes]] = []
+    for name, arr in arrays.items():
+        kept = _stored((stored or {}).get(name)) if scale == 1.0 else None
+        if kept is None:
+            if scale < 1.0:
+                arr = cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
+            kept = ("image/jpeg", _encode(_grey3(arr) if arr.ndim == 2 else arr))
+        out.append(kept)
+    return out, scale
 
 
 def record_views(
@@ -191,11 +232,14 @@ def record_views(
     *,
     fg: np.ndarray | None = None,
     image_raw: np.ndarray | None = None,
+    stored: dict[str, bytes | None] | None = None,
 ) -> RecordViews | None:
     """:class:`RecordViews` of a decoded record (BGR), or None when image and alpha sizes
-    differ or the image is not in colour."""
+    differ or the image is not in colour.  ``stored``: the record's encoded fields by name
+    (``image``, ``alpha``, ``image_raw``) the arrays were decoded from, embedded as the
+    full view's panels as they are (:func:`full_panels`)."""
     if image.ndim != 3 or image.shape[:2] != alpha.shape:
         return None
     sheet, names, fg_from, crop = edge_sheet(image, alpha, fg=fg, image_raw=image_raw)
-    full, scale = full_record(image, alpha, image_raw)
-    return RecordViews(_encode(sheet), _encode(full), names, fg_from, crop, scale)
+    full, scale = full_panels(image, alpha, image_raw, stored)
+    return RecordViews(_encode(sheet), full, names, fg_from, crop, scale)

@@ -19,7 +19,8 @@ Definition (per record, uint8 RGB units)::
 over the band pixels whose box holds at least 20 % opaque and 20 % transparent pixels
 (:data:`LEVELS`), ``r = max(3, round(0.018*sqrt(H*W)))`` (4 px at 192x256), all on the
 working scale: images whose shorter side is 512 px or more are first area-averaged by
-``k = shorter side // 256`` (:data:`WORK_SIDE`; 2 at 512x512, r = 5 working pixels).  ``v``
+``k = shorter side // 256`` (:data:`WORK_SIDE`; 2 at 512x512, r = 5 working pixels) over
+``k x k`` blocks on the image's own grid (the window of the bbox starts on it).  ``v``
 estimates the bleeding colour minus the subject colour: the residual of a clean
 composite is noise without that shape (texture, JPEG), so its least-squares ``v`` stays
 small, while a bleeding backdrop gives a consistent ``v``.  ``halo_px`` is the number of
@@ -77,12 +78,15 @@ def halo_score(
     alpha: np.ndarray,
     bg: np.ndarray | None = None,
     bbox: list[int] | None = None,
+    half: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """``{"halo": float | None, "halo_px": int}`` of a composite (module docstring).
 
     ``image``: ``(H, W, 3)`` uint8 (any channel order; ``bg`` in the same order, same
     size); ``alpha``: ``(H, W)`` uint8; ``bbox``: ``[x0, y0, x1, y1]`` of ``alpha > 0``
-    when the caller has it (computed otherwise).
+    when the caller has it (computed otherwise); ``half``: :func:`halve` of ``image``
+    when the caller has it (the working image at ``k = 2``: the same score, read from it
+    instead of averaging the window again).
     """
     import cv2
 
@@ -100,7 +104,9 @@ def halo_score(
     k = max(1, min(h, w) // WORK_SIDE)  # working scale: 1/k of the image
     r = halo_radius(h // k, w // k)  # in working pixels
     m = (r * 2 ** (LEVELS - 1) + 2) * k
-    ya, xa = max(0, y0 - m), max(0, x0 - m)
+    # the window starts on the k x k grid of the image, so that its average is a crop of
+    # the whole image's (``half``)
+    ya, xa = max(0, y0 - m) // k * k, max(0, x0 - m) // k * k
     yb, xb = ya + (min(h, y1 + m) - ya) // k * k, xa + (min(w, x1 + m) - xa) // k * k
     size = ((xb - xa) // k, (yb - ya) // k)
 
@@ -110,6 +116,11 @@ def halo_score(
             return np.ascontiguousarray(win)
         return cv2.resize(win, size, interpolation=cv2.INTER_AREA)
 
+    def work_image() -> np.ndarray:
+        if k == 2 and half is not None and half.shape == (h // 2, w // 2, 3):
+            return np.ascontiguousarray(half[ya // 2 : yb // 2, xa // 2 : xb // 2])
+        return work(image)
+
     a = work(alpha)
     pts = cv2.findNonZero(cv2.inRange(a, BAND_LO, BAND_HI))
     if pts is None or len(pts) < MIN_BAND_PX:
@@ -117,28 +128,31 @@ def halo_score(
     pts = pts.reshape(-1, 2).astype(np.intp)
     if len(pts) > MAX_BAND_PX:  # an even subsample: the score is a least-squares mean
         pts = pts[np.linspace(0, len(pts) - 1, MAX_BAND_PX).astype(np.intp)]
-    c = work(image)
+    c = work_image()
     sums = _box_integrals(c, a)
     hh, ww = a.shape
     used_pts, f_parts, b_parts = [], [], []
     for level in range(LEVELS):  # the smallest box that reaches both sides of the band
         if not len(pts):
             break
-        f_box, b_box, area = _box_sums(sums, pts, r * 2**level, hh, ww)
+        (f_sum, f_n), (b_sum, b_n), area = _box_sums(sums, pts, r * 2**level, hh, ww)
         need = np.maximum(MIN_SHARE * area, 1)
-        ok = (f_box[:, 3] >= need) & (b_box[:, 3] >= need)
-        used_pts.append(pts[ok])
-        f_parts.append(f_box[ok, :3] / f_box[ok, 3:])
-        b_parts.append(b_box[ok, :3] / b_box[ok, 3:])
-        pts = pts[~ok]
-    used = np.concatenate(used_pts) if used_pts else np.zeros((0, 2), np.intp)
+        ok = np.flatnonzero((f_n >= need) & (b_n >= need))
+        if len(ok) < len(pts):  # gathers by index: far cheaper than boolean masks on (n, 3)
+            f_sum, f_n, b_sum, b_n = (x.take(ok, axis=0) for x in (f_sum, f_n, b_sum, b_n))
+        used_pts.append(pts.take(ok, axis=0))
+        f_parts.append(f_sum / f_n[:, None])  # float64, as the sums are integers
+        b_parts.append(b_sum / b_n[:, None])
+        if level + 1 < LEVELS:
+            pts = np.delete(pts, ok, axis=0)
+    used = np.concatenate(used_pts) if len(used_pts) > 1 else used_pts[0]
     n = len(used)
     if n < MIN_BAND_PX:
         return {"halo": None, "halo_px": n}
     at = used[:, 1] * ww + used[:, 0]  # flat indices (np.take: far cheaper than a[yy, xx])
-    f = np.concatenate(f_parts)
+    f = np.concatenate(f_parts) if len(f_parts) > 1 else f_parts[0]
     if bg is None:
-        b = np.concatenate(b_parts)
+        b = np.concatenate(b_parts) if len(b_parts) > 1 else b_parts[0]
     else:
         b = np.take(work(bg).reshape(-1, 3), at, axis=0).astype(np.float64)
     av = np.take(a.reshape(-1), at).astype(np.float64)[:, None] / 255.0
@@ -147,6 +161,16 @@ def halo_score(
     v = (resid * shape).sum(axis=0) / float((shape * shape).sum())
     # the norm of the sorted magnitudes: the same float whatever the channel order
     return {"halo": float(np.linalg.norm(np.sort(np.abs(v)))), "halo_px": n}
+
+
+def halve(arr: np.ndarray) -> np.ndarray:
+    """``arr`` at half the size by 2 x 2 block means (OpenCV's area resampling at exactly
+    1/2, its fast path; an odd last row / column is dropped): the halo score's working
+    image at ``k = 2`` and the first step of the hashes' thumbnail (:mod:`.phash`)."""
+    import cv2
+
+    h, w = arr.shape[0] // 2, arr.shape[1] // 2
+    return cv2.resize(arr[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA)
 
 
 def _box_integrals(c: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -166,10 +190,10 @@ def _box_integrals(c: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _box_sums(
     sums: tuple[np.ndarray, np.ndarray], pts: np.ndarray, r: int, h: int, w: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray]:
     """Sums over the ``(2r+1)^2`` box at each point (clipped to the ``h`` x ``w`` window)
-    from each of :func:`_box_integrals`' images as float64 ``(n, 4)`` (colour, count), and
-    the clipped box areas."""
+    from each of :func:`_box_integrals`' images as ``(colour sums (n, 3), pixel counts
+    (n,))`` (integers), and the clipped box areas."""
     xx, yy = pts[:, 0], pts[:, 1]
     ya, yb = np.maximum(yy - r, 0), np.minimum(yy + r + 1, h)
     xa, xb = np.maximum(xx - r, 0), np.minimum(xx + r + 1, w)
@@ -177,15 +201,11 @@ def _box_sums(
     ya *= w + 1  # flat indices of the four box corners in an integral image
     yb *= w + 1
     corners = (yb + xb, ya + xb, yb + xa, ya + xa)
-    f_box, b_box = (
-        _counted(np.take(s, corners[0], axis=0) - np.take(s, corners[1], axis=0)
-                 - np.take(s, corners[2], axis=0) + np.take(s, corners[3], axis=0))
-        for s in sums
-    )  # fmt: skip
-    return f_box, b_box, area
-
-
-def _counted(box: np.ndarray) -> np.ndarray:
-    """Box sums as float64 with the mask channel (255 per pixel) turned into a count."""
-    box[:, 3] //= 255
-    return box.astype(np.float64)
+    out = []
+    for s in sums:
+        box = s.take(corners[0], axis=0)
+        box -= s.take(corners[1], axis=0)
+        box -= s.take(corners[2], axis=0)
+        box += s.take(corners[3], axis=0)
+        out.append((box[:, :3], box[:, 3] // 255))  # the mask channel (255 a pixel): a count
+    return out[0], out[1], area

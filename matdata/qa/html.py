@@ -54,7 +54,8 @@ font-size:12px}
 .lb{display:none;position:fixed;inset:0;z-index:10;background:rgba(20,20,20,.92);
 overflow:auto;padding:36px 12px 12px}
 .lb:target{display:block}
-.lb img{display:block;max-width:none;image-rendering:pixelated;margin:0 auto}
+.lb .full{display:flex;gap:4px;width:max-content;margin:0 auto;align-items:flex-start}
+.lb img{display:block;max-width:none;image-rendering:pixelated}
 .lb .close{position:fixed;top:6px;right:18px;color:#fff;font-size:26px;text-decoration:none}
 .lb p{color:#eee;text-align:center;margin:6px}
 """
@@ -129,10 +130,15 @@ def _edge_card(i: int, row: dict[str, Any], views: Any) -> tuple[str, str]:
         f" alt='edges {key}'></a><figcaption>{cap}</figcaption></figure>"
     )
     scale = "" if views.scale == 1.0 else f" (panels scaled {views.scale:.2f}: over the cap)"
+    names = ["", " alpha", " image_raw"]
+    panels = "".join(
+        f"<img src='{_data_uri(data, mime)}' alt='full {key}{names[j]}'>"
+        for j, (mime, data) in enumerate(views.full[:3])
+    )
     box = (
         f"<div class=lb id=lb-{i}><a class=close href='#edges' title=close>&times;</a>"
-        f"<p>{key}: composite | alpha{' | image_raw' if len(views.views) > 3 else ''}"
-        f"{scale}</p><img src='{_data_uri(views.full, 'image/jpeg')}' alt='full {key}'></div>"
+        f"<p>{key}: composite | alpha{' | image_raw' if len(views.full) > 2 else ''}"
+        f"{scale}</p><div class=full>{panels}</div></div>"
     )
     return card, box
 

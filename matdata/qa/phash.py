@@ -31,14 +31,21 @@ import numpy as np
 def _thumb(img: np.ndarray) -> np.ndarray:
     """Grey 64 x 64 float32 thumbnail: the common start of both hashes.
 
-    Grey first (``0.299 R + 0.587 G + 0.114 B``, OpenCV), halved with a Gaussian pyramid
-    (``cv2.pyrDown``) while the short side is >= 256, then area-averaged to 64 x 64.
-    Area resampling of the full image would be as robust but slow at non-integer ratios
-    (3 ms for 800 x 600, as long as its JPEG decode); bilinear sampling is fast but
-    aliases noise (a JPEG re-encode then moves the pHash by up to 8 bits instead of 2).
+    An image whose short side is >= 512 is first halved by 2 x 2 block means
+    (:func:`matdata.qa.halo.halve`, in colour: the halo score's working image at 512 px,
+    so the scan passes the grey of that and computes it once); then grey (``0.299 R +
+    0.587 G + 0.114 B``, OpenCV), halved with a Gaussian pyramid (``cv2.pyrDown``) while
+    the short side is >= 256, and area-averaged to 64 x 64.  Area resampling of the full
+    image would be as robust but slow at non-integer ratios (3 ms for 800 x 600, as long
+    as its JPEG decode); bilinear sampling is fast but aliases noise (a JPEG re-encode
+    then moves the pHash by up to 8 bits instead of 2).
     """
     import cv2
 
+    from matdata.qa.halo import halve
+
+    if min(img.shape[:2]) >= 512:
+        img = halve(img)
     g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
     while min(g.shape[:2]) >= 256:
         g = cv2.pyrDown(g)
