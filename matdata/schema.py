@@ -135,8 +135,10 @@ class Record:
         return out
 
 
-def validate_record(rec: Record) -> None:
-    """Check a whole record before any byte of it is written; raise :class:`DatasetError`."""
+def validate_record(rec: Record) -> str:
+    """Check a whole record before any byte of it is written; raise :class:`DatasetError`.
+
+    Returns the canonical meta text (:func:`dump_meta`), which the writers reuse."""
     if not isinstance(rec.key, str) or not KEY_RE.match(rec.key):
         raise DatasetError(f"record key {rec.key!r} must match [A-Za-z0-9_-]+")
     for spec in IMAGE_FIELDS:
@@ -151,7 +153,7 @@ def validate_record(rec: Record) -> None:
     if missing:
         raise DatasetError(f"record {rec.key}: meta lacks {', '.join(missing)}")
     try:
-        dump_meta(rec.meta)
+        return dump_meta(rec.meta)
     except (TypeError, ValueError) as exc:
         raise DatasetError(f"record {rec.key}: meta is not JSON-serialisable: {exc}") from exc
 
@@ -168,10 +170,12 @@ def load_meta(text: str | bytes) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- WebDataset
 
 
-def to_wds_members(rec: Record) -> list[tuple[str, bytes]]:
-    """Tar members ``(name, bytes)`` of one record, sorted by name (reproducible tars)."""
+def to_wds_members(rec: Record, meta_text: str | None = None) -> list[tuple[str, bytes]]:
+    """Tar members ``(name, bytes)`` of one record, sorted by name (reproducible tars);
+    ``meta_text``: the record's :func:`dump_meta` text where the caller already has it."""
     members = [(f"{rec.key}.{FIELDS_BY_NAME[n].ext}", bytes(v)) for n, v in rec.fields().items()]
-    members.append((f"{rec.key}.{META_EXT}", dump_meta(rec.meta).encode()))
+    text = dump_meta(rec.meta) if meta_text is None else meta_text
+    members.append((f"{rec.key}.{META_EXT}", text.encode()))
     return sorted(members)
 
 
@@ -207,9 +211,11 @@ def arrow_schema():  # -> pyarrow.Schema (pyarrow imported lazily)
     return pa.schema(cols, metadata={b"matdata_schema_version": str(SCHEMA_VERSION).encode()})
 
 
-def to_parquet_row(rec: Record) -> dict[str, Any]:
-    """One Parquet row: image structs carry ``path = KEY.EXT`` so decoders know the format."""
-    row: dict[str, Any] = {"key": rec.key, "meta": dump_meta(rec.meta)}
+def to_parquet_row(rec: Record, meta_text: str | None = None) -> dict[str, Any]:
+    """One Parquet row: image structs carry ``path = KEY.EXT`` so decoders know the format;
+    ``meta_text``: the record's :func:`dump_meta` text where the caller already has it."""
+    text = dump_meta(rec.meta) if meta_text is None else meta_text
+    row: dict[str, Any] = {"key": rec.key, "meta": text}
     for spec in IMAGE_FIELDS:
         value = getattr(rec, spec.name)
         row[spec.name] = (

@@ -254,13 +254,13 @@ class _Part:
                 use_dictionary=False,
             )
 
-    def write(self, rec: Record) -> None:
+    def write(self, rec: Record, meta_text: str | None = None) -> None:
         self.samples += 1
         if self.fmt == "webdataset":
-            for name, data in to_wds_members(rec):
+            for name, data in to_wds_members(rec, meta_text):
                 self.tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
         else:
-            self._rows.append(to_parquet_row(rec))
+            self._rows.append(to_parquet_row(rec, meta_text))
             if len(self._rows) >= self.row_group_size:
                 self._flush()
 
@@ -341,12 +341,12 @@ class ShardWriter:
         return len(self._keys)
 
     def write(self, rec: Record) -> None:
-        validate_record(rec)
+        meta_text = validate_record(rec)  # serialised once, shared by every format
         if rec.key in self._keys:
             raise DatasetError(f"duplicate key {rec.key!r} in shard {self.split}-{self.index}")
         self._keys.add(rec.key)
         for part in self._parts:
-            part.write(rec)
+            part.write(rec, meta_text)
 
     def close(self) -> list[ShardInfo]:
         if self._closed:
